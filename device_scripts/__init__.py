@@ -1,0 +1,1 @@
+"""Standalone scripts copied to and run on the device (numpy + one interpreter, OpenCV for cameras)."""

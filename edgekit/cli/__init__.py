@@ -1,0 +1,84 @@
+"""The `edgekit` command: a lazy Click group (subcommand modules load only when invoked).
+
+Add a command by adding one line to COMMANDS; its module must not import TensorFlow at import time.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from edgekit import __version__
+
+# name -> ("module", "attribute", "one-line help shown by `edgekit --help` without importing it")
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "models": ("edgekit.cli.models_cmd", "models", "List model families and variants with params and MACs."),
+    "export": ("edgekit.cli.export_cmd", "export", "Build/load a model, quantize, verify, write a bundle."),
+}
+
+
+class LazyGroup(click.Group):
+    """Click's documented LazyGroup pattern: import a subcommand only when it is used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr, _ = COMMANDS[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Short help from the table, so `edgekit --help` imports no command module.
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+EPILOG = (
+    "Exit codes: 0 ok, 1 internal error, 2 usage, 3 input data, 4 model file, 5 verification failed, "
+    "6 device, 7 SSH host key, 8 missing dependency, 9 partial fleet failure, 130 interrupted."
+)
+
+
+@click.group(cls=LazyGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgekit")
+def cli() -> None:
+    """edgekit: from a Keras image classifier to a measured int8 model on a real edge device."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: user errors become one line and an exit code, never a traceback."""
+    from edgekit.errors import EdgekitError, ExitCode  # noqa: PLC0415
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ banner is noise for users
+    try:
+        rv = cli.main(args=argv, prog_name="edgekit", standalone_mode=False)
+    except EdgekitError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(int(exc.exit_code))
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except BrokenPipeError:
+        sys.exit(0)
+    except Exception:
+        if os.environ.get("EDGEKIT_DEBUG"):
+            raise
+        import traceback  # noqa: PLC0415
+
+        traceback.print_exc()
+        click.echo("error: internal error (a bug in edgekit); please report the traceback above", err=True)
+        sys.exit(int(ExitCode.INTERNAL))
+    sys.exit(rv if isinstance(rv, int) else 0)

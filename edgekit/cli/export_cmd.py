@@ -1,0 +1,123 @@
+"""`edgekit export`: the headline command."""
+
+from __future__ import annotations
+
+import click
+
+from edgekit.cli.options import io_option, json_option, model_options, output_option, quantize_option
+from edgekit.cli.output import console, print_json, progress_steps
+
+
+@click.command()
+@model_options
+@click.option(
+    "--labels", "labels_file", type=click.Path(), default=None, help="labels.txt, one class per line."
+)
+@click.option(
+    "--weights",
+    type=click.Path(),
+    default=None,
+    help="A saved Keras model (.keras) or a training run folder.",
+)
+@click.option(
+    "--calibration",
+    default=None,
+    help="Folder of images for int8 calibration and verification (default: synthetic images).",
+)
+@click.option(
+    "--calibration-samples", type=int, default=100, show_default=True, help="Images used to calibrate."
+)
+@quantize_option
+@io_option
+@output_option
+@json_option
+def export(
+    model,
+    alpha,
+    rho,
+    resolution,
+    classes,
+    shortcut,
+    labels_file,
+    weights,
+    calibration,
+    calibration_samples,
+    precisions,
+    io,
+    output,
+    as_json,
+) -> None:
+    """Build (or load --weights), quantize, verify and write a self-describing TFLite bundle.
+
+    \b
+    Example:  edgekit export --model mobilenet --alpha 0.5
+    """
+    from edgekit.config import ExportConfig  # noqa: PLC0415
+    from edgekit.errors import UsageError  # noqa: PLC0415
+    from edgekit.manifest import read_labels  # noqa: PLC0415
+    from edgekit.models import resolve_config  # noqa: PLC0415
+
+    labels = tuple(read_labels(labels_file)) if labels_file else ()
+    if labels and classes is not None and classes != len(labels):
+        raise UsageError(f"--classes {classes} disagrees with the {len(labels)} labels in {labels_file}")
+    if labels:
+        classes = len(labels)
+    if calibration_samples < 1:
+        raise UsageError(f"--calibration-samples must be at least 1; received {calibration_samples}")
+    cfg = ExportConfig(
+        model=resolve_config(
+            model, alpha=alpha, rho=rho, resolution=resolution, classes=classes, shortcut=shortcut
+        ),
+        precisions=precisions,
+        io=io,
+        weights=weights,
+        calibration=calibration,
+        calibration_samples=calibration_samples,
+        labels=labels,
+        output=output,
+    )
+    from edgekit.export import export_bundle  # noqa: PLC0415
+
+    with progress_steps("export", quiet=as_json) as step:
+        out, manifest = export_bundle(cfg, progress=step)
+    if as_json:
+        print_json({"bundle": str(out), **manifest})
+        return
+    _summary(out, manifest)
+
+
+def _summary(out, manifest: dict) -> None:
+    from rich.table import Table  # noqa: PLC0415
+
+    c = console()
+    m = manifest["model"]
+    c.print(
+        f"[bold green]bundle written[/] {out}  ({manifest['name']}: {m['params'] / 1e6:.2f}M params, "
+        f"{m['macs'] / 1e6:.0f}M MACs, input {m['input_shape']})"
+    )
+    t = Table(show_header=True)
+    for col in ("file", "precision", "size", "vs float32", "top-1 agreement", "max |Δ|", "input"):
+        t.add_column(col)
+    for e in manifest["models"]:
+        v = e["verification"]
+        i = e["io"]["input"]
+        t.add_row(
+            e["file"],
+            e["precision"],
+            f"{e['size_bytes'] / 1e6:.2f} MB",
+            f"{v['size_ratio_vs_float32']:.2f}×",
+            f"{v['top1_agreement']:.0%}",
+            f"{v['max_abs_diff']:.3g}",
+            f"{i['dtype']} scale={i['scale']:.4g} zp={i['zero_point']}",
+        )
+    c.print(t)
+    cal = manifest["calibration"]
+    if cal["synthetic"]:
+        c.print(f"[yellow]note:[/] {cal['note']}")
+    if cal.get("skipped"):
+        c.print(
+            f"[yellow]skipped {len(cal['skipped'])} unreadable images:[/] {', '.join(cal['skipped'][:5])}"
+        )
+    if any(e["precision"] == "int8" for e in manifest["models"]):
+        c.print(f"[bold]int8 speed on this CPU:[/] {manifest['host']['int8_note']}")
+    c.print(f"next: [bold]edgekit profile {out}[/]")

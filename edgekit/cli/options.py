@@ -1,0 +1,81 @@
+"""Options shared by several commands, defined once (as pip-tools' scripts/options.py does)."""
+
+from __future__ import annotations
+
+import click
+
+from edgekit.config import IO_TYPES, PRECISIONS
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+
+model_option = click.option(
+    "--model",
+    "-m",
+    default="mobilenet",
+    show_default=True,
+    help="Model family or variant (see `edgekit models`).",
+)
+alpha_option = click.option(
+    "--alpha", type=float, default=None, help="MobileNet width multiplier, in (0, 1.25]."
+)
+rho_option = click.option("--rho", type=float, default=None, help="Resolution multiplier: input = 224·rho.")
+resolution_option = click.option("--resolution", type=int, default=None, help="Input side in pixels (≥ 32).")
+classes_option = click.option("--classes", type=int, default=None, help="Number of classes (default 1000).")
+shortcut_option = click.option(
+    "--shortcut",
+    type=click.Choice(["A", "B", "C"], case_sensitive=False),
+    default=None,
+    help="ResNet shortcut: A zero-pad identity, B projection where shape changes (default), C always.",
+)
+threads_option = click.option(
+    "--threads", default="1", show_default=True, help="Interpreter threads, e.g. 1,2,4."
+)
+device_option = click.option(
+    "--device", "-d", default=None, help="Device name(s) from `edgekit devices`, comma list."
+)
+output_option = click.option("-o", "--output", type=click.Path(), default=None, help="Output folder.")
+
+
+def model_options(f):
+    """--model --alpha --rho --resolution --classes --shortcut, in that order."""
+    for opt in reversed(
+        [model_option, alpha_option, rho_option, resolution_option, classes_option, shortcut_option]
+    ):
+        f = opt(f)
+    return f
+
+
+def parse_precisions(value: str) -> tuple[str, ...]:
+    items = tuple(dict.fromkeys(p.strip().lower() for p in value.split(",") if p.strip()))
+    bad = [p for p in items if p not in PRECISIONS]
+    if bad or not items:
+        raise click.BadParameter(f"use one or more of {', '.join(PRECISIONS)}; received {value!r}")
+    return items
+
+
+def parse_int_list(value: str, name: str) -> tuple[int, ...]:
+    try:
+        items = tuple(int(v) for v in str(value).split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{name} must be comma-separated integers; received {value!r}") from None
+    if not items or any(v < 1 for v in items):
+        raise click.BadParameter(f"{name} must be positive integers; received {value!r}")
+    return items
+
+
+quantize_option = click.option(
+    "--quantize",
+    "-q",
+    "precisions",
+    default="int8",
+    show_default=True,
+    callback=lambda ctx, p, v: parse_precisions(v),
+    help=f"Precision(s), comma list of {', '.join(PRECISIONS)}; int8 = full integer, per-channel weights.",
+)
+io_option = click.option(
+    "--io",
+    type=click.Choice(IO_TYPES),
+    default="int8",
+    show_default=True,
+    help="Input/output type of the int8 model.",
+)

@@ -1,0 +1,80 @@
+"""Every user-facing failure is one of these classes; the CLI maps them to exit codes in one place.
+
+A message says what was received and what to do about it, on one line.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    INTERNAL = 1  # a bug: the traceback is printed
+    USAGE = 2  # bad flags or values (click uses 2 as well)
+    INPUT = 3  # missing/empty/corrupt data, image folders, labels
+    MODEL = 4  # unreadable, corrupt or unsuitable model file
+    VERIFY = 5  # a converted model failed verification (broken or too inaccurate)
+    DEVICE = 6  # device unreachable, command failed on the device, timeouts
+    HOSTKEY = 7  # SSH host key unknown or changed: refused
+    DEPENDENCY = 8  # an optional package (TensorFlow, ONNX tools, ...) is missing
+    PARTIAL = 9  # a fleet run where some devices failed (others' results kept)
+    INTERRUPTED = 130  # Ctrl-C
+
+
+class EdgekitError(Exception):
+    """Base class: a user error with a one-line message and an exit code."""
+
+    exit_code: ExitCode = ExitCode.INTERNAL
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class UsageError(EdgekitError):
+    exit_code = ExitCode.USAGE
+
+
+class InputDataError(EdgekitError):
+    exit_code = ExitCode.INPUT
+
+
+class ModelFileError(EdgekitError):
+    exit_code = ExitCode.MODEL
+
+
+class VerificationError(EdgekitError):
+    exit_code = ExitCode.VERIFY
+
+
+class DeviceError(EdgekitError):
+    exit_code = ExitCode.DEVICE
+
+
+class HostKeyError(EdgekitError):
+    exit_code = ExitCode.HOSTKEY
+
+
+class DependencyError(EdgekitError):
+    exit_code = ExitCode.DEPENDENCY
+
+
+class PartialFailure(EdgekitError):
+    exit_code = ExitCode.PARTIAL
+
+
+def require_tensorflow():
+    """Import TensorFlow lazily, or say how to install it."""
+    try:
+        import tensorflow as tf  # noqa: PLC0415
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise DependencyError(
+            f"TensorFlow is not installed ({exc.__class__.__name__}: {exc})",
+            hint="install the desktop extra: pip install 'edgekit[tf]'",
+        ) from exc
+    return tf

@@ -1,0 +1,1 @@
+"""Results comparison and rendering (no TensorFlow here)."""

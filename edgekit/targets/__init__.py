@@ -1,0 +1,1 @@
+"""Device targets: how files move and commands run on a device (local, SSH, adb)."""

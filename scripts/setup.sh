@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Set up everything edgekit and its tests need on a fresh Debian/Ubuntu machine (idempotent).
+#   bash scripts/setup.sh            python venv in .venv with the desktop + dev extras
+#   EDGEKIT_SYSTEM_DEPS=1 ...        also apt-get the system packages the tests use (needs root)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+
+if [ "${EDGEKIT_SYSTEM_DEPS:-0}" = "1" ]; then
+  need=()
+  command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
+  command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
+  if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" = "0" ]; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    else
+      echo "setup: missing system packages: ${need[*]} (run as root or install them)" >&2
+    fi
+  fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[tf,dev]"
+echo "setup: done ($(.venv/bin/python --version), edgekit $(.venv/bin/edgekit --version | awk '{print $NF}'))"
