@@ -1,16 +1,768 @@
-"""Results history in SQLite (issue 6 fills this in; the recording API below is the contract).
+"""Results history in SQLite: every export, eval, profile and camera run, queryable afterwards.
 
-Every export, eval and profile calls `record()` once with its final result. It must never import
-TensorFlow and must be safe under concurrent writers (a fleet run).
+Every export, eval and profile calls `record()` once with its final result. The full JSON is kept
+(nothing is lost when a producer adds keys); the figures that reports and sweeps query are copied
+into columns, and a profile's per-setting figures (threads x batch x precision) into `measurements`.
+
+Where the file lives: `--db PATH` > `EDGEKIT_DB` > `$EDGEKIT_HOME/results.db` > the user data dir
+(platformdirs). `EDGEKIT_DB=off` turns recording off.
+
+Safety: WAL journal, a busy timeout and `BEGIN IMMEDIATE` make concurrent writers (a fleet run)
+queue rather than fail; each run is one transaction, so a crash (kill -9) loses at most that run.
+The schema carries `PRAGMA user_version` and is brought up to date by MIGRATIONS on open.
+Never imports TensorFlow.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime as _dt
+import json
+import os
+import re
+import socket
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
-def record(kind: str, result: dict, *, manifest: dict | None = None, device: dict | None = None,
-           db: str | None = None) -> int | None:
+from edgekit import __version__
+from edgekit.errors import InputDataError, UsageError
+
+KINDS = ("export", "eval", "profile", "camera")
+DB_FILENAME = "results.db"
+BUSY_TIMEOUT_MS = 60_000  # a fleet of writers queues; a minute of waiting means something is stuck
+OFF_VALUES = ("off", "none", "0", "false")
+
+
+# --------------------------------------------------------------------------- where the file lives
+
+
+def resolve_db_path(db: str | os.PathLike | None = None) -> Path | None:
+    """The database file to use, or None when recording is turned off (`EDGEKIT_DB=off`)."""
+    value = str(db) if db is not None else os.environ.get("EDGEKIT_DB") or None
+    if value is not None:
+        return None if value.strip().lower() in OFF_VALUES else Path(value).expanduser()
+    home = os.environ.get("EDGEKIT_HOME")
+    if home:
+        return Path(home).expanduser() / DB_FILENAME
+    from platformdirs import user_data_dir  # noqa: PLC0415
+
+    return Path(user_data_dir("edgekit", appauthor=False)) / DB_FILENAME
+
+
+# --------------------------------------------------------------------------- schema and migrations
+
+# Version 1: the first released layout, one row per run (kept verbatim: old files in the wild have it).
+_V1 = """
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    edgekit_version TEXT,
+    bundle_id TEXT,
+    model_name TEXT,
+    family TEXT,
+    alpha REAL,
+    resolution INTEGER,
+    classes INTEGER,
+    precision TEXT,
+    device TEXT,
+    interpreter TEXT,
+    interpreter_version TEXT,
+    threads INTEGER,
+    batch INTEGER,
+    p50_ms REAL,
+    p90_ms REAL,
+    p99_ms REAL,
+    images_per_s REAL,
+    top1 REAL,
+    top5 REAL,
+    result_json TEXT NOT NULL,
+    manifest_json TEXT,
+    device_json TEXT
+);
+CREATE INDEX runs_kind_time ON runs(kind, created_at);
+"""
+
+# Version 2: figures reports need as columns, one row per profiled setting, and the sweep key.
+_V2_COLUMNS = (
+    ("device_kind", "TEXT"),
+    ("host", "TEXT"),
+    ("mean_ms", "REAL"),
+    ("size_bytes", "INTEGER"),
+    ("peak_rss_bytes", "INTEGER"),
+    ("reference_top1", "REAL"),
+    ("reference_top5", "REAL"),
+    ("agreement", "REAL"),
+    ("top1_change", "REAL"),
+    ("n_images", "INTEGER"),
+    ("temperature_c", "REAL"),
+    ("throttled", "INTEGER"),
+    ("params", "INTEGER"),
+    ("macs", "INTEGER"),
+    ("sweep_key", "TEXT"),
+)
+_V2_SQL = """
+CREATE TABLE measurements (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    precision TEXT,
+    threads INTEGER,
+    batch INTEGER,
+    p50_ms REAL, p90_ms REAL, p99_ms REAL, mean_ms REAL, std_ms REAL, min_ms REAL, max_ms REAL,
+    images_per_s REAL,
+    init_ms REAL,
+    first_inference_ms REAL,
+    peak_rss_bytes INTEGER,
+    model_size_bytes INTEGER,
+    PRIMARY KEY (run_id, idx)
+);
+CREATE INDEX runs_bundle ON runs(bundle_id, device);
+CREATE INDEX runs_model ON runs(model_name, device);
+CREATE INDEX runs_sweep ON runs(sweep_key, device, kind);
+"""
+
+
+def _migrate_v1(conn: sqlite3.Connection) -> None:
+    # Statement by statement: executescript() would COMMIT the migration transaction early.
+    for stmt in _split_sql(_V1):
+        conn.execute(stmt)
+
+
+def _migrate_v2(conn: sqlite3.Connection) -> None:
+    for name, typ in _V2_COLUMNS:
+        conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {typ}")
+    for stmt in _split_sql(_V2_SQL):
+        conn.execute(stmt)
+    # Backfill from the JSON every run kept: old rows gain the new columns and measurements.
+    rows = conn.execute("SELECT id, kind, result_json, manifest_json, device_json FROM runs").fetchall()
+    for run_id, kind, rj, mj, dj in rows:
+        cols, meas = extract(kind, _loads(rj), _loads(mj), _loads(dj))
+        sets = ", ".join(f"{k} = ?" for k, _ in _V2_COLUMNS)
+        conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", [cols.get(k) for k, _ in _V2_COLUMNS] + [run_id])
+        _insert_measurements(conn, run_id, meas)
+
+
+# (version, what it does, how); append only, never edit a released step.
+MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite3.Connection], None]], ...] = (
+    (1, "runs table", _migrate_v1),
+    (2, "report columns, measurements table, sweep key", _migrate_v2),
+)
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def _split_sql(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _loads(text: str | None):
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return None
+
+
+# --------------------------------------------------------------------------- opening
+
+
+class Store:
+    """One connection to a results database (open with `Store.open(path)` or `open_store(db)`)."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self.conn = conn
+        self.path = path
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, create: bool = True) -> Store:
+        path = Path(path)
+        if not create and not path.is_file():
+            raise InputDataError(
+                f"no results database at {path}", hint="run export/eval/profile first, or pass --db FILE"
+            )
+        if path.exists() and path.is_dir():
+            raise UsageError(f"results database {path} is a folder; pass a file path to --db")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT) below.
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise InputDataError(f"cannot open results database {path}: {exc}", hint=_DB_HINT) from None
+        store = cls(conn, path)
+        try:
+            store._setup()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise InputDataError(f"cannot use results database {path}: {exc}", hint=_DB_HINT) from None
+        except BaseException:
+            conn.close()
+            raise
+        return store
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _setup(self) -> None:
+        c = self.conn
+        c.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        c.execute("PRAGMA foreign_keys = ON")
+        # Switching to WAL needs a moment alone with the file; several processes opening a fresh file
+        # at once can see SQLITE_BUSY here even with the busy timeout, so retry briefly.
+        for attempt in range(100):
+            try:
+                if c.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() == "wal":
+                    break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+            time.sleep(0.05 * (1 + attempt % 5))
+        # FULL: a committed run survives power loss too (the rate of runs makes its cost invisible).
+        c.execute("PRAGMA synchronous = FULL")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        version = self.schema_version()
+        if version > SCHEMA_VERSION:
+            raise InputDataError(
+                f"results database {self.path} has schema version {version}; this edgekit "
+                f"({__version__}) reads up to {SCHEMA_VERSION}",
+                hint="upgrade edgekit, or pass --db with another file",
+            )
+        if version == SCHEMA_VERSION:
+            return
+        with self.transaction():
+            # Re-read inside the write lock: another process may have migrated meanwhile.
+            version = self.schema_version()
+            for target, _what, step in MIGRATIONS:
+                if target > version:
+                    step(self.conn)
+                    self.conn.execute(f"PRAGMA user_version = {target}")
+
+    def schema_version(self) -> int:
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE .. COMMIT: takes the write lock up front, so writers queue, never deadlock."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # ----------------------------------------------------------------------- writing
+
+    def insert_run(
+        self,
+        kind: str,
+        result,
+        *,
+        manifest: dict | None = None,
+        device: dict | None = None,
+        created_at: str | None = None,
+    ) -> int:
+        """Insert one run (call inside `transaction()`); returns its id."""
+        cols, meas = extract(kind, result, manifest, device)
+        cols.update(
+            kind=kind,
+            created_at=created_at or _now(),
+            edgekit_version=__version__,
+            host=socket.gethostname(),
+            result_json=_dumps(result),
+            manifest_json=_dumps(manifest) if manifest is not None else None,
+            device_json=_dumps(device) if device is not None else None,
+        )
+        names = [n for n in RUN_COLUMNS if n in cols]
+        cur = self.conn.execute(
+            f"INSERT INTO runs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+            [cols[n] for n in names],
+        )
+        run_id = int(cur.lastrowid)
+        _insert_measurements(self.conn, run_id, meas)
+        return run_id
+
+    def add(self, kind: str, result, *, manifest=None, device=None) -> int:
+        with self.transaction():
+            return self.insert_run(kind, result, manifest=manifest, device=device)
+
+    # ----------------------------------------------------------------------- reading
+
+    def query(
+        self, filters: RunFilter | None = None, *, columns: tuple[str, ...] | None = None
+    ) -> list[dict]:
+        """Runs matching `filters`, newest first, as dicts of the summary columns."""
+        filters = filters or RunFilter()
+        where, args = filters.sql()
+        cols = columns or SUMMARY_COLUMNS
+        sql = f"SELECT {', '.join(cols)} FROM runs{where} ORDER BY id DESC"
+        if filters.limit:
+            sql += f" LIMIT {int(filters.limit)}"
+        cur = self.conn.execute(sql, args)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def get(self, run_id: int) -> dict:
+        """One run with everything: columns, parsed result/manifest/device_info, measurements."""
+        cur = self.conn.execute("SELECT * FROM runs WHERE id = ?", (int(run_id),))
+        row = cur.fetchone()
+        if row is None:
+            raise InputDataError(f"no run with id {run_id} in {self.path}", hint="see `edgekit runs list`")
+        run = dict(zip([d[0] for d in cur.description], row, strict=True))
+        run["result"] = _loads(run.pop("result_json"))
+        run["manifest"] = _loads(run.pop("manifest_json"))
+        run["device_info"] = _loads(run.pop("device_json"))  # `device` is the name column
+        run["measurements"] = self.measurements([run["id"]]).get(run["id"], [])
+        return run
+
+    def measurements(self, run_ids: list[int]) -> dict[int, list[dict]]:
+        out: dict[int, list[dict]] = {i: [] for i in run_ids}
+        for chunk in _chunks(list(run_ids), 500):
+            cur = self.conn.execute(
+                f"SELECT * FROM measurements WHERE run_id IN ({', '.join('?' * len(chunk))}) "
+                "ORDER BY run_id, idx",
+                chunk,
+            )
+            names = [d[0] for d in cur.description]
+            for row in cur.fetchall():
+                m = dict(zip(names, row, strict=True))
+                out.setdefault(m["run_id"], []).append(m)
+        return out
+
+    def results(self, run_ids: list[int]) -> dict[int, dict]:
+        """Parsed result/manifest/device JSON for several runs (for reports)."""
+        out = {}
+        for chunk in _chunks(list(run_ids), 500):
+            cur = self.conn.execute(
+                "SELECT id, result_json, manifest_json, device_json FROM runs "
+                f"WHERE id IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            )
+            for rid, rj, mj, dj in cur.fetchall():
+                out[rid] = {"result": _loads(rj), "manifest": _loads(mj), "device_info": _loads(dj)}
+        return out
+
+    def count(self) -> dict[str, int]:
+        return dict(self.conn.execute("SELECT kind, COUNT(*) FROM runs GROUP BY kind").fetchall())
+
+    def has_sweep_run(self, sweep_key: str, device: str, kind: str) -> bool:
+        row = self.conn.execute(
+            "SELECT 1 FROM runs WHERE sweep_key = ? AND device = ? AND kind = ? LIMIT 1",
+            (sweep_key, device, kind),
+        ).fetchone()
+        return row is not None
+
+
+_DB_HINT = "pass --db FILE or set EDGEKIT_DB (EDGEKIT_DB=off turns recording off)"
+
+RUN_COLUMNS = (
+    "kind", "created_at", "edgekit_version", "bundle_id", "model_name", "family", "alpha", "resolution",
+    "classes", "precision", "device", "interpreter", "interpreter_version", "threads", "batch", "p50_ms",
+    "p90_ms", "p99_ms", "images_per_s", "top1", "top5", "result_json", "manifest_json", "device_json",
+    *(name for name, _ in _V2_COLUMNS),
+)  # fmt: skip
+SUMMARY_COLUMNS = ("id", *(c for c in RUN_COLUMNS if not c.endswith("_json")))
+MEASUREMENT_COLUMNS = (
+    "precision", "threads", "batch", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms",
+    "images_per_s", "init_ms", "first_inference_ms", "peak_rss_bytes", "model_size_bytes",
+)  # fmt: skip
+
+
+def open_store(db: str | os.PathLike | None = None, *, create: bool = True) -> Store:
+    path = resolve_db_path(db)
+    if path is None:
+        raise UsageError("recording is turned off (EDGEKIT_DB=off); pass --db FILE to read a database")
+    return Store.open(path, create=create)
+
+
+def record(kind: str, result, *, manifest: dict | None = None, device: dict | None = None,
+           db: str | None = None) -> int | None:  # fmt: skip
     """Store one finished run (kind: "export" | "eval" | "profile" | "camera"); returns its id.
 
-    Placeholder until the results store lands: records nothing and returns None.
+    One transaction per call. Returns None when recording is turned off (EDGEKIT_DB=off).
     """
-    return None
+    if kind not in KINDS:
+        raise UsageError(f"run kind must be one of {', '.join(KINDS)}; received {kind!r}")
+    path = resolve_db_path(db)
+    if path is None:
+        return None
+    with Store.open(path) as store:
+        try:
+            return store.add(kind, result, manifest=manifest, device=device)
+        except sqlite3.DatabaseError as exc:
+            raise InputDataError(f"cannot write to results database {path}: {exc}", hint=_DB_HINT) from None
+
+
+# --------------------------------------------------------------------------- filters
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """What `runs list`, `runs export` and `report` select; fields follow the flags."""
+
+    kind: str | None = None
+    model: str | None = None  # variant name, family or glob (mobilenet*, *_160)
+    device: str | None = None  # one name or a comma list
+    since: str | None = None  # ISO date/time or a relative age: 30m, 24h, 7d
+    bundle: str | None = None  # bundle id prefix
+    ids: tuple[int, ...] = ()
+    limit: int | None = None
+
+    def sql(self) -> tuple[str, list]:
+        clauses, args = [], []
+        if self.kind:
+            kinds = [k.strip() for k in self.kind.split(",") if k.strip()]
+            bad = [k for k in kinds if k not in KINDS]
+            if bad:
+                raise UsageError(f"--kind must be among {', '.join(KINDS)}; received {self.kind!r}")
+            clauses.append(f"kind IN ({', '.join('?' * len(kinds))})")
+            args += kinds
+        if self.model:
+            pat = self.model if any(ch in self.model for ch in "*?[") else None
+            if pat:
+                clauses.append("(model_name GLOB ? OR family GLOB ?)")
+                args += [pat, pat]
+            else:
+                m = self.model.lower().replace("-", "_")
+                clauses.append("(model_name = ? OR family = ? OR model_name GLOB ? OR family GLOB ?)")
+                args += [m, m, f"{m}*", f"{m}*"]
+        if self.device:
+            names = [d.strip() for d in self.device.split(",") if d.strip()]
+            clauses.append(f"device IN ({', '.join('?' * len(names))})")
+            args += names
+        if self.since:
+            clauses.append("created_at >= ?")
+            args.append(parse_since(self.since))
+        if self.bundle:
+            clauses.append("bundle_id GLOB ?")
+            args.append(f"{self.bundle}*")
+        if self.ids:
+            clauses.append(f"id IN ({', '.join('?' * len(self.ids))})")
+            args += list(self.ids)
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_since(value: str, now: _dt.datetime | None = None) -> str:
+    """`7d`, `24h`, `2026-05-01` or `2026-05-01T10:00` -> an ISO UTC timestamp to compare with."""
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    m = _AGE.match(value)
+    if m:
+        t = now - _dt.timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2).lower()])
+        return t.isoformat(timespec="seconds")
+    try:
+        t = _dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise UsageError(
+            f"--since takes an age (30m, 24h, 7d) or an ISO date (2026-05-01); received {value!r}"
+        ) from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=_dt.timezone.utc)
+    return t.astimezone(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+# --------------------------------------------------------------------------- extraction
+
+# Producers (export, desktop eval, device eval, profile, camera; local or remote) shape their JSON a
+# little differently and will keep adding keys: look figures up by several paths, never require one.
+
+
+def _get(d, *paths, default=None):
+    for path in paths:
+        cur = d
+        for part in path.split("."):
+            if isinstance(cur, dict) and part in cur:
+                cur = cur[part]
+            else:
+                cur = None
+                break
+        if cur is not None:
+            return cur
+    return default
+
+
+def _num(v) -> float | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return float(v)
+    try:
+        return float(v)  # numpy scalars, numeric strings
+    except (TypeError, ValueError):
+        return None
+
+
+def _int(v) -> int | None:
+    n = _num(v)
+    return int(n) if n is not None else None
+
+
+def _fraction(v) -> float | None:
+    """Accuracy as a fraction; producers that print percentages (e.g. 87.5) are scaled down."""
+    n = _num(v)
+    if n is None:
+        return None
+    return n / 100.0 if n > 1.0 else n
+
+
+def profile_entries(result) -> list[dict]:
+    """A profile result's per-setting objects, whatever wraps them."""
+    if isinstance(result, list):
+        return [e for e in result if isinstance(e, dict)]
+    if isinstance(result, dict):
+        for key in ("results", "configurations", "configs", "measurements", "profiles", "runs"):
+            v = result.get(key)
+            if isinstance(v, list) and v and isinstance(v[0], dict):
+                return [e for e in v if isinstance(e, dict)]
+        if "latency_ms" in result:
+            return [result]
+    return []
+
+
+def _measurement(e: dict) -> dict:
+    lat = e.get("latency_ms") if isinstance(e.get("latency_ms"), dict) else {}
+    # Figures per batch; a per-image block is optional and not what the columns hold.
+    return {
+        "precision": _get(e, "precision", "model.precision"),
+        "threads": _int(e.get("threads")),
+        "batch": _int(e.get("batch")) or 1,
+        **{f"{k}_ms": _num(lat.get(k)) for k in ("p50", "p90", "p99", "mean", "std", "min", "max")},
+        "images_per_s": _num(_get(e, "images_per_s", "throughput.images_per_s")),
+        "init_ms": _num(_get(e, "init_ms", "init.ms")),
+        "first_inference_ms": _num(e.get("first_inference_ms")),
+        "peak_rss_bytes": _int(_get(e, "peak_rss_bytes", "memory.peak_rss_bytes")),
+        "model_size_bytes": _int(_get(e, "model_size_bytes", "size_bytes")),
+    }
+
+
+def headline(measurements: list[dict], precision: str | None) -> dict | None:
+    """The setting a summary shows: batch 1 of the bundle's main precision, the fastest thread count."""
+    if not measurements:
+        return None
+    pool = [m for m in measurements if m.get("p50_ms") is not None] or measurements
+    same = [m for m in pool if precision and m.get("precision") == precision]
+    pool = same or pool
+    b1 = [m for m in pool if (m.get("batch") or 1) == 1] or pool
+    return min(b1, key=lambda m: m["p50_ms"] if m.get("p50_ms") is not None else float("inf"))
+
+
+def _environment(result, entries: list[dict]) -> dict:
+    env = _get(result, "environment", "env") if isinstance(result, dict) else None
+    if not isinstance(env, dict):
+        env = next((e["environment"] for e in entries if isinstance(e.get("environment"), dict)), {})
+    return env
+
+
+def _interpreter(result, env: dict, entries: list[dict]) -> tuple[str | None, str | None]:
+    cands = [env.get("interpreter"), env.get("runtime")]
+    if isinstance(result, dict):
+        cands += [result.get("interpreter"), result.get("runtime"), _get(result, "tflite.interpreter")]
+    cands += [e.get("interpreter") or e.get("runtime") for e in entries[:1]]
+    for c in cands:
+        if isinstance(c, dict):
+            name = c.get("name") or c.get("runtime")
+            if name:
+                return str(name), _str(c.get("version") or c.get("runtime_version"))
+        elif isinstance(c, str) and c:
+            version = (
+                _get(result, "interpreter_version", "runtime_version") if isinstance(result, dict) else None
+            )
+            return c, _str(version or env.get("interpreter_version") or env.get("runtime_version"))
+    return None, None
+
+
+def _str(v) -> str | None:
+    return None if v is None else str(v)
+
+
+def _temperature(env: dict) -> float | None:
+    """The hottest reading found (before/after/max), in °C."""
+    t = env.get("temperature", env.get("temperature_c"))
+    if isinstance(t, dict):
+        vals = [_num(v) for k, v in t.items() if "unit" not in k]
+        vals = [v for v in vals if v is not None]
+        return max(vals) if vals else None
+    return _num(t)
+
+
+def _throttled(env: dict, entries: list[dict]) -> int | None:
+    """1 when any throttling or upward latency drift was flagged, 0 when checked and clean, else None."""
+    seen = False
+    flagged = False
+    for src in [env, *entries]:
+        for key, val in (src or {}).items():
+            k = key.lower()
+            if "throttl" not in k and "drift" not in k:
+                continue
+            seen = True
+            flagged = flagged or _truthy(val)
+    return (1 if flagged else 0) if seen else None
+
+
+def _truthy(val) -> bool:
+    if isinstance(val, bool):
+        return val
+    if isinstance(val, (int, float)):
+        return val != 0
+    if isinstance(val, str):
+        s = val.strip().lower()
+        if s.startswith("0x"):
+            try:
+                return int(s, 16) != 0  # vcgencmd get_throttled bits
+            except ValueError:
+                return False
+        return s not in ("", "0", "no", "false", "none", "ok", "n/a", "unknown")
+    if isinstance(val, dict):
+        for k, v in val.items():
+            kl = k.lower()
+            if kl in ("raw", "readable", "source", "available", "method", "note", "bits", "hex", "unit"):
+                continue
+            if _truthy(v):
+                return True
+        return False
+    if isinstance(val, list):
+        return any(_truthy(v) for v in val)
+    return False
+
+
+def extract(kind: str, result, manifest: dict | None, device: dict | None) -> tuple[dict, list[dict]]:
+    """(columns for `runs`, rows for `measurements`) from one run's JSON; missing keys stay NULL."""
+    from edgekit.manifest import bundle_id  # noqa: PLC0415 - keeps `import edgekit.store` light
+
+    r = result if isinstance(result, dict) else {}
+    if manifest is None and kind == "export" and isinstance(r.get("models"), list):
+        manifest = r  # an export's result is its manifest
+    man = manifest if isinstance(manifest, dict) else {}
+    model = man.get("model") if isinstance(man.get("model"), dict) else {}
+    entries = profile_entries(result) if kind in ("profile", "camera") else []
+    meas = [_measurement(e) for e in entries]
+
+    precision = _get(r, "precision", "model.precision", "tflite.precision")
+    if precision is None and isinstance(man.get("models"), list) and man["models"]:
+        from edgekit.manifest import primary_model  # noqa: PLC0415
+
+        try:
+            precision = primary_model(man).get("precision")
+        except (KeyError, IndexError, TypeError):
+            precision = None
+    primary = next((m for m in man.get("models", []) or [] if m.get("precision") == precision), {})
+
+    env = _environment(result, entries)
+    interp, interp_version = _interpreter(result, env, entries)
+    head = headline(meas, precision)
+    if kind == "camera" and head is None:
+        lat = _get(r, "summary.latency_ms", "latency_ms")
+        head = (
+            _measurement({"latency_ms": lat, "images_per_s": _get(r, "summary.fps", "fps")}) if lat else None
+        )
+
+    dev = device if isinstance(device, dict) else {}
+    rdev = r.get("device")
+    dev_name = dev.get("name") or (rdev.get("name") if isinstance(rdev, dict) else rdev)
+    if not dev_name and kind != "export":
+        dev_name = "local"  # runs without --device happen on this machine (the `local` target)
+    bid = r.get("bundle_id") or r.get("bundle_sha256")
+    if not bid and man.get("files"):
+        try:
+            bid = bundle_id(man)
+        except (KeyError, TypeError, AttributeError):
+            bid = None
+
+    cols = {
+        "bundle_id": bid,
+        "model_name": man.get("name") or _get(r, "model_name", "name" if kind == "export" else "model_name"),
+        "family": model.get("family"),
+        "alpha": _num(model.get("alpha")),
+        "resolution": _int(model.get("resolution")),
+        "classes": _int(model.get("classes") or man.get("num_classes")),
+        "params": _int(model.get("params")),
+        "macs": _int(model.get("macs")),
+        "precision": precision,
+        "device": _str(dev_name) or None,
+        "device_kind": dev.get("kind") or (rdev.get("kind") if isinstance(rdev, dict) else None),
+        "interpreter": interp,
+        "interpreter_version": interp_version,
+        "threads": _int(head.get("threads")) if head else _int(r.get("threads")),
+        "batch": _int(head.get("batch")) if head else _int(r.get("batch")),
+        "p50_ms": head.get("p50_ms") if head else None,
+        "p90_ms": head.get("p90_ms") if head else None,
+        "p99_ms": head.get("p99_ms") if head else None,
+        "mean_ms": head.get("mean_ms") if head else None,
+        "images_per_s": head.get("images_per_s") if head else None,
+        "peak_rss_bytes": (head.get("peak_rss_bytes") if head else None) or _int(r.get("peak_rss_bytes")),
+        "size_bytes": _int(primary.get("size_bytes"))
+        or (head.get("model_size_bytes") if head else None)
+        or _int(_get(r, "model_size_bytes", "size_bytes")),
+        "temperature_c": _temperature(env),
+        "throttled": _throttled(env, entries),
+        "sweep_key": _str(_get(r, "sweep.key")),
+    }
+    if kind == "eval":
+        cols.update(
+            top1=_fraction(_get(r, "tflite.top1", "device_result.top1", "top1", "accuracy.top1")),
+            top5=_fraction(_get(r, "tflite.top5", "device_result.top5", "top5", "accuracy.top5")),
+            reference_top1=_fraction(_get(r, "reference.top1", "reference.float.top1")),
+            reference_top5=_fraction(_get(r, "reference.top5", "reference.float.top5")),
+            agreement=_fraction(_get(r, "agreement", "comparison.agreement", "vs_reference.agreement")),
+            top1_change=_num(_get(r, "top1_change", "comparison.top1_change", "vs_reference.top1_change")),
+            n_images=_int(_get(r, "tflite.n", "n", "images", "tflite.images")),
+        )
+        if cols["p50_ms"] is None:  # per-image latency a device eval reports
+            lat = _get(r, "tflite.latency_ms", "latency_ms")
+            if isinstance(lat, dict):
+                cols.update(
+                    p50_ms=_num(lat.get("p50")), p90_ms=_num(lat.get("p90")), p99_ms=_num(lat.get("p99"))
+                )
+    elif kind == "export" and primary:
+        cols["agreement"] = _fraction(_get(primary, "verification.top1_agreement"))
+    return cols, meas
+
+
+def _insert_measurements(conn: sqlite3.Connection, run_id: int, meas: list[dict]) -> None:
+    if not meas:
+        return
+    names = ["run_id", "idx", *MEASUREMENT_COLUMNS]
+    conn.executemany(
+        f"INSERT INTO measurements ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+        [[run_id, i, *(m.get(c) for c in MEASUREMENT_COLUMNS)] for i, m in enumerate(meas)],
+    )
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _dumps(obj) -> str:
+    return json.dumps(obj, default=_json_default, separators=(",", ":"))
+
+
+def _json_default(o):
+    if hasattr(o, "item") and callable(o.item):  # numpy scalars without importing numpy
+        try:
+            return o.item()
+        except (TypeError, ValueError):
+            pass
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    return str(o)
+
+
+def _chunks(items: list, n: int) -> Iterator[list]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]

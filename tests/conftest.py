@@ -36,6 +36,13 @@ def write_digit_folder(root: Path, classes=(0, 1, 2), per_class: int = 12, offse
     return root
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _results_db_isolated(tmp_path_factory):
+    """Runs recorded during tests (edgekit.store.record) go to a throw-away database, never the user's."""
+    if "EDGEKIT_DB" not in os.environ:
+        os.environ["EDGEKIT_DB"] = str(tmp_path_factory.mktemp("results") / "results.db")
+
+
 @pytest.fixture(scope="session")
 def digits_dir(tmp_path_factory) -> Path:
     """Three classes of real digits, 12 each, as PNG files."""

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from edgekit.cli.options import io_option, json_option, model_options, output_option, quantize_option
+from edgekit.cli.options import (
+    db_option,
+    io_option,
+    json_option,
+    model_options,
+    output_option,
+    quantize_option,
+)
 from edgekit.cli.output import console, print_json, progress_steps
 
 
@@ -30,6 +37,7 @@ from edgekit.cli.output import console, print_json, progress_steps
 @quantize_option
 @io_option
 @output_option
+@db_option
 @json_option
 def export(
     model,
@@ -45,6 +53,7 @@ def export(
     precisions,
     io,
     output,
+    db,
     as_json,
 ) -> None:
     """Build (or load --weights), quantize, verify and write a self-describing TFLite bundle.
@@ -80,6 +89,9 @@ def export(
 
     with progress_steps("export", quiet=as_json) as step:
         out, manifest = export_bundle(cfg, progress=step)
+    from edgekit.store import record  # noqa: PLC0415
+
+    record("export", {"bundle": str(out.resolve()), **manifest}, manifest=manifest, db=db)
     if as_json:
         print_json({"bundle": str(out), **manifest})
         return

@@ -79,3 +79,10 @@ io_option = click.option(
     show_default=True,
     help="Input/output type of the int8 model.",
 )
+db_option = click.option(
+    "--db",
+    type=click.Path(dir_okay=False),
+    default=None,
+    envvar="EDGEKIT_DB",
+    help="Results database (default: EDGEKIT_DB, else results.db in EDGEKIT_HOME or the user data dir).",
+)
