@@ -7,10 +7,12 @@ file as `edgekit.device_scripts.edgelib`, so host and device run one implementat
 
 from __future__ import annotations
 
+import glob
 import io
 import json
 import os
 import platform
+import sys
 import zipfile
 
 import numpy as np
@@ -59,14 +61,34 @@ def _version(dist: str, module: str) -> str:
         return getattr(mod, "__version__", "unknown")
 
 
+def _op_resolver(runtime: str):
+    if runtime == "ai_edge_litert":
+        from ai_edge_litert.interpreter import OpResolverType
+    elif runtime == "tflite_runtime":
+        from tflite_runtime.interpreter import OpResolverType
+    else:
+        import tensorflow as tf
+
+        OpResolverType = tf.lite.experimental.OpResolverType
+    return OpResolverType
+
+
 class Model:
     """A loaded `.tflite` with float-in / float-out helpers that handle (de)quantization."""
 
-    def __init__(self, content: bytes, threads: int | None = None, runtime: str | None = None):
+    def __init__(
+        self, content: bytes, threads: int | None = None, runtime: str | None = None, xnnpack: bool = True
+    ):
         Interpreter, self.runtime, self.runtime_version = import_interpreter(runtime)
         kwargs = {"model_content": content}
         if threads:
             kwargs["num_threads"] = int(threads)
+        self.threads = int(threads) if threads else None
+        self.xnnpack = bool(xnnpack)
+        if not xnnpack:  # the plain reference kernels, for comparison with the default XNNPACK delegate
+            kwargs["experimental_op_resolver_type"] = _op_resolver(
+                self.runtime
+            ).BUILTIN_WITHOUT_DEFAULT_DELEGATES
         self.interpreter = Interpreter(**kwargs)
         self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
@@ -369,3 +391,461 @@ def default_preprocessing(model: Model) -> dict:
         std = float(1.0 / scale)
         return {"size": [h, w], "mean": [mean] * 3, "std": [std] * 3, "color": "RGB", "source": "guessed"}
     return {"size": [h, w], "mean": [0.0] * 3, "std": [1.0] * 3, "color": "RGB", "source": "guessed"}
+
+
+# --------------------------------------------------------------------------- script plumbing
+# Exit codes mirror edgekit.errors.ExitCode, so the desktop maps a device failure to the same code.
+
+EXIT_USAGE, EXIT_INPUT, EXIT_MODEL, EXIT_DEVICE, EXIT_DEPENDENCY, EXIT_INTERRUPTED = 2, 3, 4, 6, 8, 130
+
+
+class ScriptError(Exception):
+    """A user-facing failure of a device script: one line on stderr and an exit code."""
+
+    exit_code = 1
+
+
+class UsageFailure(ScriptError):
+    exit_code = EXIT_USAGE
+
+
+class InputFailure(ScriptError):
+    exit_code = EXIT_INPUT
+
+
+class ModelFailure(ScriptError):
+    exit_code = EXIT_MODEL
+
+
+class DeviceFailure(ScriptError):
+    exit_code = EXIT_DEVICE
+
+
+class DependencyFailure(ScriptError):
+    exit_code = EXIT_DEPENDENCY
+
+
+def run_main(main, argv=None) -> int:
+    """Run a script's main(argv): ScriptError -> `error: ...` line + its exit code, Ctrl-C -> 130."""
+    try:
+        return int(main(argv) or 0)
+    except ScriptError as exc:
+        _stderr_line(f"error: {exc}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _stderr_line("error: interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 0
+
+
+def _stderr_line(text: str) -> None:
+    try:
+        sys.stderr.write(text.replace("\n", " ") + "\n")
+        sys.stderr.flush()
+    except Exception:
+        pass
+
+
+def progress(message: str) -> None:
+    """Progress for the desktop: it streams stderr lines that start with `progress: `."""
+    _stderr_line(f"progress: {message}")
+
+
+def warn(message: str) -> None:
+    _stderr_line(f"warning: {message}")
+
+
+def json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def emit_json(doc) -> None:
+    """The result document: one line on stdout (the desktop takes the last JSON line)."""
+    sys.stdout.write(json.dumps(doc, separators=(",", ":"), default=json_default) + "\n")
+    sys.stdout.flush()
+
+
+# --------------------------------------------------------------------------- opening a model
+
+TFLITE_IDENTIFIER = b"TFL3"
+
+
+def check_tflite_bytes(data: bytes, name: str) -> None:
+    """Cheap flatbuffer sanity check before native code sees the bytes (same rules as the desktop's
+    converters/tflite_file.py, repeated here because device scripts cannot import edgekit)."""
+    if len(data) < 16:
+        raise ModelFailure(f"{name} is {len(data)} bytes: too small to be a TFLite model (truncated?)")
+    if data[4:8] != TFLITE_IDENTIFIER:
+        raise ModelFailure(
+            f"{name} is not a TFLite model (identifier {data[4:8]!r}, expected {TFLITE_IDENTIFIER!r})"
+        )
+    root = int.from_bytes(data[0:4], "little")
+    if root < 8 or root + 4 > len(data):
+        raise ModelFailure(
+            f"{name} has a root offset {root} outside its {len(data)} bytes: truncated or corrupt"
+        )
+    vtable = root - int.from_bytes(data[root : root + 4], "little", signed=True)
+    if vtable < 0 or vtable + 4 > len(data):
+        raise ModelFailure(f"{name} has a corrupt flatbuffer table: truncated or corrupt")
+
+
+def tensor_info(detail: dict) -> dict:
+    scale, zp = detail.get("quantization", (0.0, 0))
+    return {
+        "name": str(detail.get("name", "")),
+        "dtype": np.dtype(detail["dtype"]).name,
+        "shape": [int(d) for d in detail["shape"]],
+        "scale": float(scale),
+        "zero_point": int(zp),
+    }
+
+
+class Context:
+    """A loaded model with everything a script needs to feed it: preprocessing, labels, facts."""
+
+    def __init__(
+        self,
+        model: Model,
+        path: str,
+        content: bytes,
+        prep: dict,
+        prep_source: str,
+        labels: list,
+        output_kind,
+        precision,
+        manifest=None,
+    ) -> None:
+        self.model = model
+        self.path = path
+        self.content = content
+        self.prep = prep
+        self.prep_source = prep_source  # "manifest" | "embedded" | "guessed"
+        self.labels = labels
+        self.output_kind = output_kind
+        self.precision = precision
+        self.manifest = manifest
+
+    @property
+    def num_classes(self) -> int:
+        return int(np.prod(self.model.output["shape"][1:]))
+
+    def model_info(self) -> dict:
+        import hashlib
+
+        return {
+            "path": os.path.abspath(self.path),
+            "file": os.path.basename(self.path),
+            "size_bytes": len(self.content),
+            "sha256": hashlib.sha256(self.content).hexdigest(),
+            "precision": self.precision,
+            "input": tensor_info(self.model.input),
+            "output": tensor_info(self.model.output),
+            "num_classes": self.num_classes,
+            "preprocessing": self.prep,
+            "preprocessing_source": self.prep_source,
+        }
+
+    def runtime_info(self) -> dict:
+        return {
+            "name": self.model.runtime,
+            "version": self.model.runtime_version,
+            "xnnpack": self.model.xnnpack,
+            "threads": self.model.threads,
+        }
+
+    def reload(self, threads=None) -> Model:
+        """A fresh interpreter on the same bytes (another thread count)."""
+        return Model(self.content, threads=threads, runtime=self.model.runtime, xnnpack=self.model.xnnpack)
+
+    def scores(self, raw_output: np.ndarray) -> np.ndarray:
+        """Model output for one batch -> (batch, classes) probabilities."""
+        y = self.model.dequantize_output(raw_output).reshape(raw_output.shape[0], -1)
+        return to_probabilities(y, self.output_kind)
+
+    def label(self, index: int) -> str:
+        if self.labels and 0 <= index < len(self.labels):
+            return self.labels[index]
+        return f"class_{index}"
+
+
+def read_label_file(path: str) -> list:
+    try:
+        with open(path, encoding="utf-8") as f:
+            labels = [ln.strip() for ln in f if ln.strip()]
+    except OSError as exc:
+        raise InputFailure(f"cannot read labels file {path}: {exc.strerror or exc}") from None
+    if not labels:
+        raise InputFailure(f"labels file {path} is empty: write one label per line")
+    return labels
+
+
+def _bundle_entry(model_path: str):
+    """(manifest, model entry) when the model sits in an edgekit bundle folder, else (None, None)."""
+    folder = os.path.dirname(os.path.abspath(model_path))
+    mpath = os.path.join(folder, "manifest.json")
+    if not os.path.isfile(mpath):
+        return None, None
+    try:
+        with open(mpath, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except (OSError, ValueError):
+        return None, None
+    for entry in manifest.get("models", []):
+        if entry.get("file") == os.path.basename(model_path):
+            return manifest, entry
+    return None, None
+
+
+def open_model(path: str, threads=None, labels_path=None, runtime=None, xnnpack: bool = True) -> Context:
+    """Check, load and describe an image classifier; raises ModelFailure/InputFailure with one line."""
+    if not os.path.isfile(path):
+        raise ModelFailure(f"model file {path} does not exist")
+    with open(path, "rb") as f:
+        content = f.read()
+    check_tflite_bytes(content, path)
+    try:
+        model = Model(content, threads=threads, runtime=runtime, xnnpack=xnnpack)
+    except RuntimeError as exc:
+        if "no TFLite interpreter" in str(exc):
+            raise DependencyFailure(str(exc)) from None
+        raise ModelFailure(f"{path}: the interpreter cannot load it ({_one_line(exc)})") from None
+    except Exception as exc:
+        raise ModelFailure(f"{path}: the interpreter cannot load it ({_one_line(exc)})") from None
+    _check_classifier(model, path)
+
+    manifest, entry = _bundle_entry(path)
+    meta = model.meta or {}
+    if manifest is not None and "preprocessing" in manifest:
+        prep, source = dict(manifest["preprocessing"]), "manifest"
+        output_kind = manifest.get("output_kind")
+        precision = entry.get("precision")
+        labels = None
+        lf = os.path.join(os.path.dirname(os.path.abspath(path)), manifest.get("labels_file") or "labels.txt")
+        if os.path.isfile(lf):
+            labels = read_label_file(lf)
+    else:
+        prep = default_preprocessing(model)
+        source = "embedded" if meta.get("preprocessing") else "guessed"
+        output_kind = meta.get("output_kind")
+        precision = meta.get("precision")
+        labels = None
+    if labels is None:
+        labels = model.labels
+    if labels_path:
+        labels = read_label_file(labels_path)
+    n = int(np.prod(model.output["shape"][1:]))
+    if labels:
+        labels = _fit_labels(labels, n, labels_path or "the model's labels")
+    if precision is None:
+        precision = _guess_precision(model)
+    return Context(model, path, content, prep, source, labels or [], output_kind, precision, manifest)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return (text[:300] + "...") if len(text) > 300 else (text or exc.__class__.__name__)
+
+
+def _check_classifier(model: Model, path: str) -> None:
+    shape = model.input_shape
+    out = [int(d) for d in model.output["shape"]]
+    if len(shape) != 4 or shape[-1] not in (1, 3):
+        raise ModelFailure(
+            f"{path} is not an image classifier: input shape {list(shape)}, expected [batch, height, "
+            "width, 1 or 3]"
+        )
+    if len(out) < 2 or int(np.prod(out[1:])) < 2 or int(np.prod(out[1:])) != max(out[1:]):
+        raise ModelFailure(
+            f"{path} is not an image classifier: output shape {out}, expected [batch, classes]"
+        )
+
+
+def _fit_labels(labels: list, n: int, where: str) -> list:
+    if len(labels) == n:
+        return labels
+    if len(labels) == n + 1:
+        # A label map with a background entry the model has no output for (TF object-detection style).
+        warn(f"{where} has {len(labels)} entries for {n} outputs: dropping the first ({labels[0]!r})")
+        return labels[1:]
+    raise InputFailure(
+        f"{where} has {len(labels)} labels but the model has {n} outputs: pass the matching labels file"
+    )
+
+
+def _guess_precision(model: Model) -> str:
+    if model.input["dtype"] in (np.int8, np.uint8):
+        return "int8"
+    return "float32"
+
+
+# --------------------------------------------------------------------------- inputs and outputs
+
+
+def make_batch(model: Model, kind: str, batch: int, rng=None) -> np.ndarray:
+    """A synthetic input batch in the model's own dtype: `random` (uniform over the range) or `zeros`."""
+    shape = [batch] + list(model.input_shape[1:])
+    dtype = np.dtype(model.input["dtype"])
+    if kind == "zeros":
+        return np.zeros(shape, dtype)
+    rng = rng or np.random.default_rng(0)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, int(info.max) + 1, size=shape).astype(dtype)
+    return rng.uniform(-1.0, 1.0, size=shape).astype(dtype)
+
+
+def prepare_image(ctx: Context, rgb: np.ndarray) -> np.ndarray:
+    """RGB uint8 image -> one model input (1, H, W, C) in the model's dtype."""
+    x = preprocess(rgb, ctx.prep)
+    if ctx.model.input_shape[-1] == 1:
+        x = x.mean(axis=-1, keepdims=True)
+    return ctx.model.quantize_input(x[None, ...])
+
+
+def top_k(scores: np.ndarray, k: int) -> list:
+    k = max(1, min(int(k), scores.shape[-1]))
+    idx = np.argsort(-scores, kind="stable")[:k]
+    return [(int(i), float(scores[i])) for i in idx]
+
+
+# --------------------------------------------------------------------------- the process and machine
+
+
+def peak_rss_mb():
+    """Peak resident memory of this process (MB), or None where not readable."""
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+    except Exception:
+        return None
+
+
+def rss_mb():
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+    except Exception:
+        return None
+
+
+def _read(path: str):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def cpu_temperature_c():
+    """CPU temperature from /sys/class/thermal (Raspberry Pi: cpu-thermal), or None."""
+    best = None
+    zones = sorted(glob.glob("/sys/class/thermal/thermal_zone*"))
+    for zone in zones:
+        raw = _read(os.path.join(zone, "temp"))
+        kind = (_read(os.path.join(zone, "type")) or "").lower()
+        try:
+            value = int(raw) / 1000.0
+        except (TypeError, ValueError):
+            continue
+        if any(k in kind for k in ("cpu", "x86_pkg", "soc", "coretemp")):
+            return value
+        best = value if best is None else best
+    return best
+
+
+THROTTLE_BITS = {
+    0: "under_voltage",
+    1: "frequency_capped",
+    2: "throttled",
+    3: "soft_temperature_limit",
+    16: "under_voltage_occurred",
+    17: "frequency_capped_occurred",
+    18: "throttled_occurred",
+    19: "soft_temperature_limit_occurred",
+}
+
+
+def throttling():
+    """Raspberry Pi `vcgencmd get_throttled` flags, or None where the tool is absent."""
+    import shutil
+    import subprocess
+
+    tool = shutil.which("vcgencmd")
+    if not tool:
+        return None
+    try:
+        out = subprocess.run([tool, "get_throttled"], capture_output=True, text=True, timeout=5).stdout
+        value = int(out.strip().split("=")[-1], 16)
+    except Exception:
+        return None
+    return {"raw": hex(value), **{name: bool(value >> bit & 1) for bit, name in THROTTLE_BITS.items()}}
+
+
+def os_name() -> str:
+    text = _read("/etc/os-release") or ""
+    for line in text.splitlines():
+        if line.startswith("PRETTY_NAME="):
+            return line.split("=", 1)[1].strip().strip('"')
+    return platform.platform()
+
+
+def thermal_state() -> dict:
+    return {"temperature_c": cpu_temperature_c(), "throttling": throttling()}
+
+
+def environment() -> dict:
+    """Facts about the machine a figure was measured on."""
+    return {
+        "cpu": cpu_info(),
+        "governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
+        "os": os_name(),
+        "kernel": platform.release(),
+        "hostname": platform.node(),
+        "python": platform.python_version(),
+        **thermal_state(),
+    }
+
+
+# --------------------------------------------------------------------------- probe (run as a script)
+
+
+def probe(path: str) -> dict:
+    """Load, check and invoke a model once on zeros: what the desktop runs in a subprocess to learn
+    whether a doubtful model crashes the interpreter before anything else loads it."""
+    ctx = open_model(path)
+    try:
+        raw = ctx.model.invoke_raw(make_batch(ctx.model, "zeros", ctx.model.input_shape[0]))
+    except Exception as exc:
+        raise ModelFailure(f"{path}: invoke failed ({_one_line(exc)})") from None
+    if not np.all(np.isfinite(ctx.model.dequantize_output(raw))):
+        warn(f"{path}: outputs on a zero input are not finite")
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "probe",
+        "model": ctx.model_info(),
+        "runtime": ctx.runtime_info(),
+        "labels": len(ctx.labels),
+    }
+
+
+def _probe_main(argv=None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="edgelib.py", description="Check that a .tflite loads and runs.")
+    p.add_argument("command", choices=["probe"])
+    p.add_argument("model")
+    args = p.parse_args(argv)
+    emit_json(probe(args.model))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(_probe_main))

@@ -1,0 +1,511 @@
+#!/usr/bin/env python3
+"""Live classification from a camera, a video file or a stream (runs on the device as it is).
+
+    python3 classify_camera.py --model model.tflite [--labels labels.txt]
+        [--camera 0 | --picamera2 | --source video.mp4 | --source rtsp://...] [--threads 4] [--top-k 3]
+        [--headless] [--log predictions.jsonl] [--max-frames N] [--realtime] [--json]
+
+Capture runs in its own thread, so inference never waits for the camera: a live source keeps only
+the newest frame (older ones count as dropped); a video file is read ahead in order and every frame
+is classified, unless --realtime paces it like a camera. Needs Python 3.9+, numpy, one TFLite
+interpreter and OpenCV (or picamera2 on Raspberry Pi OS Bookworm).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import edgelib  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Classify camera or video frames with a .tflite model.")
+    p.add_argument("--model", required=True, help="the .tflite file")
+    p.add_argument("--labels", default=None, help="labels file (default: the bundle's or the model's)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--camera", type=int, default=None, help="OpenCV camera index (V4L2), e.g. 0")
+    src.add_argument("--picamera2", action="store_true", help="Raspberry Pi camera through picamera2")
+    src.add_argument("--source", default=None, help="a video file or a stream URL (rtsp://, http://)")
+    p.add_argument("--threads", type=int, default=None, help="interpreter threads")
+    p.add_argument("--top-k", type=int, default=3, help="labels shown and logged per frame")
+    p.add_argument("--headless", action="store_true", help="never open a window")
+    p.add_argument("--log", default=None, help="write one JSON line per frame here (flushed per line)")
+    p.add_argument("--max-frames", type=int, default=None, help="stop after N classified frames")
+    p.add_argument("--realtime", action="store_true", help="pace a video file like a live camera (drops)")
+    p.add_argument("--window", type=int, default=30, help="frames in the sliding FPS window")
+    p.add_argument("--retries", type=int, default=5, help="reconnect attempts when a camera disappears")
+    p.add_argument("--width", type=int, default=640, help="capture width asked of a camera")
+    p.add_argument("--height", type=int, default=480, help="capture height asked of a camera")
+    p.add_argument("--runtime", default=None, choices=edgelib.RUNTIMES, help="force one interpreter")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON document")
+    args = p.parse_args(argv)
+    if args.camera is None and args.source is None and not args.picamera2:
+        args.camera = 0
+    for name in ("top_k", "window"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.max_frames is not None and args.max_frames < 1:
+        p.error("--max-frames must be >= 1")
+    if args.retries < 0:
+        p.error("--retries must be >= 0")
+    return args
+
+
+# --------------------------------------------------------------------------- capture
+
+
+def _cv2():
+    try:
+        import cv2
+    except ImportError:
+        raise edgelib.DependencyFailure(
+            "OpenCV is needed for camera and video capture: pip install opencv-python-headless"
+        ) from None
+    return cv2
+
+
+class OrderedReader:
+    """A video file read ahead in a thread into a bounded queue: every frame, in order, none dropped."""
+
+    def __init__(self, cap, name: str) -> None:
+        self.cap = cap
+        self.name = name
+        self.queue = queue.Queue(maxsize=8)
+        self.stop_event = threading.Event()
+        self.captured = 0
+        self.dropped = 0
+        self.error = None
+        self.thread = threading.Thread(target=self._run, name="capture", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self.stop_event.is_set():
+                ok, frame = self.cap.read()
+                if not ok or frame is None:
+                    break
+                item = (self.captured, frame)
+                self.captured += 1
+                while not self.stop_event.is_set():
+                    try:
+                        self.queue.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+        finally:
+            self._put_end()
+
+    def _put_end(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                self.queue.put(None, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def next(self):
+        """(index, BGR frame), or None at the end of the video."""
+        while True:
+            try:
+                return self.queue.get(timeout=0.5)
+            except queue.Empty:
+                if not self.thread.is_alive() and self.queue.empty():
+                    return None
+
+    def end_reason(self) -> str:
+        return "end_of_video"
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout=2)
+        self.cap.release()
+
+
+class LatestFrame:
+    """A live source: the capture thread keeps only the newest frame, so inference sets the pace.
+
+    `open_fn()` returns a reader with read() -> (ok, frame) and release(); a failing live source is
+    reopened with back-off (0.5 s, 1 s, 2 s, ...) `retries` times before it is reported lost.
+    """
+
+    def __init__(self, open_fn, name: str, live: bool, retries: int, pace_fps=None) -> None:
+        self.open_fn = open_fn
+        self.name = name
+        self.live = live
+        self.retries = retries
+        self.pace_fps = pace_fps
+        self.cond = threading.Condition()
+        self.latest = None
+        self.captured = 0
+        self.consumed = 0
+        self.ended = False
+        self.error = None
+        self.stop_event = threading.Event()
+        self.reader = open_fn()
+        self.thread = threading.Thread(target=self._run, name="capture", daemon=True)
+        self.thread.start()
+
+    @property
+    def dropped(self) -> int:
+        with self.cond:
+            waiting = 1 if self.latest is not None else 0
+            return max(0, self.captured - self.consumed - waiting)
+
+    def _publish(self, frame) -> None:
+        with self.cond:
+            self.latest = (self.captured, frame)
+            self.captured += 1
+            self.cond.notify()
+
+    def _reconnect(self) -> bool:
+        for attempt in range(self.retries):
+            delay = 0.5 * (2**attempt)
+            edgelib.warn(
+                f"{self.name}: no frame; reconnecting in {delay:.1f} s ({attempt + 1}/{self.retries})"
+            )
+            if self.stop_event.wait(delay):
+                return False
+            try:
+                self.reader.release()
+            except Exception:
+                pass
+            try:
+                self.reader = self.open_fn()
+                return True
+            except edgelib.ScriptError:
+                continue
+        self.error = (
+            f"{self.name} stopped delivering frames and did not come back after {self.retries} retries"
+        )
+        return False
+
+    def _run(self) -> None:
+        t_start = time.perf_counter()
+        try:
+            while not self.stop_event.is_set():
+                ok, frame = self.reader.read()
+                if not ok or frame is None:
+                    if self.live and self._reconnect():
+                        continue
+                    break
+                if self.pace_fps:  # a file played like a camera: wait for the frame's timestamp
+                    due = t_start + self.captured / self.pace_fps
+                    wait = due - time.perf_counter()
+                    if wait > 0 and self.stop_event.wait(wait):
+                        break
+                self._publish(frame)
+        finally:
+            with self.cond:
+                self.ended = True
+                self.cond.notify_all()
+
+    def next(self):
+        with self.cond:
+            while self.latest is None and not self.ended:
+                self.cond.wait(0.5)
+            if self.latest is None:
+                return None
+            item, self.latest = self.latest, None
+            self.consumed += 1
+            return item
+
+    def end_reason(self) -> str:
+        if self.error:
+            return "camera_lost"
+        return "end_of_stream" if self.live else "end_of_video"
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout=3)
+        try:
+            self.reader.release()
+        except Exception:
+            pass
+
+
+class _Picamera2Reader:
+    """picamera2 (libcamera) behind the read()/release() interface; RGB888 arrives in BGR order."""
+
+    def __init__(self, width: int, height: int) -> None:
+        try:
+            from picamera2 import Picamera2
+        except ImportError:
+            raise edgelib.DependencyFailure(
+                "picamera2 is not installed: sudo apt install python3-picamera2 (Raspberry Pi OS Bookworm), "
+                "or use --camera 0 for OpenCV/V4L2"
+            ) from None
+        try:
+            self.cam = Picamera2()
+            config = self.cam.create_preview_configuration(main={"size": (width, height), "format": "RGB888"})
+            self.cam.configure(config)
+            self.cam.start()
+        except Exception as exc:
+            raise edgelib.DeviceFailure(
+                f"picamera2 cannot start the camera ({edgelib._one_line(exc)})"
+            ) from None
+
+    def read(self):
+        try:
+            return True, self.cam.capture_array("main")
+        except Exception:
+            return False, None
+
+    def release(self) -> None:
+        try:
+            self.cam.stop()
+            self.cam.close()
+        except Exception:
+            pass
+
+
+def open_source(args):
+    """(source, description) for --camera / --picamera2 / --source."""
+    if args.picamera2:
+
+        def open_pi():
+            return _Picamera2Reader(args.width, args.height)
+
+        src = LatestFrame(open_pi, "picamera2", live=True, retries=args.retries)
+        return src, {"kind": "picamera2", "name": "picamera2", "width": args.width, "height": args.height}
+    cv2 = _cv2()
+    if args.source is not None:
+        is_stream = "://" in args.source
+        if not is_stream and not os.path.isfile(args.source):
+            raise edgelib.InputFailure(f"video file {args.source} does not exist")
+
+        def open_video():
+            cap = cv2.VideoCapture(args.source)
+            if not cap.isOpened():
+                cls = edgelib.DeviceFailure if is_stream else edgelib.InputFailure
+                raise cls(f"cannot open {'stream' if is_stream else 'video'} {args.source} with OpenCV")
+            return cap
+
+        cap = open_video()
+        info = _cap_info(cv2, cap, "stream" if is_stream else "file", args.source)
+        if is_stream:
+            return LatestFrame(open_video, args.source, live=True, retries=args.retries), info
+        if args.realtime:
+            fps = info["fps"] or 30.0
+            cap.release()
+            return LatestFrame(open_video, args.source, live=False, retries=0, pace_fps=fps), info
+        return OrderedReader(cap, args.source), info
+
+    def open_camera():
+        cap = cv2.VideoCapture(args.camera)
+        if not cap.isOpened():
+            raise edgelib.DeviceFailure(
+                f"cannot open camera {args.camera} (is it connected? on Raspberry Pi OS Bookworm try --picamera2)"
+            )
+        cap.set(cv2.CAP_PROP_FRAME_WIDTH, args.width)
+        cap.set(cv2.CAP_PROP_FRAME_HEIGHT, args.height)
+        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # do not let the driver queue stale frames
+        return cap
+
+    src = LatestFrame(open_camera, f"camera {args.camera}", live=True, retries=args.retries)
+    return src, _cap_info(cv2, src.reader, "camera", str(args.camera))
+
+
+def _cap_info(cv2, cap, kind: str, name: str) -> dict:
+    fps = cap.get(cv2.CAP_PROP_FPS) or None
+    frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if kind == "file" else None
+    return {
+        "kind": kind,
+        "name": name,
+        "width": int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0),
+        "height": int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0),
+        "fps": float(fps) if fps else None,
+        "frame_count": frames,
+    }
+
+
+# --------------------------------------------------------------------------- display
+
+
+class Overlay:
+    """Top-k, latency and FPS drawn on the frame in a window, when a display and GUI support exist."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+        self.quit = False
+
+    def show(self, frame, top: list, latency_ms: float, fps) -> None:
+        if not self.enabled:
+            return
+        import cv2
+
+        lines = [f"{label} {score:.2f}" for label, _, score in top]
+        lines.append(f"{latency_ms:.1f} ms  {fps or 0:.1f} FPS")
+        img = frame.copy()
+        for i, text in enumerate(lines):
+            cv2.putText(img, text, (8, 24 + 22 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 0), 2)
+        try:
+            cv2.imshow("edgekit", img)
+            if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                self.quit = True
+        except cv2.error:  # OpenCV built without GUI (headless wheel)
+            edgelib.warn("this OpenCV has no GUI support: running headless")
+            self.enabled = False
+
+    def close(self) -> None:
+        if self.enabled:
+            import cv2
+
+            cv2.destroyAllWindows()
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def _sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
+def classify(args) -> tuple:
+    ctx = edgelib.open_model(args.model, threads=args.threads, labels_path=args.labels, runtime=args.runtime)
+    ctx.model.resize_batch(1)
+    log = None
+    if args.log:
+        try:
+            log = open(args.log, "w", encoding="utf-8")
+        except OSError as exc:
+            raise edgelib.InputFailure(f"cannot write log {args.log}: {exc.strerror or exc}") from None
+    source, info = open_source(args)
+    overlay = Overlay(not args.headless)
+    k = min(args.top_k, ctx.num_classes)
+    window = collections.deque(maxlen=args.window)
+    latencies, frame_times = [], []
+    counts = collections.Counter()
+    frames = 0
+    reason = None
+    t_start = time.perf_counter()
+    t_end = t_start
+    try:
+        while True:
+            if args.max_frames is not None and frames >= args.max_frames:
+                reason = "max_frames"
+                break
+            item = source.next()
+            if item is None:
+                reason = source.end_reason()
+                break
+            index, frame = item
+            t0 = time.perf_counter()
+            rgb = frame[..., ::-1] if frame.ndim == 3 and frame.shape[-1] >= 3 else frame
+            x = edgelib.prepare_image(ctx, rgb[..., :3] if rgb.ndim == 3 else rgb)
+            t1 = time.perf_counter()
+            try:
+                raw = ctx.model.invoke_raw(x)
+            except Exception as exc:
+                raise edgelib.ModelFailure(
+                    f"{args.model}: invoke failed ({edgelib._one_line(exc)})"
+                ) from None
+            t2 = time.perf_counter()
+            top = [(ctx.label(i), i, s) for i, s in edgelib.top_k(ctx.scores(raw)[0], k)]
+            t_end = time.perf_counter()
+            frames += 1
+            latencies.append(t2 - t1)
+            frame_times.append(t_end - t0)
+            counts[top[0][0]] += 1
+            window.append(t_end)
+            fps = (
+                (len(window) - 1) / (window[-1] - window[0])
+                if len(window) > 1 and window[-1] > window[0]
+                else None
+            )
+            if log is not None:
+                line = {
+                    "frame": int(index),
+                    "t_s": round(t_end - t_start, 6),
+                    "latency_ms": round((t2 - t1) * 1000, 4),
+                    "frame_ms": round((t_end - t0) * 1000, 4),
+                    "fps": round(fps, 3) if fps else None,
+                    "top": [{"label": lab, "index": i, "score": round(s, 6)} for lab, i, s in top],
+                }
+                log.write(json.dumps(line) + "\n")
+                log.flush()
+            if frames % 50 == 0:
+                edgelib.progress(f"{frames} frames, {fps or 0:.1f} FPS, last {top[0][0]}")
+            overlay.show(frame, top, (t2 - t1) * 1000, fps)
+            if overlay.quit:
+                reason = "quit"
+                break
+    except KeyboardInterrupt:
+        reason = "interrupted"
+    finally:
+        source.stop()
+        overlay.close()
+        if log is not None:
+            log.close()
+    duration = t_end - t_start
+    doc = {
+        "schema_version": edgelib.SCHEMA_VERSION,
+        "kind": "camera",
+        "model": ctx.model_info(),
+        "runtime": ctx.runtime_info(),
+        "environment": edgelib.environment(),
+        "source": info,
+        "settings": {
+            "top_k": k,
+            "realtime": bool(args.realtime),
+            "max_frames": args.max_frames,
+            "window": args.window,
+        },
+        "frames": frames,
+        "captured": int(source.captured),
+        "dropped": int(source.dropped),
+        "duration_s": duration,
+        "fps": frames / duration if duration > 0 else None,
+        "latency_ms": edgelib.percentiles_ms(latencies),
+        "frame_ms": edgelib.percentiles_ms(frame_times),
+        "inference_bound_fps": 1.0 / float(np.median(latencies)) if latencies else None,
+        "top1_distribution": dict(counts.most_common()),
+        "end_reason": reason,
+        "error": getattr(source, "error", None),
+        "log": os.path.abspath(args.log) if args.log else None,
+        "log_lines": frames if args.log else 0,
+        "peak_rss_mb": edgelib.peak_rss_mb(),
+    }
+    return doc, source
+
+
+def print_text(doc: dict) -> None:
+    lat = doc["latency_ms"]
+    print(
+        f"{doc['frames']} frames ({doc['dropped']} dropped) from {doc['source']['name']} in "
+        f"{doc['duration_s']:.2f} s: {doc['fps'] or 0:.1f} FPS, end: {doc['end_reason']}"
+    )
+    if lat:
+        print(f"latency p50 {lat['p50']:.2f} ms  p90 {lat['p90']:.2f} ms  p99 {lat['p99']:.2f} ms")
+    for label, n in list(doc["top1_distribution"].items())[:10]:
+        print(f"  {label}: {n}")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        signal.signal(signal.SIGTERM, _sigterm)  # a remote stop ends like Ctrl-C: summary written
+    except ValueError:
+        pass
+    doc, source = classify(args)
+    if args.json:
+        edgelib.emit_json(doc)
+    else:
+        print_text(doc)
+    if doc["end_reason"] == "camera_lost":
+        raise edgelib.DeviceFailure(doc["error"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(edgelib.run_main(main))
