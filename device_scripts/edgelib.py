@@ -798,7 +798,12 @@ def os_name() -> str:
 
 
 def thermal_state() -> dict:
-    return {"temperature_c": cpu_temperature_c(), "throttling": throttling()}
+    """Temperature (None where unreadable) and, on a Raspberry Pi, the vcgencmd throttling flags."""
+    state = {"temperature_c": cpu_temperature_c()}
+    flags = throttling()
+    if flags is not None:
+        state["throttling"] = flags
+    return state
 
 
 def environment() -> dict:

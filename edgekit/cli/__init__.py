@@ -17,6 +17,8 @@ from edgekit import __version__
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "models": ("edgekit.cli.models_cmd", "models", "List model families and variants with params and MACs."),
     "export": ("edgekit.cli.export_cmd", "export", "Build/load a model, quantize, verify, write a bundle."),
+    "profile": ("edgekit.cli.profile_cmd", "profile", "Latency per threads x batch on this machine or a device."),
+    "camera": ("edgekit.cli.camera_cmd", "camera", "Classify a video, stream or camera on this machine or a device."),
 }
 
 

@@ -1,0 +1,84 @@
+"""`edgekit camera`: classify a video file, stream or camera with the device's camera script."""
+
+from __future__ import annotations
+
+import click
+
+from edgekit.cli.options import device_option, json_option
+
+
+@click.command()
+@click.argument("model_or_bundle")
+@click.option("--source", default=None, help="Video file or stream URL (rtsp://...).")
+@click.option("--camera", "camera_index", type=int, default=None, help="Camera index on the device (V4L2).")
+@click.option("--picamera2", is_flag=True, help="Raspberry Pi camera through picamera2 (on the device).")
+@click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N frames.")
+@click.option(
+    "--log", "log_file", type=click.Path(dir_okay=False), default=None, help="Per-frame JSON lines."
+)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Interpreter threads.")
+@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="Labels per frame.")
+@click.option("--labels", type=click.Path(), default=None, help="labels.txt (default: the bundle's).")
+@click.option("--realtime", is_flag=True, help="Pace a video file like a live camera (frames may drop).")
+@device_option
+@json_option
+def camera(
+    model_or_bundle, source, camera_index, picamera2, max_frames, log_file, threads, top_k, labels, realtime,
+    device, as_json,
+) -> None:  # fmt: skip
+    """Classify frames: every frame of a video in order, or the newest frame of a live camera.
+
+    \b
+    Example:  edgekit camera edgekit-out/mobilenet_v1_050_160 --source clip.avi --log frames.jsonl
+    """
+    from edgekit import runner  # noqa: PLC0415
+    from edgekit.cli.output import print_json, progress_steps  # noqa: PLC0415
+    from edgekit.errors import UsageError  # noqa: PLC0415
+
+    if sum(x is not None and x is not False for x in (source, camera_index, picamera2 or None)) > 1:
+        raise UsageError("give one of --source, --camera or --picamera2")
+    if source is None and camera_index is None and not picamera2:
+        raise UsageError("give --source VIDEO_OR_URL or --camera INDEX (or --picamera2)")
+    settings = runner.CameraSettings(
+        source=source,
+        camera=camera_index,
+        picamera2=picamera2,
+        threads=threads,
+        top_k=top_k,
+        max_frames=max_frames,
+        realtime=realtime,
+        labels=labels,
+    )
+    target = runner.resolve_device(device)
+    (ref,) = runner.resolve_models(model_or_bundle, all_precisions=False)
+    with progress_steps(f"camera on {target.name}", quiet=as_json) as step:
+        doc = runner.camera(target, ref, settings, log=log_file, progress=step)
+    from edgekit import store  # noqa: PLC0415
+
+    store.record("camera", doc, manifest=ref.manifest, device=doc["device"])
+    if as_json:
+        print_json(doc)
+        return
+    _print(doc)
+
+
+def _print(doc: dict) -> None:
+    from edgekit.cli.output import console  # noqa: PLC0415
+
+    c = console()
+    lat = doc["latency_ms"]
+    src = doc["source"]
+    c.print(
+        f"[bold]{doc['frames']}[/] frames from {src['name']} on {doc['device']['name']} "
+        f"({doc['dropped']} dropped), {doc['fps'] or 0:.1f} FPS, ended: {doc['end_reason']}"
+    )
+    if lat:
+        c.print(
+            f"inference p50 {lat['p50']:.2f} ms  p90 {lat['p90']:.2f} ms  p99 {lat['p99']:.2f} ms "
+            f"(runtime {doc['runtime']['name']} {doc['runtime']['version']})"
+        )
+    total = max(1, doc["frames"])
+    for label, n in list(doc["top1_distribution"].items())[:10]:
+        c.print(f"  {label:<20} {n:>6}  {n / total:.0%}")
+    if doc.get("log"):
+        c.print(f"log: {doc['log']}")

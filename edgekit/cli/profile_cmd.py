@@ -1,0 +1,118 @@
+"""`edgekit profile`: latency of a model or of every precision in a bundle, on this machine or a device."""
+
+from __future__ import annotations
+
+import click
+
+from edgekit.cli.options import device_option, json_option, parse_int_list
+
+
+@click.command()
+@click.argument("model_or_bundle")
+@click.option("--threads", default="1", show_default=True, help="Interpreter threads, comma list: 1,2,4.")
+@click.option("--batch", default="1", show_default=True, help="Batch sizes, comma list: 1,4,8.")
+@click.option("--runs", type=int, default=50, show_default=True, help="At least this many timed runs.")
+@click.option("--warmup", type=int, default=5, show_default=True, help="Untimed runs first.")
+@click.option(
+    "--min-seconds", type=float, default=1.0, show_default=True, help="And time for at least this long."
+)
+@click.option(
+    "--input",
+    "input_kind",
+    default="random",
+    show_default=True,
+    help="random, zeros, or a folder of real images.",
+)
+@click.option("--no-xnnpack", is_flag=True, help="Plain TFLite kernels instead of the XNNPACK delegate.")
+@device_option
+@json_option
+def profile(
+    model_or_bundle, threads, batch, runs, warmup, min_seconds, input_kind, no_xnnpack, device, as_json
+) -> None:
+    """Latency per thread count and batch size (p50/p90/p99, images/s, init, memory).
+
+    A bundle profiles every precision it holds and says which is fastest on this CPU, and why.
+
+    \b
+    Example:  edgekit profile edgekit-out/mobilenet_v1_050_160 --threads 1,2 --batch 1,4
+    """
+    from edgekit import runner  # noqa: PLC0415
+    from edgekit.cli.output import print_json, progress_steps  # noqa: PLC0415
+
+    settings = runner.ProfileSettings(
+        threads=parse_int_list(threads, "--threads"),
+        batch=parse_int_list(batch, "--batch"),
+        runs=runs,
+        warmup=warmup,
+        min_seconds=min_seconds,
+        input=input_kind,
+        xnnpack=not no_xnnpack,
+    )
+    target = runner.resolve_device(device)
+    refs = runner.resolve_models(model_or_bundle, all_precisions=True)
+    with progress_steps(f"profile on {target.name}", quiet=as_json) as step:
+        docs = runner.profile(target, refs, settings, progress=step)
+    rows = runner.profile_rows(docs)
+    runner.record_profile(docs, rows, refs)
+    if as_json:
+        print_json(rows)
+        return
+    _print(docs, rows)
+
+
+def _print(docs: list[dict], rows: list[dict]) -> None:
+    from rich import box  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
+    from edgekit.cli.output import console  # noqa: PLC0415
+
+    c = console()
+    env = docs[0]["environment"]
+    rt = docs[0]["runtime"]
+    cpu = env["cpu"]
+    c.print(
+        f"[bold]{docs[0]['device']['name']}[/]: {cpu['model']} ({cpu['cores']} cores, {env['os']}), "
+        f"{rt['name']} {rt['version']}, XNNPACK {'on' if rt['xnnpack'] else 'off'}"
+    )
+    t = Table(show_header=True, box=box.SIMPLE, pad_edge=False, padding=(0, 1), caption="times in ms")
+    for col in ("precision", "thr", "batch", "p50", "p90", "p99", "img/s", "init", "RSS MB"):
+        t.add_column(col, justify="left" if col == "precision" else "right", no_wrap=True, min_width=len(col))
+    for r in rows:
+        if not r.get("supported"):
+            t.add_row(r["precision"], str(r["threads"]), str(r["batch"]), "[red]n/a[/]", *[""] * 5)
+            continue
+        lat = r["latency_ms"]
+        t.add_row(
+            f"{r['precision']}{' *' if r.get('fastest') else ''}",
+            str(r["threads"]),
+            str(r["batch"]),
+            f"{lat['p50']:.3f}",
+            f"{lat['p90']:.3f}",
+            f"{lat['p99']:.3f}",
+            f"{r['images_per_s']:.0f}",
+            f"{r['init_ms']:.1f}",
+            f"{r['peak_rss_mb']:.0f}" if r.get("peak_rss_mb") else "?",
+        )
+    c.print(t)
+    for d in docs:
+        m = d["model"]
+        c.print(
+            f"{m['precision']}: {m['file']} ({m['size_bytes'] / 1e6:.2f} MB, input {m['input']['dtype']})"
+        )
+    for r in rows:
+        if not r.get("supported"):
+            c.print(f"[yellow]batch {r['batch']}:[/] {r['error']}")
+    best = [r for r in rows if r.get("fastest_note")]
+    best.sort(key=lambda r: (r["batch"], r["latency_ms"]["p50"]))
+    notes = [best[0]["fastest_note"]] if best else []
+    if notes:
+        c.print(f"[bold]fastest[/] (*): {notes[0]}")
+    for d in docs:
+        for w in d.get("warnings", []):
+            if "drifted" in w:
+                c.print(f"[yellow]warning:[/] {w}")
+    t0, t1 = env.get("temperature_c"), docs[-1]["environment_after"].get("temperature_c")
+    if t0 is not None:
+        c.print(
+            f"CPU temperature {t0:.1f} °C before, {t1:.1f} °C after" if t1 is not None else f"{t0:.1f} °C"
+        )

@@ -1,0 +1,488 @@
+"""Run a device script on a Target and bring its JSON result back.
+
+Three parts, so remote targets only replace the first:
+  prepare(target, host_paths) -> RemotePaths   make scripts, models and data available on the target
+                                               (local: used where they are; SSH/adb: deployed, issue 5
+                                               registers its own preparer in PREPARERS)
+  run_script(target, paths, script, args)      argv, streaming progress, parsing the JSON, errors
+  profile() / evaluate() / camera()            one job each: prepare, run, pull outputs, record
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgekit.errors import (
+    DependencyError,
+    DeviceError,
+    EdgekitError,
+    InputDataError,
+    ModelFileError,
+    UsageError,
+)
+from edgekit.modelcheck import scripts_dir
+from edgekit.targets.base import CommandResult, DeviceSpec, Target
+
+Progress = Callable[[str], None]
+
+# Exit codes of the device scripts (edgelib.EXIT_*), the same numbers as edgekit.errors.ExitCode.
+_SCRIPT_ERRORS: dict[int, type[EdgekitError]] = {
+    2: UsageError,
+    3: InputDataError,
+    4: ModelFileError,
+    6: DeviceError,
+    8: DependencyError,
+}
+INTERRUPTED = 130
+
+
+# --------------------------------------------------------------------------- devices
+
+
+def resolve_device(name: str | None) -> Target:
+    """`--device NAME` -> a Target. For now only this machine ("local", or no --device)."""
+    from edgekit.targets.local import LocalTarget  # noqa: PLC0415
+
+    if name is None or name.strip() in ("", "local"):
+        return LocalTarget(DeviceSpec(name="local", kind="local", python=sys.executable))
+    raise UsageError(
+        f"unknown device {name!r}: only 'local' (this machine) is available here",
+        hint="remote devices come from `edgekit devices add NAME --ssh USER@HOST` (or --adb SERIAL)",
+    )
+
+
+# --------------------------------------------------------------------------- models
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """One `.tflite` to run, with the bundle it belongs to (if any)."""
+
+    path: Path
+    precision: str | None = None
+    bundle: Path | None = None
+    manifest: dict | None = None
+    trusted: bool = False  # its sha256 matches the bundle's manifest
+
+
+def resolve_models(spec: str, *, all_precisions: bool) -> list[ModelRef]:
+    """MODEL_OR_BUNDLE -> the models to run: every precision of a bundle (or its primary one), or the
+    file itself. Each is checked first (structure; a subprocess probe when not from a verified bundle)."""
+    from edgekit.manifest import MANIFEST, primary_model, read_manifest, verify_checksums  # noqa: PLC0415
+    from edgekit.modelcheck import check_model  # noqa: PLC0415
+
+    p = Path(spec).expanduser()
+    if p.is_dir():
+        manifest = read_manifest(p)
+        bad = set(verify_checksums(p, manifest))
+        entries = manifest.get("models") or []
+        if not entries:
+            raise ModelFileError(f"bundle {p} lists no models", hint="re-export it")
+        chosen = entries if all_precisions else [primary_model(manifest)]
+        refs = [
+            ModelRef(p / e["file"], e.get("precision"), p, manifest, trusted=e["file"] not in bad)
+            for e in chosen
+        ]
+    elif p.is_file():
+        manifest = None
+        bundle = None
+        entry: dict = {}
+        if (p.parent / MANIFEST).is_file():
+            try:
+                manifest = read_manifest(p.parent)
+                entry = next((e for e in manifest.get("models", []) if e.get("file") == p.name), {})
+                bundle = p.parent if entry else None
+            except EdgekitError:
+                manifest = None
+        trusted = bool(entry) and p.name not in verify_checksums(p.parent, manifest)
+        refs = [ModelRef(p, entry.get("precision"), bundle, manifest if bundle else None, trusted)]
+    else:
+        raise InputDataError(
+            f"{spec} does not exist", hint="pass a .tflite file or a bundle folder made by `edgekit export`"
+        )
+    for ref in refs:
+        check_model(ref.path, trusted=ref.trusted)
+    return refs
+
+
+# --------------------------------------------------------------------------- prepare
+
+
+@dataclass(frozen=True)
+class RemotePaths:
+    """Where things are on the target."""
+
+    scripts: str  # folder holding the device scripts
+    python: str  # interpreter that runs them
+    scratch: str  # writable folder for outputs (logs), removed by cleanup()
+    files: dict[str, str] = field(default_factory=dict)  # host path -> path on the target
+
+    def on_target(self, host_path: str | Path) -> str:
+        return self.files[str(host_path)]
+
+
+Preparer = Callable[[Target, list[str]], RemotePaths]
+
+
+def _prepare_local(target: Target, host_paths: list[str]) -> RemotePaths:
+    scratch = tempfile.mkdtemp(prefix="edgekit-run-")
+    return RemotePaths(
+        scripts=str(scripts_dir()),
+        python=target.spec.python,
+        scratch=scratch,
+        files={p: str(Path(p).expanduser().resolve()) for p in host_paths},
+    )
+
+
+def _cleanup_local(target: Target, paths: RemotePaths) -> None:
+    shutil.rmtree(paths.scratch, ignore_errors=True)
+
+
+# kind -> (prepare, cleanup). Issue 5 adds "ssh" and "adb": deploy the bundle + scripts, push data.
+PREPARERS: dict[str, tuple[Preparer, Callable[[Target, RemotePaths], None]]] = {
+    "local": (_prepare_local, _cleanup_local),
+}
+
+
+def prepare(target: Target, host_paths: list[str]) -> RemotePaths:
+    """Make the device scripts and `host_paths` (models with their bundles, data) available on target."""
+    if target.spec.kind not in PREPARERS:
+        raise DeviceError(f"running device scripts on {target.spec.kind} devices is not available yet")
+    return PREPARERS[target.spec.kind][0](target, [str(p) for p in host_paths])
+
+
+def cleanup(target: Target, paths: RemotePaths) -> None:
+    PREPARERS[target.spec.kind][1](target, paths)
+
+
+# --------------------------------------------------------------------------- run
+
+
+def run_script(
+    target: Target,
+    paths: RemotePaths,
+    script: str,
+    args: list[str],
+    *,
+    progress: Progress | None = None,
+    timeout: float | None = None,
+) -> dict:
+    """Run one device script with --json; its result document, or the matching EdgekitError."""
+    argv = [paths.python, posixpath.join(paths.scripts, script), *args, "--json"]
+
+    def on_line(line: str) -> None:
+        if line.startswith("progress: "):
+            if progress is not None:
+                progress(line[len("progress: ") :])
+        elif line.startswith("warning: "):
+            from edgekit.cli.output import err_console  # noqa: PLC0415
+
+            err_console().print(f"[yellow]{target.name}:[/] {line}", markup=True, highlight=False)
+
+    result = target.run(argv, timeout=timeout, stream=on_line)
+    return parse_result(result, script, target.name)
+
+
+def parse_result(result: CommandResult, script: str, device: str) -> dict:
+    rc = result.returncode
+    if rc == INTERRUPTED:
+        raise KeyboardInterrupt
+    message = _error_line(result.stderr)
+    if rc < 0 or (rc > 128 and rc not in _SCRIPT_ERRORS):
+        num = -rc if rc < 0 else rc - 128
+        try:
+            name = signal.Signals(num).name
+        except ValueError:
+            name = f"signal {num}"
+        raise DeviceError(
+            f"{script} crashed on {device} ({name})",
+            hint="the model or the interpreter on the device is broken; `edgekit profile` checks models first",
+        )
+    if rc != 0:
+        cls = _SCRIPT_ERRORS.get(rc, DeviceError)
+        text = message or _last_line(result.stderr) or "no message"
+        raise cls(text if device == "local" else f"on {device}: {text}")
+    for line in reversed(result.stdout.splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                doc = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(doc, dict) and "schema_version" in doc:
+                return doc
+    raise DeviceError(
+        f"{script} on {device} printed no JSON result: {_last_line(result.stderr) or 'no output'}"
+    )
+
+
+def _error_line(stderr: str) -> str | None:
+    for line in reversed(stderr.splitlines()):
+        if line.startswith("error: "):
+            return line[len("error: ") :].strip()
+    return None
+
+
+def _last_line(text: str) -> str | None:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else None
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+@dataclass(frozen=True)
+class ProfileSettings:
+    """`edgekit profile` flags, passed to profile_latency.py as they are."""
+
+    threads: tuple[int, ...] = (1,)
+    batch: tuple[int, ...] = (1,)
+    runs: int = 50
+    warmup: int = 5
+    min_seconds: float = 1.0
+    input: str = "random"  # random | zeros | an image folder on the host
+    xnnpack: bool = True
+
+    def __post_init__(self) -> None:
+        if self.runs < 1 or self.warmup < 0 or self.min_seconds < 0:
+            raise UsageError(
+                f"--runs must be >= 1, --warmup >= 0, --min-seconds >= 0; received "
+                f"{self.runs}, {self.warmup}, {self.min_seconds}"
+            )
+        if self.input not in ("random", "zeros") and not Path(self.input).is_dir():
+            raise UsageError(f"--input must be random, zeros or an image folder; received {self.input!r}")
+
+
+def _device_info(target: Target) -> dict:
+    return target.describe()
+
+
+def _record(kind: str, result, manifest: dict | None, device: dict) -> None:
+    from edgekit import store  # noqa: PLC0415
+
+    store.record(kind, result, manifest=manifest, device=device)
+
+
+def profile(
+    target: Target, refs: list[ModelRef], settings: ProfileSettings, progress: Progress | None = None
+) -> list[dict]:
+    """Profile each model on the target; returns one profile_latency.py document per model."""
+    data = [] if settings.input in ("random", "zeros") else [settings.input]
+    paths = prepare(target, [str(r.path) for r in refs] + data)
+    docs = []
+    try:
+        for i, ref in enumerate(refs, 1):
+            args = [
+                "--model", paths.on_target(ref.path),
+                "--threads", ",".join(map(str, settings.threads)),
+                "--batch", ",".join(map(str, settings.batch)),
+                "--runs", str(settings.runs),
+                "--warmup", str(settings.warmup),
+                "--min-seconds", str(settings.min_seconds),
+                "--input", paths.on_target(settings.input) if data else settings.input,
+            ]  # fmt: skip
+            if not settings.xnnpack:
+                args.append("--no-xnnpack")
+            label = f"{ref.precision or ref.path.name} ({i}/{len(refs)})"
+
+            def step(msg: str, label: str = label) -> None:
+                if progress:
+                    progress(f"{label} {msg}")
+
+            doc = run_script(target, paths, "profile_latency.py", args, progress=step)
+            doc["device"] = _device_info(target)
+            docs.append(doc)
+    finally:
+        cleanup(target, paths)
+    return docs
+
+
+def profile_rows(docs: list[dict]) -> list[dict]:
+    """One flat object per (model, threads, batch), marking the fastest precision per setting and why."""
+    rows = []
+    for doc in docs:
+        m = doc["model"]
+        for c in doc["configurations"]:
+            rows.append(
+                {
+                    "model": m["file"],
+                    "precision": m.get("precision"),
+                    "device": doc.get("device", {}).get("name"),
+                    "runtime": doc["runtime"]["name"],
+                    "runtime_version": doc["runtime"]["version"],
+                    "xnnpack": doc["runtime"]["xnnpack"],
+                    "model_size_bytes": m["size_bytes"],
+                    **c,
+                    "peak_rss_bytes": int(c["peak_rss_mb"] * 2**20) if c.get("peak_rss_mb") else None,
+                }
+            )
+    precisions = {r["precision"] for r in rows}
+    note = docs[0].get("int8_note") if docs else None
+    for key in {(r["threads"], r["batch"]) for r in rows}:
+        same = [r for r in rows if (r["threads"], r["batch"]) == key and r.get("supported")]
+        for r in same:
+            r["fastest"] = False
+        if len(precisions) > 1 and same:
+            best = min(same, key=lambda r: r["latency_ms"]["p50"])
+            best["fastest"] = True
+            others = ", ".join(
+                f"{r['precision']} {r['latency_ms']['p50']:.3f} ms" for r in same if r is not best
+            )
+            best["fastest_note"] = (
+                f"{best['precision']} is fastest at threads={key[0]} batch={key[1]} "
+                f"({best['latency_ms']['p50']:.3f} ms p50 vs {others}). Why: {note}"
+            )
+    return rows
+
+
+def record_profile(docs: list[dict], rows: list[dict], refs: list[ModelRef]) -> None:
+    """One stored run per profile command: every configuration of every precision."""
+    if not docs:
+        return
+    manifest = refs[0].manifest
+    result = {
+        "schema_version": 1,
+        "configurations": rows,
+        "environment": docs[0]["environment"],
+        "runtime": docs[0]["runtime"],
+        "device": docs[0].get("device"),
+        "models": [d["model"] for d in docs],
+    }
+    if len(docs) == 1:
+        result["precision"] = docs[0]["model"].get("precision")
+    _record("profile", result, manifest, docs[0].get("device") or {})
+
+
+def evaluate(
+    target: Target,
+    ref: ModelRef,
+    data: str,
+    *,
+    labels: str | None = None,
+    threads: int | None = None,
+    progress: Progress | None = None,
+) -> dict:
+    """eval_images.py on the target over a folder, CSV or .npz on the host."""
+    data_path = Path(data).expanduser()
+    if not data_path.exists():
+        raise InputDataError(f"--data {data} does not exist", hint="pass an image folder, a CSV or an .npz")
+    host = [str(ref.path), str(data_path)]
+    if data_path.suffix.lower() == ".csv":
+        host += _csv_images(data_path)
+    if labels:
+        host.append(labels)
+    paths = prepare(target, host)
+    try:
+        args = ["--model", paths.on_target(ref.path), "--data", paths.on_target(data_path)]
+        if labels:
+            args += ["--labels", paths.on_target(labels)]
+        if threads:
+            args += ["--threads", str(threads)]
+        doc = run_script(target, paths, "eval_images.py", args, progress=progress)
+    finally:
+        cleanup(target, paths)
+    doc["device"] = _device_info(target)
+    return doc
+
+
+def _csv_images(csv_path: Path) -> list[str]:
+    """Images a CSV names, so a remote preparer can push them too (local: already in place)."""
+    import csv  # noqa: PLC0415
+
+    out = []
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        for row in csv.reader(f):
+            if row and row[0].strip() and not row[0].startswith("#"):
+                p = Path(row[0].strip())
+                p = p if p.is_absolute() else csv_path.parent / p
+                if p.is_file():
+                    out.append(str(p))
+    return out
+
+
+def pack_eval_npz(folder: str | Path, prep: dict, labels: list[str], out: str | Path) -> Path:
+    """Preprocess a DIR/<class>/* folder on the desktop into an .npz eval_images.py reads, so a device
+    without OpenCV or Pillow is evaluated bit-for-bit on the desktop's inputs."""
+    import numpy as np  # noqa: PLC0415
+
+    from edgekit.data import load_folder  # noqa: PLC0415
+
+    batch = load_folder(folder, prep)
+    index = {name: i for i, name in enumerate(labels)}
+    y = []
+    for p in batch.paths:
+        cls = Path(p).parent.name
+        y.append(index.get(cls, -1))
+    out = Path(out)
+    np.savez(out, x=batch.x.astype(np.float32), y=np.asarray(y, np.int64), paths=np.asarray(batch.paths))
+    return out
+
+
+@dataclass(frozen=True)
+class CameraSettings:
+    source: str | None = None  # video file or stream URL
+    camera: int | None = None  # OpenCV camera index on the device
+    picamera2: bool = False
+    threads: int | None = None
+    top_k: int = 3
+    max_frames: int | None = None
+    realtime: bool = False
+    labels: str | None = None
+
+
+def camera(
+    target: Target,
+    ref: ModelRef,
+    settings: CameraSettings,
+    *,
+    log: str | None = None,
+    progress: Progress | None = None,
+) -> dict:
+    """classify_camera.py on the target (headless); its summary, with the frame log pulled to `log`."""
+    is_file = settings.source is not None and "://" not in settings.source
+    if is_file and not Path(settings.source).expanduser().is_file():
+        raise InputDataError(f"video file {settings.source} does not exist")
+    host = (
+        [str(ref.path)]
+        + ([settings.source] if is_file else [])
+        + ([settings.labels] if settings.labels else [])
+    )
+    paths = prepare(target, host)
+    try:
+        args = ["--model", paths.on_target(ref.path), "--headless", "--top-k", str(settings.top_k)]
+        if settings.source is not None:
+            args += ["--source", paths.on_target(settings.source) if is_file else settings.source]
+        elif settings.picamera2:
+            args.append("--picamera2")
+        else:
+            args += ["--camera", str(settings.camera or 0)]
+        if settings.threads:
+            args += ["--threads", str(settings.threads)]
+        if settings.max_frames:
+            args += ["--max-frames", str(settings.max_frames)]
+        if settings.realtime:
+            args.append("--realtime")
+        if settings.labels:
+            args += ["--labels", paths.on_target(settings.labels)]
+        remote_log = posixpath.join(paths.scratch, "predictions.jsonl")
+        if log:
+            args += ["--log", remote_log]
+        try:
+            doc = run_script(target, paths, "classify_camera.py", args, progress=progress)
+        finally:
+            if log and target.exists(remote_log):
+                target.pull(remote_log, log)  # complete up to the last frame, even after a failure
+        if log:
+            doc["log"] = str(Path(log).resolve())
+    finally:
+        cleanup(target, paths)
+    doc["device"] = _device_info(target)
+    return doc
