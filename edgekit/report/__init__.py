@@ -1,1 +1,19 @@
-"""Results comparison and rendering (no TensorFlow here)."""
+"""Results comparison and rendering (no TensorFlow here).
+
+compare.py turns runs in the store into report data; render.py writes it as one self-contained
+HTML file (inline CSS and SVG from svg.py) or Markdown; `--json` prints the data itself.
+"""
+
+from __future__ import annotations
+
+FORMATS = ("html", "md")
+
+
+def render(data: dict, fmt: str) -> str:
+    from edgekit.report.render import to_html, to_markdown  # noqa: PLC0415
+
+    if fmt == "html":
+        return to_html(data)
+    if fmt == "md":
+        return to_markdown(data)
+    raise ValueError(f"unknown report format {fmt!r}")

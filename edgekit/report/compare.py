@@ -1,0 +1,452 @@
+"""From runs in the store to the comparison a report shows (plain data, JSON-ready).
+
+Rows join the newest eval and the newest profile of one (model, bundle, precision, device), so a
+device's latency sits beside its accuracy and beside the desktop reference the eval recorded.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgekit.store import RunFilter, Store, profile_entries
+
+REPORT_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    model: str | None = None
+    device: str | None = None
+    since: str | None = None
+    run_id: int | None = None  # the eval whose confusion matrix and per-class accuracy are shown
+    budget_ms: float | None = None
+    title: str = "edgekit report"
+    ids: tuple[int, ...] = field(default_factory=tuple)  # restrict to these runs (a sweep's)
+
+
+def pareto_front(points: list[dict], x: str = "latency_ms", y: str = "top1") -> set[int]:
+    """Indices of points no other point beats: lower-or-equal x and higher-or-equal y, one strictly."""
+    front = set()
+    for i, p in enumerate(points):
+        dominated = any(
+            q[x] <= p[x] and q[y] >= p[y] and (q[x] < p[x] or q[y] > p[y])
+            for j, q in enumerate(points)
+            if j != i
+        )
+        if not dominated:
+            front.add(i)
+    return front
+
+
+def best_within(points: list[dict], budget_ms: float | None, y: str = "top1") -> dict | None:
+    """The highest-`y` point with latency within budget (ties: the faster)."""
+    ok = [p for p in points if p.get(y) is not None and (budget_ms is None or p["latency_ms"] <= budget_ms)]
+    return max(ok, key=lambda p: (p[y], -p["latency_ms"])) if ok else None
+
+
+def build_report(store: Store, opts: ReportOptions) -> dict:
+    filt = RunFilter(model=opts.model, device=opts.device, since=opts.since, ids=opts.ids)
+    runs = store.query(filt)  # newest first
+    exports = [r for r in runs if r["kind"] == "export"]
+    measured = [r for r in runs if r["kind"] in ("eval", "profile")]
+    rows, used = _rows(measured)
+    blobs = store.results(sorted({*used, *(r["id"] for r in exports[:50])}))
+    meas = store.measurements([r["profile_run"] for r in rows if r.get("profile_run")])
+    models = _models(rows, exports, runs, blobs)
+    chosen = _chosen_run(store, opts.run_id, [r for r in measured if r["kind"] == "eval"])
+    return {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "title": opts.title,
+        "generated_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "db": str(store.path),
+        "filters": {"model": opts.model, "device": opts.device, "since": opts.since},
+        "counts": {
+            k: sum(1 for r in runs if r["kind"] == k) for k in ("export", "eval", "profile", "camera")
+        },
+        "models": models,
+        "latency": _latency(rows, meas),
+        "scatter": _scatter(rows),
+        "macs_latency": _macs_latency(rows),
+        "grid": grid(rows),
+        "pareto": _pareto_table(rows, opts.budget_ms),
+        "chosen_run": chosen,
+        "environments": _environments(runs, used | ({chosen["id"]} if chosen else set()), blobs, store),
+    }
+
+
+# --------------------------------------------------------------------------- rows
+
+
+def _rows(measured: list[dict]) -> tuple[list[dict], set[int]]:
+    groups: dict[tuple, dict] = {}
+    for r in measured:  # newest first: the first seen of each kind wins
+        key = (r["model_name"] or "?", r["bundle_id"] or "", r["precision"] or "", r["device"] or "local")
+        g = groups.setdefault(key, {})
+        g.setdefault(r["kind"], r)
+    rows, used = [], set()
+    for (model, bid, precision, device), g in groups.items():
+        ev, pr = g.get("eval"), g.get("profile")
+        used |= {r["id"] for r in (ev, pr) if r}
+        src = pr or ev
+        top1 = ev.get("top1") if ev else None
+        ref = ev.get("reference_top1") if ev else None
+        change = None
+        if top1 is not None and ref is not None:
+            change = round((top1 - ref) * 100, 3)  # percentage points, computed the same way for all
+        elif ev and ev.get("top1_change") is not None:
+            tc = ev["top1_change"]
+            change = tc * 100 if abs(tc) <= 1 else tc
+        rows.append(
+            {
+                "model": model,
+                "bundle_id": bid or None,
+                "precision": precision or None,
+                "device": device,
+                "interpreter": src.get("interpreter"),
+                "interpreter_version": src.get("interpreter_version"),
+                "threads": src.get("threads"),
+                "batch": src.get("batch"),
+                "top1": top1,
+                "top5": ev.get("top5") if ev else None,
+                "reference_top1": ref,
+                "reference_top5": ev.get("reference_top5") if ev else None,
+                "agreement": ev.get("agreement") if ev else None,
+                "top1_change_points": change,
+                "n_images": ev.get("n_images") if ev else None,
+                "p50_ms": (pr or ev or {}).get("p50_ms"),
+                "p90_ms": (pr or ev or {}).get("p90_ms"),
+                "p99_ms": (pr or ev or {}).get("p99_ms"),
+                "images_per_s": pr.get("images_per_s") if pr else None,
+                "size_bytes": (pr or {}).get("size_bytes") or (ev or {}).get("size_bytes"),
+                "peak_rss_bytes": pr.get("peak_rss_bytes") if pr else None,
+                "throttled": bool((pr and pr.get("throttled")) or (ev and ev.get("throttled"))),
+                "macs": src.get("macs"),
+                "params": src.get("params"),
+                "alpha": src.get("alpha"),
+                "resolution": src.get("resolution"),
+                "eval_run": ev["id"] if ev else None,
+                "profile_run": pr["id"] if pr else None,
+                "created_at": src.get("created_at"),
+            }
+        )
+    rows.sort(key=lambda r: (r["model"], r["device"], r["precision"] or ""))
+    return rows, used
+
+
+def _models(rows: list[dict], exports: list[dict], runs: list[dict], blobs: dict) -> list[dict]:
+    by_model: dict[str, dict] = {}
+    for r in rows:
+        m = by_model.setdefault(r["model"], {"name": r["model"], "rows": [], "reference": None})
+        m["rows"].append(r)
+        for k in ("alpha", "resolution", "macs", "params"):
+            if m.get(k) is None and r.get(k) is not None:
+                m[k] = r[k]
+    for e in exports:
+        m = by_model.get(e["model_name"] or "?")
+        if m is None:
+            continue
+        for k in ("alpha", "resolution", "macs", "params"):
+            if m.get(k) is None:
+                m[k] = e.get(k)
+        man = (blobs.get(e["id"]) or {}).get("manifest") or {}
+        m.setdefault(
+            "export", {"run": e["id"], "created_at": e["created_at"], "bundle": _bundle_path(blobs, e)}
+        )
+        if man and "verification" not in m:
+            m["verification"] = {
+                x.get("precision"): x.get("verification", {}).get("top1_agreement")
+                for x in man.get("models", [])
+            }
+    for m in by_model.values():  # the desktop reference: the newest eval of this model that has one
+        for r in m["rows"]:
+            if r.get("reference_top1") is not None and r.get("eval_run"):
+                res = (blobs.get(r["eval_run"]) or {}).get("result") or {}
+                ref = res.get("reference") if isinstance(res.get("reference"), dict) else {}
+                m["reference"] = {
+                    "top1": r["reference_top1"],
+                    "top5": r.get("reference_top5"),
+                    "device": _device_str(ref.get("device")),
+                    "n": ref.get("n"),
+                    "run": r["eval_run"],
+                }
+                break
+    return sorted(by_model.values(), key=lambda m: m["name"])
+
+
+def _bundle_path(blobs: dict, e: dict) -> str | None:
+    res = (blobs.get(e["id"]) or {}).get("result") or {}
+    return res.get("bundle") if isinstance(res, dict) else None
+
+
+def _device_str(d) -> str | None:
+    if isinstance(d, dict):
+        return " ".join(str(v) for v in (d.get("name"), d.get("kind"), d.get("type")) if v) or None
+    return None if d is None else str(d)
+
+
+# --------------------------------------------------------------------------- plots' data
+
+
+def _label(r: dict) -> str:
+    return f"{r['model']} {r['precision'] or ''}".strip()
+
+
+def _latency(rows: list[dict], meas: dict[int, list[dict]]) -> list[dict]:
+    """Per device: one distribution per profiled setting (newest profile per model/precision)."""
+    per_device: dict[str, list[dict]] = {}
+    for r in rows:
+        if not r.get("profile_run"):
+            continue
+        items = per_device.setdefault(r["device"], [])
+        for m in meas.get(r["profile_run"], []):
+            if m.get("p50_ms") is None:
+                continue
+            label = f"{r['model']} {m.get('precision') or r['precision'] or ''} t{m.get('threads') or '?'}"
+            if (m.get("batch") or 1) != 1:
+                label += f" b{m['batch']}"
+            items.append(
+                {
+                    "label": label,
+                    "min": m.get("min_ms"),
+                    "p50": m["p50_ms"],
+                    "p90": m.get("p90_ms"),
+                    "p99": m.get("p99_ms"),
+                    "max": m.get("max_ms"),
+                    "batch": m.get("batch"),
+                    "throttled": r["throttled"],
+                    "run": r["profile_run"],
+                }
+            )
+    return [{"device": d, "items": items[:40]} for d, items in sorted(per_device.items())]
+
+
+def _scatter(rows: list[dict]) -> list[dict]:
+    """Accuracy vs latency per device, Pareto front flagged."""
+    out = []
+    for device in sorted({r["device"] for r in rows}):
+        pts = [
+            {"label": _label(r), "latency_ms": r["p50_ms"], "top1": r["top1"], "row": i}
+            for i, r in enumerate(rows)
+            if r["device"] == device and r["p50_ms"] is not None and r["top1"] is not None
+        ]
+        front = pareto_front(pts)
+        for i, p in enumerate(pts):
+            p["front"] = i in front
+        if pts:
+            out.append({"device": device, "points": pts})
+    return out
+
+
+def _macs_latency(rows: list[dict]) -> list[dict]:
+    out = []
+    for device in sorted({r["device"] for r in rows}):
+        pts = [
+            {"label": _label(r), "macs": r["macs"], "latency_ms": r["p50_ms"]}
+            for r in rows
+            if r["device"] == device
+            and r.get("macs")
+            and r.get("p50_ms") is not None
+            and r.get("profile_run")
+        ]
+        if pts:
+            out.append({"device": device, "points": pts})
+    return out
+
+
+def grid(rows: list[dict]) -> list[dict]:
+    """Per device, the α × resolution table of the MobileNet paper (latency, accuracy, MACs, params)."""
+    out = []
+    for device in sorted({r["device"] for r in rows}):
+        cells = [
+            {
+                k: r.get(k)
+                for k in ("model", "precision", "alpha", "resolution", "p50_ms", "top1", "macs", "params")
+            }
+            for r in rows
+            if r["device"] == device
+            and r.get("alpha") is not None
+            and r.get("resolution")
+            and r.get("p50_ms")
+        ]
+        if len(cells) < 2:
+            continue
+        out.append(
+            {
+                "device": device,
+                "alphas": sorted({c["alpha"] for c in cells}),
+                "resolutions": sorted({c["resolution"] for c in cells}),
+                "cells": cells,
+            }
+        )
+    return out
+
+
+def _pareto_table(rows: list[dict], budget_ms: float | None) -> list[dict]:
+    """Per device: the Pareto-optimal rows and the most accurate within the budget."""
+    out = []
+    for s in _scatter(rows):
+        front = sorted((p for p in s["points"] if p["front"]), key=lambda p: p["latency_ms"])
+        best = best_within(s["points"], budget_ms)
+        out.append(
+            {
+                "device": s["device"],
+                "budget_ms": budget_ms,
+                "front": [
+                    {"label": p["label"], "latency_ms": p["latency_ms"], "top1": p["top1"]} for p in front
+                ],
+                "best_within_budget": (
+                    {"label": best["label"], "latency_ms": best["latency_ms"], "top1": best["top1"]}
+                    if best
+                    else None
+                ),
+            }
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- one run in detail
+
+
+def _chosen_run(store: Store, run_id: int | None, evals: list[dict]) -> dict | None:
+    """Confusion matrix and per-class accuracy of --run, else of the newest eval that has them."""
+    from edgekit.errors import UsageError  # noqa: PLC0415
+
+    cands = [run_id] if run_id is not None else [r["id"] for r in evals[:20]]
+    for rid in cands:
+        run = store.get(rid)
+        detail = class_detail(run["result"], run.get("manifest"))
+        if detail:
+            return {"id": rid, "model": run["model_name"], "device": run["device"], **detail}
+        if run_id is not None:
+            raise UsageError(f"run {run_id} ({run['kind']}) has no confusion matrix or per-class accuracy")
+    return None
+
+
+def class_detail(result, manifest: dict | None = None) -> dict | None:
+    if not isinstance(result, dict):
+        return None
+    src = result.get("tflite") if isinstance(result.get("tflite"), dict) else {}
+    conf = _first(result, src, ("confusion", "confusion_matrix"))
+    labels = _first(result, src, ("labels", "class_names", "classes"))
+    if isinstance(conf, dict):
+        labels = labels or conf.get("labels")
+        conf = conf.get("matrix") or conf.get("counts")
+    if not (isinstance(conf, list) and conf and all(isinstance(r, list) for r in conf)):
+        conf = None
+    per = _first(result, src, ("per_class", "per_class_accuracy"))
+    per_class = _per_class(per, labels)
+    if conf and not per_class:
+        per_class = [
+            {"label": None, "accuracy": (row[i] / sum(row)) if sum(row) else 0.0, "n": sum(row)}
+            for i, row in enumerate(conf)
+        ]
+    if not conf and not per_class:
+        return None
+    n = len(conf) if conf else len(per_class)
+    if not (isinstance(labels, list) and len(labels) == n):
+        labels = [p["label"] for p in per_class] if per_class and all(p["label"] for p in per_class) else None
+    if not labels:
+        labels = _bundle_labels(result, manifest, n) or [f"class_{i}" for i in range(n)]
+    for i, p in enumerate(per_class):
+        if p["label"] is None and i < len(labels):
+            p["label"] = labels[i]
+    return {"labels": [str(x) for x in labels], "confusion": conf, "per_class": per_class}
+
+
+def _first(a: dict, b: dict, keys):
+    for k in keys:
+        for d in (a, b):
+            if d.get(k) is not None:
+                return d[k]
+    return None
+
+
+def _per_class(per, labels) -> list[dict]:
+    out = []
+    if isinstance(per, dict):
+        for k, v in per.items():
+            acc = v.get("accuracy", v.get("top1")) if isinstance(v, dict) else v
+            n = v.get("n", v.get("count")) if isinstance(v, dict) else None
+            if isinstance(acc, (int, float)):
+                out.append({"label": str(k), "accuracy": float(acc), "n": n})
+    elif isinstance(per, list):
+        for i, v in enumerate(per):
+            if isinstance(v, dict):
+                acc = v.get("accuracy", v.get("top1"))
+                if isinstance(acc, (int, float)):
+                    out.append(
+                        {
+                            "label": v.get("label", v.get("class")),
+                            "accuracy": float(acc),
+                            "n": v.get("n", v.get("count")),
+                        }
+                    )
+            elif isinstance(v, (int, float)):
+                lab = labels[i] if isinstance(labels, list) and i < len(labels) else None
+                out.append({"label": lab, "accuracy": float(v), "n": None})
+    for p in out:
+        if p["accuracy"] > 1.0:  # a producer that reports percentages
+            p["accuracy"] /= 100.0
+    return out
+
+
+def _bundle_labels(result: dict, manifest: dict | None, n: int) -> list[str] | None:
+    path = result.get("bundle") or (manifest or {}).get("bundle")
+    if not path:
+        return None
+    f = Path(path) / "labels.txt"
+    try:
+        labels = [ln.strip() for ln in f.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    except OSError:
+        return None
+    return labels if len(labels) == n else None
+
+
+# --------------------------------------------------------------------------- environments
+
+
+def environment_of(result) -> dict:
+    if isinstance(result, dict) and isinstance(result.get("environment"), dict):
+        return result["environment"]
+    for e in profile_entries(result):
+        if isinstance(e.get("environment"), dict):
+            return e["environment"]
+    return {}
+
+
+def _environments(runs: list[dict], ids: set[int], blobs: dict, store: Store) -> list[dict]:
+    missing = [i for i in ids if i not in blobs]
+    if missing:
+        blobs = {**blobs, **store.results(missing)}
+    out = []
+    for r in runs:
+        if r["id"] not in ids:
+            continue
+        b = blobs.get(r["id"]) or {}
+        env = environment_of(b.get("result"))
+        cpu = env.get("cpu") if isinstance(env.get("cpu"), dict) else {}
+        temp = env.get("temperature", env.get("temperature_c"))
+        out.append(
+            {
+                "run": r["id"],
+                "kind": r["kind"],
+                "created_at": r["created_at"],
+                "model": r["model_name"],
+                "device": r["device"],
+                "host": r["host"],
+                "cpu": cpu.get("model") or (env.get("cpu") if isinstance(env.get("cpu"), str) else None),
+                "cores": cpu.get("cores") or env.get("cores"),
+                "machine": cpu.get("machine") or env.get("machine"),
+                "governor": env.get("governor"),
+                "os": env.get("os") if isinstance(env.get("os"), str) else _device_str(env.get("os")),
+                "interpreter": " ".join(x for x in (r["interpreter"], r["interpreter_version"]) if x) or None,
+                "xnnpack": env.get("xnnpack"),
+                "temperature": temp,
+                "temperature_c": r["temperature_c"],
+                "throttled": bool(r["throttled"]),
+                "throttling": env.get("throttling"),
+            }
+        )
+    return out
