@@ -48,15 +48,22 @@ INTERRUPTED = 130
 
 
 def resolve_device(name: str | None) -> Target:
-    """`--device NAME` -> a Target. For now only this machine ("local", or no --device)."""
+    """`--device NAME` -> a Target: this machine ("local", or no --device) or an inventory entry."""
     from edgekit.targets.local import LocalTarget  # noqa: PLC0415
 
     if name is None or name.strip() in ("", "local"):
         return LocalTarget(DeviceSpec(name="local", kind="local", python=sys.executable))
-    raise UsageError(
-        f"unknown device {name!r}: only 'local' (this machine) is available here",
-        hint="remote devices come from `edgekit devices add NAME --ssh USER@HOST` (or --adb SERIAL)",
-    )
+    return _inventory_target(name.strip())
+
+
+def _inventory_target(name: str) -> Target:
+    """A device registered with `edgekit devices add` (SSH, adb, or a named local entry)."""
+    from edgekit import inventory  # noqa: PLC0415
+    from edgekit.targets.base import make_target  # noqa: PLC0415
+
+    if "," in name:
+        raise UsageError(f"one device expected here; received the list {name!r}")
+    return make_target(inventory.get(name))
 
 
 # --------------------------------------------------------------------------- models
@@ -146,9 +153,22 @@ def _cleanup_local(target: Target, paths: RemotePaths) -> None:
     shutil.rmtree(paths.scratch, ignore_errors=True)
 
 
-# kind -> (prepare, cleanup). Issue 5 adds "ssh" and "adb": deploy the bundle + scripts, push data.
+def _prepare_ssh(target: Target, host_paths: list[str]) -> RemotePaths:
+    from edgekit.deploy import prepare_remote  # noqa: PLC0415
+
+    return prepare_remote(target, host_paths)
+
+
+def _cleanup_ssh(target: Target, paths: RemotePaths) -> None:
+    from edgekit.deploy import cleanup_remote  # noqa: PLC0415
+
+    cleanup_remote(target, paths)
+
+
+# kind -> (prepare, cleanup). SSH: deploy the bundle + scripts (edgekit.deploy), push data.
 PREPARERS: dict[str, tuple[Preparer, Callable[[Target, RemotePaths], None]]] = {
     "local": (_prepare_local, _cleanup_local),
+    "ssh": (_prepare_ssh, _cleanup_ssh),
 }
 
 

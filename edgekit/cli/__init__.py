@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "export": ("edgekit.cli.export_cmd", "export", "Build/load a model, quantize, verify, write a bundle."),
     "profile": ("edgekit.cli.profile_cmd", "profile", "Latency per threads x batch on this machine or a device."),
     "camera": ("edgekit.cli.camera_cmd", "camera", "Classify a video, stream or camera on this machine or a device."),
+    "devices": ("edgekit.cli.devices_cmd", "devices", "Device inventory (SSH, adb, local): add, list, check, setup."),
+    "deploy": ("edgekit.cli.deploy_cmd", "deploy", "Copy a bundle + device scripts to devices; switch `current`."),
     "runs": ("edgekit.cli.runs_cmd", "runs", "Recorded runs: list, show, export as CSV."),
     "report": ("edgekit.cli.report_cmd", "report", "HTML/Markdown report: results, Pareto plot, latency."),
     "sweep": ("edgekit.cli.sweep_cmd", "sweep", "α × resolution sweep: export, profile, eval, Pareto."),

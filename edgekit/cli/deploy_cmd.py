@@ -1,0 +1,89 @@
+"""`edgekit deploy`: copy a bundle (or a bare .tflite) and the device scripts to one or more devices."""
+
+from __future__ import annotations
+
+import click
+
+from edgekit.cli.options import json_option
+
+
+@click.command()
+@click.argument("bundle_or_tflite", type=click.Path(exists=True))
+@click.option(
+    "--device", "-d", "device", default=None, help="Device name(s) from `edgekit devices`, comma list."
+)
+@click.option("--all", "all_", is_flag=True, help="Every device in the inventory.")
+@click.option(
+    "--parallel",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Devices deployed to at once.",
+)
+@click.option(
+    "--timeout", type=float, default=600, show_default=True, help="Seconds allowed for the transfer."
+)
+@click.option("--config", type=click.Path(dir_okay=False), default=None, help="Device inventory file.")
+@json_option
+def deploy(bundle_or_tflite, device, all_, parallel, timeout, config, as_json) -> None:
+    """Copy BUNDLE_OR_TFLITE to DEVICE:WORKDIR/<id12>/, verify checksums there, switch `current`.
+
+    Re-deploying the same bundle transfers nothing; an interrupted deploy leaves the previous one
+    in place.
+
+    \b
+    Example:  edgekit deploy edgekit-out/mobilenet_v1_025_128 --device pi
+    """
+    import tempfile  # noqa: PLC0415
+
+    from edgekit import fleet, inventory  # noqa: PLC0415
+    from edgekit.cli.output import print_json  # noqa: PLC0415
+    from edgekit.deploy import deploy as deploy_bundle  # noqa: PLC0415
+    from edgekit.deploy import plan, resolve_bundle  # noqa: PLC0415
+    from edgekit.errors import UsageError  # noqa: PLC0415
+    from edgekit.targets.base import make_target  # noqa: PLC0415
+
+    if not device and not all_:
+        raise UsageError("name the device(s) with --device NAME[,NAME...] or pass --all")
+    specs = inventory.resolve(device, all_, config)
+    bad = [s.name for s in specs if s.kind != "ssh"]
+    if bad:
+        raise UsageError(
+            f"`edgekit deploy` copies to SSH devices; {', '.join(bad)} are not",
+            hint="local runs use the bundle where it is; adb devices are pushed to by profile itself",
+        )
+    with tempfile.TemporaryDirectory(prefix="edgekit-deploy-") as scratch:
+        bundle = resolve_bundle(bundle_or_tflite, scratch)
+        plan(bundle)  # refuse a damaged bundle once, before any connection
+
+        def job(spec):
+            target = make_target(spec)
+            try:
+                return deploy_bundle(
+                    target,
+                    bundle,
+                    timeout=timeout,
+                    progress=lambda m: None if as_json else click.echo(f"{spec.name}: {m}", err=True),
+                ).to_dict()
+            finally:
+                target.close()
+
+        def done(o):
+            if not as_json:
+                if o.ok:
+                    r = o.result
+                    what = (
+                        "already there, nothing sent"
+                        if r["skipped"]
+                        else f"{r['transferred_bytes'] / 1e6:.2f} MB sent"
+                    )
+                    click.echo(f"{o.device}: current -> {r['root']} ({what})")
+                else:
+                    click.echo(f"{o.device}: FAILED: {o.error}")
+
+        outcomes = fleet.run_fleet(specs, job, max_parallel=parallel, on_done=done)
+    if as_json:
+        print_json(
+            {"schema_version": 1, "bundle": str(bundle_or_tflite), "devices": [o.to_dict() for o in outcomes]}
+        )
+    fleet.raise_for_outcomes(outcomes)

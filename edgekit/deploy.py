@@ -1,0 +1,313 @@
+"""`edgekit deploy`: a bundle + the device scripts -> DEVICE:WORKDIR/<id12>/, then `current` -> it.
+
+Remote layout (WORKDIR is `~/edgekit` unless the device entry says otherwise):
+    WORKDIR/<id12>/bundle/            manifest.json, labels.txt, *.tflite (+ reference.json, eval.npz)
+    WORKDIR/<id12>/device_scripts/    edgelib.py, profile_latency.py, ...
+    WORKDIR/<id12>/SHA256SUMS         checked on the device with `sha256sum -c` before use
+    WORKDIR/current -> <id12>         switched atomically (symlink + rename)
+
+<id12> is the first 12 hex digits of a sha256 over the bundle's id (its files' checksums) and the
+device scripts' checksums, so an edgekit upgrade that changes a device script deploys afresh.
+The float Keras model stays on the desktop (a device never needs it).
+
+Safety: files are unpacked into WORKDIR/.incoming-<id12>-<random>, verified there and renamed into
+place in one step; a deploy cut short leaves at most an `.incoming-*` folder (removed by a later
+deploy) and the previous `current` untouched. Re-deploying an identical bundle transfers nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import secrets
+import tarfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from edgekit.errors import DeviceError, InputDataError, ModelFileError, VerificationError
+from edgekit.manifest import MANIFEST, bundle_id, read_manifest, verify_checksums
+from edgekit.targets.base import Target
+
+DEPLOY_MARKER = ".edgekit_deploy.json"
+SUMS = "SHA256SUMS"
+_SKIP_SUFFIXES = (".keras", ".h5")  # desktop-only files
+
+
+@dataclass(frozen=True)
+class Deployment:
+    device: str
+    deploy_id: str  # 12 hex digits, the folder name
+    bundle_id: str
+    root: str  # absolute path on the device
+    bundle_dir: str
+    scripts_dir: str
+    model_file: str  # the primary model (int8 when exported), absolute path on the device
+    transferred_bytes: int
+    skipped: bool  # already there: nothing was transferred
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def script(self, name: str) -> str:
+        return f"{self.scripts_dir}/{name}"
+
+
+def device_script_files() -> dict[str, Path]:
+    """The device scripts shipped with edgekit (every .py in device_scripts/ but __init__)."""
+    import edgekit.device_scripts as ds  # noqa: PLC0415
+
+    folder = Path(ds.__file__).parent
+    return {p.name: p for p in sorted(folder.glob("*.py")) if p.name != "__init__.py"}
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def plan(bundle: str | Path) -> tuple[dict, dict[str, bytes], str]:
+    """(manifest, {relative path: bytes} to send, deploy id); refuses a bundle that fails its checksums."""
+    bundle = Path(bundle)
+    manifest = read_manifest(bundle)
+    bad = verify_checksums(bundle, manifest)
+    if bad:
+        raise VerificationError(
+            f"bundle {bundle} has files that do not match its manifest: {', '.join(bad)}",
+            hint="re-export it; edgekit will not deploy a damaged bundle",
+        )
+    files: dict[str, bytes] = {f"bundle/{MANIFEST}": (bundle / MANIFEST).read_bytes()}
+    for name in sorted(manifest.get("files", {})):
+        if not name.endswith(_SKIP_SUFFIXES):
+            files[f"bundle/{name}"] = (bundle / name).read_bytes()
+    for name, path in device_script_files().items():
+        files[f"device_scripts/{name}"] = path.read_bytes()
+    h = hashlib.sha256(bundle_id(manifest).encode())
+    for rel in sorted(files):
+        if rel.startswith("device_scripts/"):
+            h.update(rel.encode() + b"\0" + _sha256(files[rel]).encode())
+    return manifest, files, h.hexdigest()[:12]
+
+
+def _tar(files: dict[str, bytes], extra: dict[str, bytes]) -> io.BytesIO:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for rel, data in {**files, **extra}.items():
+            info = tarfile.TarInfo(rel)
+            info.size = len(data)
+            info.mode = 0o644
+            info.mtime = int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+    buf.seek(0)
+    return buf
+
+
+# Runs on the device (POSIX sh + coreutils): unpack into a fresh folder, verify, rename into place,
+# switch `current`. Arguments: WORKDIR ID TMPNAME.
+_INSTALL = r"""
+set -e
+wd=$1; id=$2; tmp=$wd/$3
+mkdir -p "$wd"
+find "$wd" -maxdepth 1 -name '.incoming-*' -mmin +10 -exec rm -rf {} + 2>/dev/null || true
+mkdir "$tmp"
+trap 'rm -rf "$tmp"' EXIT
+tar -xf - -C "$tmp"
+cd "$tmp"
+if ! sha256sum -c --quiet SHA256SUMS >"$tmp/.check" 2>&1; then
+  echo "edgekit: checksum mismatch on the device: $(head -n 3 "$tmp/.check" | tr '\n' ' ')" >&2
+  exit 65
+fi
+rm -f "$tmp/.check"
+cd "$wd"
+if [ -d "$wd/$id" ]; then rm -rf "$tmp"; else mv "$tmp" "$wd/$id"; fi
+trap - EXIT
+"""
+
+# Arguments: WORKDIR ID. `ln -s` + `mv -T` is a rename(2): readers see the old or the new link.
+_SWITCH = r"""
+set -e
+cd "$1"
+ln -s "$2" ".current.$$"
+mv -T ".current.$$" current
+"""
+
+_STATUS = r"""
+cd "$1" 2>/dev/null || exit 0
+[ -f "$2/.edgekit_deploy.json" ] && cat "$2/.edgekit_deploy.json"
+printf '\n@@current=%s\n' "$(readlink current 2>/dev/null)"
+"""
+
+
+def deploy(
+    target: Target,
+    bundle: str | Path,
+    *,
+    progress: Callable[[str], None] = lambda _m: None,
+    timeout: float = 600,
+) -> Deployment:
+    """Make `bundle` the device's `current` deployment, transferring only when it is not there yet."""
+    manifest, files, dep_id = plan(bundle)
+    workdir = target.spec.workdir.rstrip("/") or "~/edgekit"
+    wd = target.expand(workdir) if hasattr(target, "expand") else workdir
+    marker = {
+        "schema_version": 1,
+        "deploy_id": dep_id,
+        "bundle_id": bundle_id(manifest),
+        "name": manifest.get("name"),
+        "files": {rel: _sha256(data) for rel, data in files.items()},
+    }
+    progress(f"checking {target.name}:{wd}/{dep_id}")
+    res = target.run(["sh", "-c", _STATUS, "sh", wd, dep_id], timeout=60)
+    text, _, current = res.stdout.rpartition("@@current=")
+    current = current.strip()
+    present = None
+    try:
+        present = json.loads(text) if text.strip() else None
+    except json.JSONDecodeError:
+        present = None
+    skipped = bool(present) and present.get("files") == marker["files"]
+    sent = 0
+    if not skipped:
+        sums = "".join(f"{_sha256(data)}  {rel}\n" for rel, data in sorted(files.items())).encode()
+        payload = _tar(files, {SUMS: sums, DEPLOY_MARKER: json.dumps(marker, indent=1).encode()})
+        sent = payload.getbuffer().nbytes
+        progress(f"sending {sent / 1e6:.2f} MB to {target.name}")
+        tmpname = f".incoming-{dep_id}-{secrets.token_hex(4)}"
+        res = target.run(
+            ["sh", "-c", _INSTALL, "sh", wd, dep_id, tmpname], input_file=payload, timeout=timeout
+        )
+        if res.returncode != 0:
+            err = res.stderr.strip().splitlines()
+            raise (VerificationError if res.returncode == 65 else DeviceError)(
+                f"deploy to {target.name} failed: {err[-1] if err else f'exit {res.returncode}'}"
+            )
+    if current != dep_id:
+        progress(f"switching {target.name}:{wd}/current -> {dep_id}")
+        res = target.run(["sh", "-c", _SWITCH, "sh", wd, dep_id], timeout=60)
+        if res.returncode != 0:
+            raise DeviceError(f"switching `current` on {target.name} failed: {res.stderr.strip()}")
+    root = f"{wd}/{dep_id}"
+    from edgekit.manifest import primary_model  # noqa: PLC0415
+
+    return Deployment(
+        device=target.name,
+        deploy_id=dep_id,
+        bundle_id=marker["bundle_id"],
+        root=root,
+        bundle_dir=f"{root}/bundle",
+        scripts_dir=f"{root}/device_scripts",
+        model_file=f"{root}/bundle/{primary_model(manifest)['file']}",
+        transferred_bytes=sent,
+        skipped=skipped,
+    )
+
+
+def wrap_tflite(tflite: str | Path, out_dir: str | Path) -> Path:
+    """A bare `.tflite` -> a minimal bundle (labels and preprocessing from its embedded metadata)."""
+    from edgekit.converters.tflite_file import NotTFLiteError, check_file  # noqa: PLC0415
+    from edgekit.device_scripts.edgelib import read_embedded  # noqa: PLC0415
+    from edgekit.manifest import SCHEMA_VERSION, file_entries, write_json_atomic  # noqa: PLC0415
+
+    src = Path(tflite)
+    try:
+        data = check_file(src)
+    except NotTFLiteError as exc:
+        raise ModelFileError(str(exc)) from None
+    labels, meta = read_embedded(data)
+    meta = meta or {}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / src.name).write_bytes(data)
+    names = [src.name]
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "name": meta.get("name") or src.stem,
+        "wrapped_from": str(src),
+        "output_kind": meta.get("output_kind", "logits"),
+        "models": [
+            {"file": src.name, "precision": meta.get("precision", "unknown"), "size_bytes": len(data)}
+        ],
+    }
+    if meta.get("preprocessing"):
+        manifest["preprocessing"] = meta["preprocessing"]
+    if labels:
+        (out / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
+        names.append("labels.txt")
+        manifest["labels_file"] = "labels.txt"
+        manifest["num_classes"] = len(labels)
+    manifest["files"] = file_entries(out, names)
+    write_json_atomic(out / MANIFEST, manifest)
+    return out
+
+
+def resolve_bundle(path: str | Path, scratch: str | Path) -> Path:
+    """A bundle folder as given, or a bare .tflite wrapped into one under `scratch`."""
+    p = Path(path)
+    if p.is_dir():
+        return p
+    if p.is_file() and p.suffix == ".tflite":
+        return wrap_tflite(p, Path(scratch) / p.stem)
+    if p.is_file() and p.name == MANIFEST:
+        return p.parent
+    raise InputDataError(
+        f"{path} is neither a bundle folder nor a .tflite file", hint="run `edgekit export` first"
+    )
+
+
+# --------------------------------------------------------------------------- runner integration
+
+
+def prepare_remote(target: Target, host_paths: list[str]):
+    """The runner's `prepare` for SSH devices: deploy the bundles the models belong to (a bare .tflite
+    is wrapped first), push any other input (images, video, labels) to a scratch folder."""
+    import tempfile  # noqa: PLC0415
+
+    from edgekit.runner import RemotePaths  # noqa: PLC0415
+
+    files: dict[str, str] = {}
+    deployments: dict[str, Deployment] = {}
+    others: list[Path] = []
+    with tempfile.TemporaryDirectory(prefix="edgekit-wrap-") as wraps:
+        for raw in host_paths:
+            p = Path(raw).expanduser().resolve()
+            if p.suffix != ".tflite":
+                others.append(p)
+                continue
+            bundle = p.parent
+            try:
+                listed = p.name in read_manifest(bundle).get("files", {})
+            except Exception:  # no manifest or not ours: wrap the file on its own
+                listed = False
+            if not listed:
+                bundle = wrap_tflite(p, Path(wraps) / f"{len(deployments)}_{p.stem}")
+            key = str(bundle)
+            if key not in deployments:
+                deployments[key] = deploy(target, bundle)
+            files[raw] = f"{deployments[key].bundle_dir}/{p.name}"
+    if not deployments:  # nothing to deploy, but the scripts must be there: impossible to guess a bundle
+        raise DeviceError("nothing to run on the device: no .tflite model was given")
+    last = list(deployments.values())[-1]
+    wd = target.expand(target.spec.workdir.rstrip("/"))
+    scratch = f"{wd}/runs/{secrets.token_hex(6)}"
+    res = target.run(["mkdir", "-p", scratch], timeout=60)
+    if res.returncode != 0:
+        raise DeviceError(f"cannot create {scratch} on {target.name}: {res.stderr.strip()}")
+    for p in others:
+        dest = f"{scratch}/in/{len(files)}/{p.name}"
+        target.run(["mkdir", "-p", dest.rsplit("/", 1)[0]], timeout=60)
+        target.push(str(p), dest)
+        files[str(p)] = dest
+    for raw in host_paths:  # the runner looks paths up as it gave them
+        rp = str(Path(raw).expanduser().resolve())
+        if raw not in files and rp in files:
+            files[raw] = files[rp]
+    return RemotePaths(scripts=last.scripts_dir, python=target.spec.python, scratch=scratch, files=files)
+
+
+def cleanup_remote(target: Target, paths) -> None:
+    """Remove the run's scratch folder (deployments stay: they are reused)."""
+    import contextlib  # noqa: PLC0415
+
+    with contextlib.suppress(Exception):
+        target.run(["rm", "-rf", paths.scratch], timeout=60)

@@ -1,0 +1,207 @@
+"""The device inventory: a small TOML file of named devices (`edgekit devices ...`).
+
+Where it lives: `--config PATH` > `EDGEKIT_CONFIG` > `$EDGEKIT_HOME/devices.toml` > the user config
+dir (platformdirs). It never holds passwords: SSH uses key files and ssh-agent only. Each SSH entry
+carries the host keys accepted at `devices add`/`devices trust`, checked on every connection.
+
+    schema_version = 1
+    [devices.pi]
+    kind = "ssh"
+    address = "pi@raspberrypi.local:22"
+    identity = "~/.ssh/id_ed25519"
+    python = "~/edgekit/venv/bin/python"
+    workdir = "~/edgekit"
+    host_keys = ["ssh-ed25519 AAAA..."]
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from edgekit.errors import InputDataError, UsageError
+from edgekit.targets.base import DeviceSpec
+
+SCHEMA_VERSION = 1
+FILENAME = "devices.toml"
+KINDS = ("ssh", "adb", "local")
+LOCAL = DeviceSpec(name="local", kind="local")  # always available, even with an empty inventory
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_CORE_KEYS = ("kind", "address", "identity", "python", "workdir")
+_ADDR_RE = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>\[[0-9A-Fa-f:]+\]|[^:@\s\[\]]+)(?::(?P<port>\d+))?$")
+
+
+@dataclass(frozen=True)
+class SSHAddress:
+    user: str | None
+    host: str
+    port: int = 22
+
+    def __str__(self) -> str:
+        user = f"{self.user}@" if self.user else ""
+        return f"{user}{self.host}:{self.port}"
+
+
+def parse_ssh_address(value: str) -> SSHAddress:
+    """USER@HOST[:PORT] (IPv6 hosts in brackets) -> SSHAddress."""
+    m = _ADDR_RE.match(value.strip())
+    if not m:
+        raise UsageError(f"--ssh expects USER@HOST[:PORT]; received {value!r}")
+    port = int(m["port"]) if m["port"] else 22
+    if not 0 < port < 65536:
+        raise UsageError(f"SSH port must be in 1..65535; received {port}")
+    return SSHAddress(m["user"], m["host"].strip("[]"), port)
+
+
+def default_path() -> Path:
+    if os.environ.get("EDGEKIT_CONFIG"):
+        return Path(os.environ["EDGEKIT_CONFIG"]).expanduser()
+    if os.environ.get("EDGEKIT_HOME"):
+        return Path(os.environ["EDGEKIT_HOME"]).expanduser() / FILENAME
+    from platformdirs import user_config_dir  # noqa: PLC0415
+
+    return Path(user_config_dir("edgekit", appauthor=False)) / FILENAME
+
+
+def check_name(name: str) -> str:
+    if not _NAME_RE.match(name or "") or name == "local":
+        raise UsageError(
+            f"device name must be 1-64 letters, digits, '.', '_' or '-' (and not 'local'); received {name!r}"
+        )
+    return name
+
+
+def _toml_load(path: Path) -> dict:
+    if sys.version_info >= (3, 11):
+        import tomllib  # noqa: PLC0415
+    else:  # pragma: no cover
+        import tomli as tomllib  # noqa: PLC0415
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputDataError(
+            f"device inventory {path} is not valid TOML ({exc})", hint="fix or delete it"
+        ) from None
+
+
+def load(path: str | os.PathLike | None = None) -> dict[str, DeviceSpec]:
+    """All devices in the inventory (an absent file is an empty inventory)."""
+    p = Path(path).expanduser() if path else default_path()
+    if not p.is_file():
+        return {}
+    data = _toml_load(p)
+    version = data.get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise InputDataError(f"device inventory {p} has schema_version {version!r}; this edgekit reads 1")
+    out = {}
+    for name, entry in (data.get("devices") or {}).items():
+        if not isinstance(entry, dict) or entry.get("kind") not in KINDS:
+            raise InputDataError(f"device {name!r} in {p} needs kind = one of {', '.join(KINDS)}")
+        extras = {k: v for k, v in entry.items() if k not in _CORE_KEYS}
+        out[name] = DeviceSpec(
+            name=name,
+            kind=entry["kind"],
+            address=entry.get("address", ""),
+            identity=entry.get("identity"),
+            python=entry.get("python", "python3"),
+            workdir=entry.get("workdir", "~/edgekit"),
+            options=extras,
+        )
+    return out
+
+
+def _to_entry(spec: DeviceSpec) -> dict:
+    entry = {"kind": spec.kind, "address": spec.address, "python": spec.python, "workdir": spec.workdir}
+    if spec.identity:
+        entry["identity"] = spec.identity
+    entry.update({k: v for k, v in spec.options.items() if v is not None})
+    return entry
+
+
+def save(devices: dict[str, DeviceSpec], path: str | os.PathLike | None = None) -> Path:
+    """Write the whole inventory atomically (temp file + rename), readable by the owner only."""
+    import tomli_w  # noqa: PLC0415
+
+    p = Path(path).expanduser() if path else default_path()
+    p.parent.mkdir(parents=True, exist_ok=True)
+    text = "# edgekit device inventory (edit with `edgekit devices`); no passwords here\n" + tomli_w.dumps(
+        {"schema_version": SCHEMA_VERSION, "devices": {n: _to_entry(s) for n, s in sorted(devices.items())}}
+    )
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p
+
+
+def get(name: str, path: str | os.PathLike | None = None) -> DeviceSpec:
+    if name == "local":
+        return load(path).get("local", LOCAL)
+    devices = load(path)
+    if name not in devices:
+        known = ", ".join(sorted(devices)) or "none yet"
+        raise UsageError(
+            f"no device named {name!r} in {Path(path) if path else default_path()} (known: {known})",
+            hint="add one with `edgekit devices add NAME --ssh USER@HOST`",
+        )
+    return devices[name]
+
+
+def put(spec: DeviceSpec, path: str | os.PathLike | None = None, *, replace_existing: bool = False) -> Path:
+    devices = load(path)
+    if spec.name in devices and not replace_existing:
+        raise UsageError(
+            f"device {spec.name!r} already exists", hint="use --replace, or `edgekit devices remove`"
+        )
+    devices[spec.name] = spec
+    return save(devices, path)
+
+
+def update(name: str, path: str | os.PathLike | None = None, **changes) -> DeviceSpec:
+    """Change fields of one entry; `options` entries are merged (None removes a key)."""
+    devices = load(path)
+    spec = get(name, path) if name not in devices else devices[name]
+    options = dict(spec.options)
+    for k, v in (changes.pop("options", None) or {}).items():
+        if v is None:
+            options.pop(k, None)
+        else:
+            options[k] = v
+    new = replace(spec, options=options, **changes)
+    devices[name] = new
+    save(devices, path)
+    return new
+
+
+def remove(name: str, path: str | os.PathLike | None = None) -> DeviceSpec:
+    devices = load(path)
+    spec = get(name, path)
+    devices.pop(name, None)
+    save(devices, path)
+    return spec
+
+
+def resolve(
+    device: str | None, all_devices: bool = False, path: str | os.PathLike | None = None
+) -> list[DeviceSpec]:
+    """`--device a,b,c` / `--all` -> specs, in the order given; no device means this machine."""
+    devices = load(path)
+    if all_devices:
+        if not devices:
+            raise UsageError(
+                "--all given but the device inventory is empty", hint="see `edgekit devices add`"
+            )
+        return [devices[n] for n in sorted(devices)]
+    names = [n.strip() for n in (device or "local").split(",") if n.strip()]
+    if not names:
+        raise UsageError(f"--device needs a name or a comma list; received {device!r}")
+    return [get(n, path) for n in dict.fromkeys(names)]
