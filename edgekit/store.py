@@ -543,7 +543,8 @@ def _measurement(e: dict) -> dict:
         "images_per_s": _num(_get(e, "images_per_s", "throughput.images_per_s")),
         "init_ms": _num(_get(e, "init_ms", "init.ms")),
         "first_inference_ms": _num(e.get("first_inference_ms")),
-        "peak_rss_bytes": _int(_get(e, "peak_rss_bytes", "memory.peak_rss_bytes")),
+        "peak_rss_bytes": _int(_get(e, "peak_rss_bytes", "memory.peak_rss_bytes"))
+        or (int(e["peak_rss_mb"] * 2**20) if _num(e.get("peak_rss_mb")) else None),
         "model_size_bytes": _int(_get(e, "model_size_bytes", "size_bytes")),
     }
 
@@ -569,7 +570,12 @@ def _environment(result, entries: list[dict]) -> dict:
 def _interpreter(result, env: dict, entries: list[dict]) -> tuple[str | None, str | None]:
     cands = [env.get("interpreter"), env.get("runtime")]
     if isinstance(result, dict):
-        cands += [result.get("interpreter"), result.get("runtime"), _get(result, "tflite.interpreter")]
+        cands += [
+            result.get("interpreter"),
+            result.get("runtime"),
+            _get(result, "tflite.interpreter", "tflite.runtime"),
+            _get(result, "device_result.runtime"),
+        ]
     cands += [e.get("interpreter") or e.get("runtime") for e in entries[:1]]
     for c in cands:
         if isinstance(c, dict):
@@ -580,7 +586,10 @@ def _interpreter(result, env: dict, entries: list[dict]) -> tuple[str | None, st
             version = (
                 _get(result, "interpreter_version", "runtime_version") if isinstance(result, dict) else None
             )
-            return c, _str(version or env.get("interpreter_version") or env.get("runtime_version"))
+            version = version or env.get("interpreter_version") or env.get("runtime_version")
+            if version is None and " " in c.strip():  # "ai_edge_litert 2.3.0"
+                c, version = c.strip().split(" ", 1)
+            return c, _str(version)
     return None, None
 
 
@@ -588,14 +597,17 @@ def _str(v) -> str | None:
     return None if v is None else str(v)
 
 
-def _temperature(env: dict) -> float | None:
+def _temperature(*envs: dict) -> float | None:
     """The hottest reading found (before/after/max), in °C."""
-    t = env.get("temperature", env.get("temperature_c"))
-    if isinstance(t, dict):
-        vals = [_num(v) for k, v in t.items() if "unit" not in k]
-        vals = [v for v in vals if v is not None]
-        return max(vals) if vals else None
-    return _num(t)
+    vals = []
+    for env in envs:
+        t = env.get("temperature", env.get("temperature_c"))
+        if isinstance(t, dict):
+            vals += [_num(v) for k, v in t.items() if "unit" not in k]
+        else:
+            vals.append(_num(t))
+    vals = [v for v in vals if v is not None]
+    return max(vals) if vals else None
 
 
 def _throttled(env: dict, entries: list[dict]) -> int | None:
@@ -661,6 +673,7 @@ def extract(kind: str, result, manifest: dict | None, device: dict | None) -> tu
     primary = next((m for m in man.get("models", []) or [] if m.get("precision") == precision), {})
 
     env = _environment(result, entries)
+    after = r.get("environment_after") if isinstance(r.get("environment_after"), dict) else {}
     interp, interp_version = _interpreter(result, env, entries)
     head = headline(meas, precision)
     if kind == "camera" and head is None:
@@ -702,12 +715,14 @@ def extract(kind: str, result, manifest: dict | None, device: dict | None) -> tu
         "p99_ms": head.get("p99_ms") if head else None,
         "mean_ms": head.get("mean_ms") if head else None,
         "images_per_s": head.get("images_per_s") if head else None,
-        "peak_rss_bytes": (head.get("peak_rss_bytes") if head else None) or _int(r.get("peak_rss_bytes")),
+        "peak_rss_bytes": (head.get("peak_rss_bytes") if head else None)
+        or _int(r.get("peak_rss_bytes"))
+        or (int(_num(r["peak_rss_mb"]) * 2**20) if _num(r.get("peak_rss_mb")) else None),
         "size_bytes": _int(primary.get("size_bytes"))
         or (head.get("model_size_bytes") if head else None)
         or _int(_get(r, "model_size_bytes", "size_bytes")),
-        "temperature_c": _temperature(env),
-        "throttled": _throttled(env, entries),
+        "temperature_c": _temperature(env, after),
+        "throttled": _throttled(env, [after, *entries]),
         "sweep_key": _str(_get(r, "sweep.key")),
     }
     if kind == "eval":

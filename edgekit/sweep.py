@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgekit.errors import DeviceError, UsageError
+from edgekit.errors import EdgekitError, UsageError
 
 Progress = Callable[[str], None]
 
@@ -33,8 +33,10 @@ class SweepConfig:
     latency_only: bool = False
     budget_ms: float | None = None
     threads: int = 1
-    runs: int = 30  # timed inferences per profile
+    runs: int = 30  # timed inferences per profile (at least; and for at least min_seconds)
     warmup: int = 3
+    min_seconds: float = 1.0
+    val_data: str | None = None  # held-out images to evaluate on (default: --data itself)
     calibration_samples: int = 32
     output: str = "edgekit-out/sweep"
     db: str | None = None
@@ -49,6 +51,10 @@ class SweepConfig:
             raise UsageError(
                 "--latency-only measures random weights; leave out --data (or drop --latency-only)"
             )
+        if self.val_data is not None and self.data is None:
+            raise UsageError("--val-data needs --data (the training images)")
+        if self.min_seconds < 0:
+            raise UsageError(f"--min-seconds must be >= 0; received {self.min_seconds}")
         if self.epochs < 0 or self.runs < 1 or self.threads < 1:
             raise UsageError(
                 f"--epochs must be >= 0, --runs and --threads >= 1; received {self.epochs}, {self.runs}, {self.threads}"
@@ -80,6 +86,7 @@ def sweep_key(cfg: SweepConfig, model_cfg, point: Point) -> str:
     }
     if cfg.data:
         parts["data"] = str(Path(cfg.data).resolve())
+        parts["val_data"] = str(Path(cfg.val_data).resolve()) if cfg.val_data else None
         parts["epochs"] = cfg.epochs
         parts["seed"] = cfg.seed
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
@@ -104,7 +111,9 @@ def run_sweep(cfg: SweepConfig, progress: Progress = lambda _m: None) -> dict:
             f"--classes {cfg.classes} disagrees with the {len(labels)} class folders in {cfg.data}"
         )
     points = [Point(a, r) for a in cfg.alphas for r in cfg.resolutions]
-    done, skipped, steps = [], [], []
+    from edgekit.models import variant_name  # noqa: PLC0415
+
+    done, skipped, steps, failures = [], [], [], []
     with open_store(cfg.db) as store:
         db_path = store.path
         for n, point in enumerate(points, 1):
@@ -122,18 +131,21 @@ def run_sweep(cfg: SweepConfig, progress: Progress = lambda _m: None) -> dict:
                 skipped.append(key)
                 continue
             t0 = time.perf_counter()
-            bundle, manifest = _bundle(cfg, mcfg, key, labels, tag, progress, store)
+            # One configuration (or one device) failing is reported and does not stop the others.
+            try:
+                bundle, manifest = _bundle(cfg, mcfg, key, labels, tag, progress, store)
+            except EdgekitError as exc:
+                progress(f"{tag}: failed: {exc}")
+                failures.append({"key": key, "model": variant_name(mcfg), "device": None, "error": str(exc)})
+                continue
             for device in todo:
-                if not store.has_sweep_run(key, device, "profile"):
-                    progress(f"{tag}: profiling on {device}")
-                    result, dev = profile(bundle, manifest, device, cfg)
-                    result["sweep"] = {"key": key}
-                    store.add("profile", result, manifest=manifest, device=dev)
-                if cfg.data and not store.has_sweep_run(key, device, "eval"):
-                    progress(f"{tag}: evaluating on {device}")
-                    result, dev = evaluate(bundle, manifest, device, cfg)
-                    result["sweep"] = {"key": key}
-                    store.add("eval", result, manifest=manifest, device=dev)
+                try:
+                    _measure(cfg, store, key, bundle, manifest, device, tag, progress)
+                except EdgekitError as exc:
+                    progress(f"{tag}: failed on {device}: {exc}")
+                    failures.append(
+                        {"key": key, "model": variant_name(mcfg), "device": device, "error": str(exc)}
+                    )
             steps.append({"key": key, "seconds": round(time.perf_counter() - t0, 1)})
             done.append(key)
         keys = [sweep_key(cfg, _model_config(cfg, p, classes), p) for p in points]
@@ -143,9 +155,30 @@ def run_sweep(cfg: SweepConfig, progress: Progress = lambda _m: None) -> dict:
         done=len(done),
         skipped=len(skipped),
         steps=steps,
+        failures=failures,
         total_s=round(time.perf_counter() - t_start, 1),
     )
     return summary
+
+
+def _measure(
+    cfg: SweepConfig, store, key: str, bundle: Path, manifest: dict, device: str, tag: str, progress
+) -> None:
+    """Profile (and evaluate, with data) one bundle on one device; each result is its own stored run."""
+
+    def step(m: str) -> None:
+        progress(f"{tag}: {m}")
+
+    if not store.has_sweep_run(key, device, "profile"):
+        step(f"profiling on {device}")
+        result, dev = profile(bundle, manifest, device, cfg, step)
+        result["sweep"] = {"key": key}
+        store.add("profile", result, manifest=manifest, device=dev)
+    if cfg.data and not store.has_sweep_run(key, device, "eval"):
+        step(f"evaluating on {device}")
+        result, dev = evaluate(bundle, manifest, device, cfg, step)
+        result["sweep"] = {"key": key}
+        store.add("eval", result, manifest=manifest, device=dev)
 
 
 # --------------------------------------------------------------------------- build + export
@@ -171,13 +204,13 @@ def _bundle(
     weights = None
     if cfg.data and cfg.epochs > 0:
         progress(f"{tag}: training {cfg.epochs} epochs")
-        weights = train(cfg, mcfg, out.with_name(out.name + "-train"))
+        weights = train(cfg, mcfg, out.with_name(out.name + "-train"), lambda m: progress(f"{tag}: {m}"))
     progress(f"{tag}: exporting int8")
     ecfg = ExportConfig(
         model=mcfg,
         precisions=("int8",),
         weights=weights,
-        calibration=cfg.data,
+        calibration=None if weights else cfg.data,  # a run folder calibrates on its own training sample
         calibration_samples=cfg.calibration_samples,
         labels=tuple(labels) if labels and not weights else (),
         output=str(out),
@@ -188,16 +221,27 @@ def _bundle(
     return out, manifest
 
 
-def train(cfg: SweepConfig, mcfg, run_dir: Path) -> str:
-    """Train with edgekit.train (issue 3's trainer); returns what `export --weights` takes."""
-    try:
-        from edgekit import train as trainer  # noqa: PLC0415
-    except ImportError:
-        raise UsageError(
-            "training needs edgekit.train, which this installation lacks",
-            hint="use --epochs 0 to export untrained weights calibrated on --data, or --latency-only",
-        ) from None
-    return trainer.sweep_train(mcfg, cfg.data, epochs=cfg.epochs, output=str(run_dir), seed=cfg.seed)
+def train(cfg: SweepConfig, mcfg, run_dir: Path, progress: Progress) -> str:
+    """Train with edgekit.train; returns the run folder (what `export --weights` takes).
+
+    A finished run folder from an interrupted sweep is reused; a started one is resumed.
+    """
+    from edgekit.train import RUN_JSON, TrainConfig  # noqa: PLC0415
+    from edgekit.train import train as train_model  # noqa: PLC0415
+
+    if (run_dir / RUN_JSON).is_file():
+        return str(run_dir)
+    tcfg = TrainConfig(
+        model=mcfg,
+        data=cfg.data,
+        output=str(run_dir),
+        val_data=cfg.val_data,
+        epochs=cfg.epochs,
+        seed=cfg.seed,
+    )
+    resume = (run_dir / "checkpoints" / "state.json").is_file()
+    train_model(tcfg, progress=progress, resume=resume)
+    return str(run_dir)
 
 
 def _data_labels(data: str) -> tuple[str, ...]:
@@ -215,109 +259,60 @@ def _data_labels(data: str) -> tuple[str, ...]:
 # --------------------------------------------------------------------------- profile + eval
 
 
-def profile(bundle: Path, manifest: dict, device: str, cfg: SweepConfig) -> tuple[dict, dict]:
-    """Profile the bundle's int8 model on one device; (result, device description)."""
-    if device != "local":
-        raise DeviceError(
-            f"device {device!r}: sweeping on remote devices needs the device runner (edgekit.runner)",
-            hint="use --device local",
+def profile(
+    bundle: Path, manifest: dict, device: str, cfg: SweepConfig, progress: Progress
+) -> tuple[dict, dict]:
+    """profile_latency.py on the device through edgekit.runner; (result to record, device description)."""
+    from edgekit import runner  # noqa: PLC0415
+
+    target = runner.resolve_device(device)
+    try:
+        refs = runner.resolve_models(str(bundle), all_precisions=False)
+        settings = runner.ProfileSettings(
+            threads=(cfg.threads,), batch=(1,), runs=cfg.runs, warmup=cfg.warmup, min_seconds=cfg.min_seconds
         )
-    return profile_local(bundle, manifest, cfg), {"name": "local", "kind": "local"}
-
-
-def profile_local(bundle: Path, manifest: dict, cfg: SweepConfig) -> dict:
-    """In-process latency of the int8 model on this machine (device_scripts' edgelib interpreter)."""
-    import numpy as np  # noqa: PLC0415
-
-    from edgekit.device_scripts import edgelib  # noqa: PLC0415
-    from edgekit.manifest import primary_model  # noqa: PLC0415
-
-    entry = primary_model(manifest)
-    path = bundle / entry["file"]
-    t0 = time.perf_counter()
-    m = edgelib.Model.from_file(str(path), threads=cfg.threads)
-    init_ms = (time.perf_counter() - t0) * 1000
-    rng = np.random.default_rng(cfg.seed)
-    x = m.quantize_input(rng.uniform(-1, 1, size=m.input_shape).astype(np.float32))
-    t0 = time.perf_counter()
-    m.invoke_raw(x)
-    first_ms = (time.perf_counter() - t0) * 1000
-    for _ in range(cfg.warmup):
-        m.invoke_raw(x)
-    samples = []
-    for _ in range(cfg.runs):
-        t0 = time.perf_counter()
-        m.invoke_raw(x)
-        samples.append(time.perf_counter() - t0)
-    lat = edgelib.percentiles_ms(samples)
-    cpu = edgelib.cpu_info()
-    return {
+        docs = runner.profile(target, refs, settings, progress=progress)
+    finally:
+        target.close()
+    doc = docs[0]
+    result = {
         "schema_version": 1,
-        "results": [
-            {
-                "precision": entry["precision"],
-                "threads": cfg.threads,
-                "batch": 1,
-                "latency_ms": lat,
-                "images_per_s": 1000.0 / lat["mean"] if lat.get("mean") else None,
-                "init_ms": init_ms,
-                "first_inference_ms": first_ms,
-                "model_size_bytes": path.stat().st_size,
-                "runs": cfg.runs,
-            }
-        ],
-        "environment": {"cpu": cpu, "interpreter": {"name": m.runtime, "version": m.runtime_version}},
-        "profiler": "edgekit.sweep.profile_local",
+        "bundle": str(bundle.resolve()),
+        "precision": doc["model"].get("precision"),
+        "configurations": runner.profile_rows(docs),
+        "environment": doc.get("environment"),
+        "environment_after": doc.get("environment_after"),
+        "runtime": doc.get("runtime"),
+        "device": doc.get("device"),
+        "models": [doc["model"]],
     }
+    return result, doc.get("device") or {"name": device}
 
 
-def evaluate(bundle: Path, manifest: dict, device: str, cfg: SweepConfig) -> tuple[dict, dict]:
-    """Top-1/top-5 of the int8 model on --data (host TFLite, the `local` device)."""
-    if device != "local":
-        raise DeviceError(
-            f"device {device!r}: evaluating on remote devices needs the device runner (edgekit.runner)",
-            hint="use --device local",
-        )
-    import numpy as np  # noqa: PLC0415
+def evaluate(
+    bundle: Path, manifest: dict, device: str, cfg: SweepConfig, progress: Progress
+) -> tuple[dict, dict]:
+    """eval_images.py on the device over the validation images (or --data), through edgekit.runner."""
+    from edgekit import runner  # noqa: PLC0415
 
-    from edgekit.data import load_folder  # noqa: PLC0415
-    from edgekit.device_scripts import edgelib  # noqa: PLC0415
-    from edgekit.manifest import primary_model, read_labels  # noqa: PLC0415
-
-    entry = primary_model(manifest)
-    labels = read_labels(bundle / manifest.get("labels_file", "labels.txt"))
-    batch = load_folder(cfg.data, manifest["preprocessing"])
-    index = {name: i for i, name in enumerate(labels)}
-    y = np.array([index.get(Path(p).parent.name, -1) for p in batch.paths])
-    keep = y >= 0
-    m = edgelib.Model.from_file(str(bundle / entry["file"]), threads=cfg.threads)
-    out = m.predict(batch.x[keep])
-    y = y[keep]
-    pred = out.argmax(-1)
-    k = min(5, out.shape[-1])
-    top5 = np.any(np.argsort(-out, axis=-1)[:, :k] == y[:, None], axis=-1)
-    n_cls = len(labels)
-    conf = np.zeros((n_cls, n_cls), dtype=int)
-    for t, p in zip(y, pred, strict=True):
-        conf[t, p] += 1
-    per_class = {
-        labels[c]: {"accuracy": float(conf[c, c] / conf[c].sum()), "n": int(conf[c].sum())}
-        for c in range(n_cls)
-        if conf[c].sum()
+    target = runner.resolve_device(device)
+    data = cfg.val_data or cfg.data
+    try:
+        (ref,) = runner.resolve_models(str(bundle), all_precisions=False)
+        doc = runner.evaluate(target, ref, data, threads=cfg.threads, progress=progress)
+    finally:
+        target.close()
+    result = {
+        "schema_version": 1,
+        "bundle": str(bundle.resolve()),
+        "device": doc.get("device"),
+        "precision": doc["model"].get("precision"),
+        "tflite": {k: doc.get(k) for k in ("top1", "top5", "n", "latency_ms", "runtime")},
+        "data": data,
+        "data_note": None if cfg.val_data else "evaluated on --data itself (training images included)",
+        "device_result": doc,
     }
-    return (
-        {
-            "schema_version": 1,
-            "bundle": str(bundle.resolve()),
-            "tflite": {"top1": float(np.mean(pred == y)), "top5": float(np.mean(top5)), "n": int(y.size)},
-            "per_class": per_class,
-            "confusion": conf.tolist(),
-            "labels": list(labels),
-            "skipped": list(batch.skipped),
-            "environment": {"interpreter": {"name": m.runtime, "version": m.runtime_version}},
-        },
-        {"name": "local", "kind": "local"},
-    )
+    return result, doc.get("device") or {"name": device}
 
 
 # --------------------------------------------------------------------------- summary

@@ -36,6 +36,9 @@ def _floats(value: str, name: str) -> tuple[float, ...]:
     "--data", type=click.Path(), default=None, help="Image folder DIR/<class>/*: train, calibrate, evaluate."
 )
 @click.option(
+    "--val-data", type=click.Path(), default=None, help="Held-out images to evaluate on (default: --data)."
+)
+@click.option(
     "--epochs",
     type=int,
     default=5,
@@ -50,13 +53,18 @@ def _floats(value: str, name: str) -> tuple[float, ...]:
 @click.option(
     "--threads", type=int, default=1, show_default=True, help="Interpreter threads while profiling."
 )
-@click.option("--runs", type=int, default=30, show_default=True, help="Timed inferences per profile.")
+@click.option(
+    "--runs", type=int, default=30, show_default=True, help="Timed inferences per profile, at least."
+)
+@click.option(
+    "--min-seconds", type=float, default=1.0, show_default=True, help="Time each profile at least this long."
+)
 @click.option("-o", "--output", type=click.Path(file_okay=False), default="edgekit-out/sweep", show_default=True,
               help="Folder for the bundles and sweep.html.")  # fmt: skip
 @db_option
 @json_option
-def sweep(model, alpha, resolution, rho, classes, data, epochs, latency_only, device, budget_ms, threads, runs,
-          output, db, as_json) -> None:  # fmt: skip
+def sweep(model, alpha, resolution, rho, classes, data, val_data, epochs, latency_only, device, budget_ms, threads,
+          runs, min_seconds, output, db, as_json) -> None:  # fmt: skip
     """Build (train), export int8, profile and evaluate every α × resolution; resumable.
 
     \b
@@ -85,11 +93,13 @@ def sweep(model, alpha, resolution, rho, classes, data, epochs, latency_only, de
         classes=classes,
         devices=devices,
         data=data,
+        val_data=val_data,
         epochs=epochs,
         latency_only=latency_only,
         budget_ms=budget_ms,
         threads=threads,
         runs=runs,
+        min_seconds=min_seconds,
         output=output,
         db=db,
     )
@@ -98,8 +108,17 @@ def sweep(model, alpha, resolution, rho, classes, data, epochs, latency_only, de
     summary["report"] = _write_report(summary, cfg)
     if as_json:
         print_json(summary)
-        return
-    _print_summary(summary)
+    else:
+        _print_summary(summary)
+    if summary["failures"]:
+        from edgekit.errors import PartialFailure  # noqa: PLC0415
+
+        f = summary["failures"][0]
+        raise PartialFailure(
+            f"{len(summary['failures'])} configuration(s) failed (first: {f['model']}"
+            f"{' on ' + f['device'] if f['device'] else ''}: {f['error']}); the others are recorded",
+            hint="run the same sweep again to retry only what is missing",
+        )
 
 
 def _write_report(summary: dict, cfg) -> str | None:

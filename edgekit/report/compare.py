@@ -325,39 +325,85 @@ def _chosen_run(store: Store, run_id: int | None, evals: list[dict]) -> dict | N
 
 
 def class_detail(result, manifest: dict | None = None) -> dict | None:
+    """Per-class accuracy and confusion matrix of one eval, whichever producer wrote it.
+
+    Desktop eval: under `tflite` (confusion {labels, matrix}, rows true, columns predicted + "other").
+    Device eval: per_class under `device_result`, and per-image predictions to count a matrix from.
+    """
     if not isinstance(result, dict):
         return None
-    src = result.get("tflite") if isinstance(result.get("tflite"), dict) else {}
-    conf = _first(result, src, ("confusion", "confusion_matrix"))
-    labels = _first(result, src, ("labels", "class_names", "classes"))
+    srcs = [result] + [result[k] for k in ("tflite", "device_result") if isinstance(result.get(k), dict)]
+    conf = _first(srcs, ("confusion", "confusion_matrix"))
+    labels = _first(srcs, ("labels", "class_names"))
+    labels = labels if isinstance(labels, list) else None
+    col_labels = None
     if isinstance(conf, dict):
-        labels = labels or conf.get("labels")
+        col_labels = conf.get("labels")
         conf = conf.get("matrix") or conf.get("counts")
     if not (isinstance(conf, list) and conf and all(isinstance(r, list) for r in conf)):
         conf = None
-    per = _first(result, src, ("per_class", "per_class_accuracy"))
-    per_class = _per_class(per, labels)
+    per_class = _per_class(_first(srcs, ("per_class", "per_class_accuracy")), labels)
+    if conf is None:
+        conf, col_labels = _confusion_from_predictions(_first(srcs, ("predictions",)), labels)
     if conf and not per_class:
         per_class = [
-            {"label": None, "accuracy": (row[i] / sum(row)) if sum(row) else 0.0, "n": sum(row)}
+            {
+                "label": None,
+                "accuracy": (row[i] / sum(row)) if sum(row) and i < len(row) else 0.0,
+                "n": sum(row),
+            }
             for i, row in enumerate(conf)
         ]
     if not conf and not per_class:
         return None
-    n = len(conf) if conf else len(per_class)
-    if not (isinstance(labels, list) and len(labels) == n):
-        labels = [p["label"] for p in per_class] if per_class and all(p["label"] for p in per_class) else None
-    if not labels:
-        labels = _bundle_labels(result, manifest, n) or [f"class_{i}" for i in range(n)]
+    n_rows = len(conf) if conf else len(per_class)
+    n_cols = len(conf[0]) if conf else n_rows
+    if isinstance(col_labels, list) and len(col_labels) == n_cols:
+        row_labels = col_labels[:n_rows]
+    elif labels and len(labels) == n_rows:
+        row_labels = col_labels = list(labels)
+    elif per_class and all(p["label"] for p in per_class) and len(per_class) == n_rows:
+        row_labels = col_labels = [p["label"] for p in per_class]
+    else:
+        row_labels = col_labels = _bundle_labels(result, manifest, n_rows) or [
+            f"class_{i}" for i in range(n_rows)
+        ]
+    if len(col_labels) != n_cols:
+        col_labels = list(row_labels) + [f"col_{j}" for j in range(len(row_labels), n_cols)]
     for i, p in enumerate(per_class):
-        if p["label"] is None and i < len(labels):
-            p["label"] = labels[i]
-    return {"labels": [str(x) for x in labels], "confusion": conf, "per_class": per_class}
+        if p["label"] is None and i < len(row_labels):
+            p["label"] = row_labels[i]
+    return {
+        "labels": [str(x) for x in row_labels],
+        "predicted_labels": [str(x) for x in col_labels],
+        "confusion": conf,
+        "per_class": per_class,
+    }
 
 
-def _first(a: dict, b: dict, keys):
+def _confusion_from_predictions(preds, labels) -> tuple[list[list[int]] | None, list | None]:
+    """Rows: true classes present; columns: those classes + "other" (as the desktop eval counts)."""
+    if not isinstance(preds, list) or not labels:
+        return None, None
+    pairs = [
+        (p["label"], p["pred"])
+        for p in preds
+        if isinstance(p, dict) and isinstance(p.get("label"), int) and isinstance(p.get("pred"), int)
+    ]
+    present = sorted({t for t, _ in pairs if 0 <= t < len(labels)})
+    if not present:
+        return None, None
+    col = {c: i for i, c in enumerate(present)}
+    conf = [[0] * (len(present) + 1) for _ in present]
+    for t, p in pairs:
+        if t in col:
+            conf[col[t]][col.get(p, len(present))] += 1
+    return conf, [labels[c] for c in present] + ["other"]
+
+
+def _first(srcs: list[dict], keys):
     for k in keys:
-        for d in (a, b):
+        for d in srcs:
             if d.get(k) is not None:
                 return d[k]
     return None
@@ -408,8 +454,10 @@ def _bundle_labels(result: dict, manifest: dict | None, n: int) -> list[str] | N
 
 
 def environment_of(result) -> dict:
-    if isinstance(result, dict) and isinstance(result.get("environment"), dict):
-        return result["environment"]
+    if isinstance(result, dict):
+        for src in (result, result.get("device_result")):
+            if isinstance(src, dict) and isinstance(src.get("environment"), dict):
+                return src["environment"]
     for e in profile_entries(result):
         if isinstance(e.get("environment"), dict):
             return e["environment"]

@@ -7,7 +7,7 @@ from html import escape
 from edgekit.report import svg
 
 CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:24px auto;max-width:1100px;color:#222;padding:0 16px}
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:24px auto;max-width:1280px;color:#222;padding:0 16px}
 h1{font-size:22px;margin-bottom:4px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd}
 h3{font-size:15px;margin-bottom:6px}
 table{border-collapse:collapse;margin:8px 0 16px;font-size:13px}
@@ -17,7 +17,7 @@ tr.ref td{background:#f6f9ff;font-style:italic}
 .meta{color:#666;font-size:12px}.flag{color:#fff;background:#d62728;border-radius:3px;padding:0 4px;font-size:11px}
 .ok{color:#2ca02c}.best{font-weight:bold;background:#fff7d6}
 figure{margin:8px 0 20px}figcaption{font-size:12px;color:#555}
-.grid{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
+.scroll{overflow-x:auto}.grid{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
 """
 
 
@@ -103,7 +103,7 @@ def to_html(data: dict) -> str:
     p.append('<h2 id="models">Results per model</h2>')
     for m in data["models"]:
         p.append(
-            f'<h3>{escape(_model_heading(m))}</h3><table class="results" data-model="{escape(m["name"])}">'
+            f'<h3>{escape(_model_heading(m))}</h3><div class="scroll"><table class="results" data-model="{escape(m["name"])}">'
         )
         p.append(
             "<tr>"
@@ -124,7 +124,7 @@ def to_html(data: dict) -> str:
             p.append(
                 "<tr>" + "".join(f'<td class="{_cls(i)}">{c}</td>' for i, c in enumerate(cells)) + "</tr>"
             )
-        p.append("</table>")
+        p.append("</table></div>")
     p += _html_plots(data)
     p += _html_chosen(data.get("chosen_run"))
     p += _html_environments(data["environments"])
@@ -264,7 +264,9 @@ def _html_chosen(c: dict | None) -> list[str]:
     if c["confusion"]:
         p.append(
             "<figure>"
-            + svg.heatmap(c["confusion"], c["labels"], title="confusion matrix")
+            + svg.heatmap(
+                c["confusion"], c["labels"], col_labels=c.get("predicted_labels"), title="confusion matrix"
+            )
             + "<figcaption>rows: true class; columns: predicted</figcaption></figure>"
         )
     p.append("</div>")
@@ -303,7 +305,7 @@ def _html_environments(envs: list[dict]) -> list[str]:
     if not envs:
         return [*p, "<p>No runs.</p>"]
     p.append(
-        '<table class="environment"><tr>'
+        '<div class="scroll"><table class="environment"><tr>'
         + "".join(f'<th class="l">{escape(h)}</th>' for h, _ in ENV_COLUMNS)
         + "</tr>"
     )
@@ -312,7 +314,7 @@ def _html_environments(envs: list[dict]) -> list[str]:
         if e["throttled"]:
             cells[-1] = '<span class="flag">throttled / drifting</span>'
         p.append("<tr>" + "".join(f'<td class="l">{c}</td>' for c in cells) + "</tr>")
-    p.append("</table>")
+    p.append("</table></div>")
     return p
 
 

@@ -24,11 +24,9 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     mag = 10 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
     start = math.floor(lo / step) * step
-    ticks = []
-    t = start
-    while t <= hi + step * 0.5 and len(ticks) < 50:
-        ticks.append(round(t, 10))
-        t += step
+    ticks = [round(start, 10)]
+    while ticks[-1] < hi - step * 1e-9 and len(ticks) < 50:  # the last tick covers hi
+        ticks.append(round(ticks[-1] + step, 10))
     return ticks
 
 
@@ -239,26 +237,32 @@ def bars(labels: list[str], values: list[float], *, title: str, xlabel: str, wid
     return "\n".join(out)
 
 
-def heatmap(matrix: list[list[float]], labels: list[str], *, title: str, max_size: int = 520) -> str:
+def heatmap(
+    matrix: list[list[float]],
+    labels: list[str],
+    *,
+    title: str,
+    col_labels: list[str] | None = None,
+    max_size: int = 520,
+) -> str:
     """Confusion matrix: rows = true class, columns = predicted; shade by row-normalised count."""
-    n = len(matrix)
-    if n == 0:
+    n, m = len(matrix), max((len(r) for r in matrix), default=0)
+    if n == 0 or m == 0:
         return ""
-    cell = max(6, min(36, (max_size - 120) // n))
+    col_labels = col_labels or labels
+    cell = max(6, min(36, (max_size - 120) // max(n, m)))
     label_w = min(140, 12 + 6 * max(len(str(s)) for s in labels))
-    size = label_w + cell * n + 16
-    out = _open(size, size + 20, title, "confusion")
+    out = _open(label_w + cell * m + 16, 30 + cell * n + 60, title, "confusion")
     show_numbers = cell >= 22
     for i, row in enumerate(matrix):
         total = sum(row) or 1
         for j, v in enumerate(row):
-            frac = v / total
-            shade = int(255 - 200 * frac)
-            fill = f"rgb({shade},{shade},255)" if i != j else f"rgb({shade},255,{shade})"
+            shade = int(255 - 200 * v / total)
+            fill = f"rgb({shade},255,{shade})" if i == j else f"rgb({shade},{shade},255)"
             x, y = label_w + j * cell, 30 + i * cell
             out.append(
                 f'<rect class="cell" x="{x}" y="{y}" width="{cell}" height="{cell}" fill="{fill}" stroke="#fff">'
-                f"<title>true {escape(str(labels[i]))}, predicted {escape(str(labels[j]))}: {_fmt(v)}</title>"
+                f"<title>true {escape(str(labels[i]))}, predicted {escape(str(col_labels[j]))}: {_fmt(v)}</title>"
                 "</rect>"
             )
             if show_numbers and v:
@@ -270,6 +274,13 @@ def heatmap(matrix: list[list[float]], labels: list[str], *, title: str, max_siz
             out.append(
                 f'<text x="{label_w - 4}" y="{30 + i * cell + cell / 2 + 4}" text-anchor="end">'
                 f"{escape(str(labels[i]))}</text>"
+            )
+    if cell >= 10:
+        for j, lab in enumerate(col_labels[:m]):
+            x, y = label_w + j * cell + cell / 2 + 3, 30 + n * cell + 6
+            out.append(
+                f'<text x="{x:.0f}" y="{y}" text-anchor="end" font-size="9" '
+                f'transform="rotate(-60 {x:.0f} {y})">{escape(str(lab)[:14])}</text>'
             )
     out.append(f'<text x="{label_w}" y="14">predicted →</text>')
     out.append('<text x="4" y="14">true ↓</text>')
