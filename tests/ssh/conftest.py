@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
-from tests.ssh.sshd import SSHServer, find_sshd, keygen
+from tests.conftest import run_cli
 
-pytestmark = pytest.mark.ssh
+from .sshd import SSHServer, find_sshd, keygen
 
 
 def pytest_collection_modifyitems(config, items):
@@ -15,7 +17,7 @@ def pytest_collection_modifyitems(config, items):
             reason="OpenSSH server not installed (bash scripts/setup.sh installs it as root)"
         )
         for item in items:
-            if "tests/ssh/" in str(item.fspath).replace("\\", "/"):
+            if item.get_closest_marker("ssh") is not None:
                 item.add_marker(skip)
 
 
@@ -53,3 +55,30 @@ def ek_env(tmp_path):
     home = tmp_path / "ekhome"
     home.mkdir()
     return {"EDGEKIT_HOME": str(home), "EDGEKIT_CONFIG": "", "EDGEKIT_DB": str(home / "results.db")}
+
+
+@pytest.fixture
+def add_device(ek_env, user_key, tmp_path):
+    """add_device(name, server, **flags): `edgekit devices add NAME --ssh ...` with the server's real key."""
+
+    def add(name, server, *, identity=None, python=sys.executable, workdir=None, extra=()):
+        args = [
+            "devices",
+            "add",
+            name,
+            "--ssh",
+            server.address,
+            "--identity",
+            str(identity or user_key),
+            "--host-key",
+            server.host_key(),
+            "--python",
+            python,
+            "--workdir",
+            str(workdir or tmp_path / f"device {name}'s dir"),
+            *extra,
+            "--json",
+        ]
+        return run_cli(*args, env=ek_env)
+
+    return add

@@ -1,0 +1,125 @@
+"""The device inventory: TOML file, where it lives, validation; no server needed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import tomllib
+
+from edgekit import inventory
+from edgekit.errors import UsageError
+from edgekit.targets.base import DeviceSpec
+from tests.conftest import run_cli
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOnwNsqcTtWt3KVmwnrQ/X93RryBP13WdEWAoJFUkTKH"
+
+
+def test_parse_ssh_address():
+    a = inventory.parse_ssh_address("pi@raspberrypi.local:2222")
+    assert (a.user, a.host, a.port) == ("pi", "raspberrypi.local", 2222)
+    assert inventory.parse_ssh_address("10.0.0.5").port == 22
+    assert inventory.parse_ssh_address("me@[fe80::1]:22").host == "fe80::1"
+    for bad in ("pi@", "pi@host:99999", "a b@host", ""):
+        with pytest.raises(UsageError):
+            inventory.parse_ssh_address(bad)
+
+
+def test_round_trip_and_resolve(tmp_path):
+    path = tmp_path / "d.toml"
+    spec = DeviceSpec("pi", "ssh", "pi@h:22", "/k", "python3", "~/edgekit", {"host_keys": [KEY]})
+    inventory.put(spec, path)
+    assert inventory.load(path)["pi"] == spec
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    with pytest.raises(UsageError, match="already exists"):
+        inventory.put(spec, path)
+    inventory.put(DeviceSpec("cam", "adb", "SERIAL", options={"benchmark_model": "/data/local/tmp/bm"}), path)
+    assert [s.name for s in inventory.resolve("cam,pi", path=path)] == ["cam", "pi"]
+    assert [s.name for s in inventory.resolve(None, all_devices=True, path=path)] == ["cam", "pi"]
+    assert inventory.resolve(None, path=path)[0].kind == "local"
+    with pytest.raises(UsageError, match="no device named 'nope'"):
+        inventory.resolve("pi,nope", path=path)
+    updated = inventory.update("pi", path, python="~/edgekit/venv/bin/python")
+    assert inventory.load(path)["pi"].python == updated.python == "~/edgekit/venv/bin/python"
+    inventory.remove("pi", path)
+    assert list(inventory.load(path)) == ["cam"]
+
+
+@pytest.mark.parametrize("name", ["", "local", "a,b", "has space", "-x", "x" * 65])
+def test_bad_names(name):
+    with pytest.raises(UsageError):
+        inventory.check_name(name)
+
+
+def test_cli_add_list_show_remove(tmp_path, ek_env):
+    run_cli(
+        "devices",
+        "add",
+        "pi",
+        "--ssh",
+        "pi@192.0.2.7:2222",
+        "--host-key",
+        KEY,
+        "--no-connect",
+        "--json",
+        env=ek_env,
+    )
+    run_cli(
+        "devices",
+        "add",
+        "phone",
+        "--adb",
+        "emulator-5554",
+        "--benchmark-model",
+        "/data/local/tmp/benchmark_model",
+        env=ek_env,
+    )
+    run_cli("devices", "add", "here", "--local", env=ek_env)
+    listed = json.loads(run_cli("devices", "list", "--json", env=ek_env).stdout)
+    assert [d["name"] for d in listed["devices"]] == ["here", "phone", "pi"]
+    shown = json.loads(run_cli("devices", "show", "pi", "--json", env=ek_env).stdout)
+    assert shown["address"] == "pi@192.0.2.7:2222"
+    assert shown["host_key_fingerprints"][0].startswith("SHA256:")
+    # the file is TOML under EDGEKIT_HOME, with no secret in it
+    text = (tmp_path / "ekhome" / "devices.toml").read_text()
+    entries = tomllib.loads(text)["devices"]
+    assert entries["phone"]["benchmark_model"] == "/data/local/tmp/benchmark_model"
+    assert entries["pi"]["host_keys"] == [KEY]
+    assert not any("pass" in key for entry in entries.values() for key in entry)
+    run_cli("devices", "remove", "phone", env=ek_env)
+    assert "phone" not in run_cli("devices", "list", env=ek_env).stdout
+
+
+def test_cli_config_moves_the_file(tmp_path, ek_env):
+    cfg = tmp_path / "elsewhere" / "inv.toml"
+    run_cli("devices", "--config", str(cfg), "add", "x", "--local", env=ek_env)
+    assert cfg.is_file()
+    assert "x" in run_cli("devices", "list", "--config", str(cfg), env=ek_env).stdout
+    assert not (tmp_path / "ekhome" / "devices.toml").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["add", "pi", "--ssh", "pi@h", "--adb", "S"], "exactly one of"),
+        (["add", "pi", "--ssh", "pi@h", "--no-connect"], "--no-connect needs --host-key"),
+        (
+            ["add", "pi", "--ssh", "pi@h", "--host-key", "ssh-ed25519 notakey", "--no-connect"],
+            "not a valid SSH",
+        ),
+        (["add", "bad name", "--local"], "device name must be"),
+        (["show", "ghost"], "no device named 'ghost'"),
+    ],
+)
+def test_cli_bad_input_is_one_line(ek_env, args, message):
+    proc = run_cli("devices", *args, env=ek_env, check=False)
+    assert proc.returncode in (2, 7)
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (ek_env and (__import__("pathlib").Path(ek_env["EDGEKIT_HOME"]) / "devices.toml").exists())
+
+
+def test_broken_inventory_file(tmp_path, ek_env):
+    (tmp_path / "ekhome" / "devices.toml").write_text("devices = [ not toml")
+    proc = run_cli("devices", "list", env=ek_env, check=False)
+    assert proc.returncode == 3 and "not valid TOML" in proc.stderr
