@@ -663,14 +663,18 @@ def extract(kind: str, result, manifest: dict | None, device: dict | None) -> tu
     meas = [_measurement(e) for e in entries]
 
     precision = _get(r, "precision", "model.precision", "tflite.precision")
-    if precision is None and isinstance(man.get("models"), list) and man["models"]:
-        from edgekit.manifest import primary_model  # noqa: PLC0415
-
-        try:
-            precision = primary_model(man).get("precision")
-        except (KeyError, IndexError, TypeError):
-            precision = None
-    primary = next((m for m in man.get("models", []) or [] if m.get("precision") == precision), {})
+    models = (
+        [m for m in man.get("models") or [] if isinstance(m, dict)]
+        if isinstance(man.get("models"), list)
+        else []
+    )
+    if precision is None and models:
+        # the primary model: int8 when exported, else the first (as edgekit.manifest.primary_model)
+        precision = next((m.get("precision") for m in models if m.get("precision") == "int8"), None)
+        precision = precision or models[0].get("precision")
+    primary = next((m for m in models if m.get("precision") == precision), {})
+    if not isinstance(precision, str):
+        precision = None
 
     env = _environment(result, entries)
     after = r.get("environment_after") if isinstance(r.get("environment_after"), dict) else {}

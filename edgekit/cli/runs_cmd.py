@@ -10,7 +10,7 @@ from edgekit.cli.output import console, print_json
 # Columns `runs list` prints, in order: (column, header, format)
 _LIST_COLUMNS = (
     ("id", "id", "{}"),
-    ("created_at", "time (UTC)", "{}"),
+    ("created_at", "time (UTC)", "{:.16}"),
     ("kind", "kind", "{}"),
     ("model_name", "model", "{}"),
     ("precision", "precision", "{}"),
@@ -73,15 +73,30 @@ def list_(kind, model, device, since, bundle, limit, db, as_json) -> None:
 
     t = Table(title=str(path), title_justify="left")
     for _, header, _ in _LIST_COLUMNS:
-        t.add_column(header, justify="right" if header in ("id", "threads", "p50 ms", "img/s") else "left")
+        t.add_column(
+            header,
+            justify="right" if header in ("id", "threads", "p50 ms", "img/s") else "left",
+            no_wrap=True,
+        )
     for r in rows:
         t.add_row(*(_fmt(r.get(col), fmt) for col, _, fmt in _LIST_COLUMNS))
-    console().print(t)
+    _wide_console().print(t)
+
+
+def _wide_console():
+    """Piped output gets the whole table (rich would squeeze it into 80 columns)."""
+    import sys  # noqa: PLC0415
+
+    from rich.console import Console  # noqa: PLC0415
+
+    return console() if sys.stdout.isatty() else Console(highlight=False, width=200)
 
 
 def _fmt(v, fmt: str) -> str:
     if v is None or v == "":
         return "–"
+    if fmt == "{:.16}":  # ISO time to the minute, readable
+        return str(v)[:16].replace("T", " ")
     try:
         return fmt.format(v)
     except (ValueError, TypeError):
