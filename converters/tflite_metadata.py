@@ -24,9 +24,16 @@ def embed(tflite: bytes, *, labels: list[str] | None, meta: dict) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         if labels:
-            zf.writestr(LABELS_NAME, "\n".join(labels) + "\n")
-        zf.writestr(META_NAME, json.dumps(meta, indent=1, sort_keys=True))
+            zf.writestr(_entry(LABELS_NAME), "\n".join(labels) + "\n")
+        zf.writestr(_entry(META_NAME), json.dumps(meta, indent=1, sort_keys=True))
     return flat + buf.getvalue()
+
+
+def _entry(name: str) -> zipfile.ZipInfo:
+    # A fixed timestamp keeps the same model + labels byte-identical (same sha256, no re-deploy).
+    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+    info.compress_type = zipfile.ZIP_DEFLATED
+    return info
 
 
 def read(data: bytes) -> tuple[list[str] | None, dict | None]:

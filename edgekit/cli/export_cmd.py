@@ -34,6 +34,19 @@ from edgekit.cli.output import console, print_json, progress_steps
 @click.option(
     "--calibration-samples", type=int, default=100, show_default=True, help="Images used to calibrate."
 )
+@click.option(
+    "--max-drop",
+    type=float,
+    default=None,
+    help="int8 top-1 budget in points: keep the worst layers in float until within it (needs labelled data).",
+)
+@click.option(
+    "--format",
+    "formats",
+    default="tflite",
+    show_default=True,
+    help="tflite, or tflite,onnx / onnx: also write ONNX (float32 + int8 QDQ) checked with ONNX Runtime.",
+)
 @quantize_option
 @io_option
 @output_option
@@ -50,6 +63,8 @@ def export(
     weights,
     calibration,
     calibration_samples,
+    max_drop,
+    formats,
     precisions,
     io,
     output,
@@ -88,7 +103,7 @@ def export(
     from edgekit.export import export_bundle  # noqa: PLC0415
 
     with progress_steps("export", quiet=as_json) as step:
-        out, manifest = export_bundle(cfg, progress=step)
+        out, manifest = export_bundle(cfg, progress=step, max_drop=max_drop, extras=_format_extras(formats, cfg))
     from edgekit.store import record  # noqa: PLC0415
 
     record("export", {"bundle": str(out.resolve()), **manifest}, manifest=manifest, db=db)
@@ -96,6 +111,20 @@ def export(
         print_json({"bundle": str(out), **manifest})
         return
     _summary(out, manifest)
+
+
+def _format_extras(formats: str, cfg):
+    """`--format`: the TFLite models are always written (devices run them); onnx adds ONNX files."""
+    from edgekit.errors import UsageError  # noqa: PLC0415
+
+    items = {f.strip().lower() for f in formats.split(",") if f.strip()}
+    if not items or items - {"tflite", "onnx"}:
+        raise UsageError(f"--format must be tflite, onnx or tflite,onnx; received {formats!r}")
+    if "onnx" not in items:
+        return None
+    from edgekit.convert import onnx_extras  # noqa: PLC0415
+
+    return onnx_extras(cfg.precisions)
 
 
 def _summary(out, manifest: dict) -> None:
@@ -123,6 +152,12 @@ def _summary(out, manifest: dict) -> None:
             f"{i['dtype']} scale={i['scale']:.4g} zp={i['zero_point']}",
         )
     c.print(t)
+    for e in manifest.get("onnx_models", []):  # --format onnx
+        v = e["verification"]
+        c.print(
+            f"{e['file']}: {e['size_bytes'] / 1e6:.2f} MB, vs Keras on ONNX Runtime: top-1 agreement "
+            f"{v['top1_agreement']:.0%}, max |Δ| {v['max_abs_diff']:.3g}"
+        )
     cal = manifest["calibration"]
     if cal["synthetic"]:
         c.print(f"[yellow]note:[/] {cal['note']}")
@@ -130,6 +165,31 @@ def _summary(out, manifest: dict) -> None:
         c.print(
             f"[yellow]skipped {len(cal['skipped'])} unreadable images:[/] {', '.join(cal['skipped'][:5])}"
         )
+    for e in manifest["models"]:
+        if e.get("accuracy"):
+            _accuracy_lines(c, e["accuracy"])
     if any(e["precision"] == "int8" for e in manifest["models"]):
-        c.print(f"[bold]int8 speed on this CPU:[/] {manifest['host']['int8_note']}")
-    c.print(f"next: [bold]edgekit profile {out}[/]")
+        c.print(f"[bold]int8 speed on this CPU:[/] {manifest['host']['int8_note']}", soft_wrap=True)
+    click.echo(f"next: edgekit profile {out}")  # plain echo: never wrapped, so it can be copied
+
+
+def _accuracy_lines(c, a: dict) -> None:
+    """Float vs int8 top-1 and the --max-drop outcome (edgekit.quantize)."""
+    c.print(
+        f"[bold]accuracy[/] on {a['n']} labelled images ({a['data']}): float {a['float_top1']:.2%}, "
+        f"int8 {a['int8_top1']:.2%} ({-a['drop_points']:+.2f} points), agreement {a['agreement']:.2%}"
+    )
+    b = a.get("max_drop")
+    if not b:
+        return
+    if b.get("selective"):
+        names = ", ".join(x["tensor_name"].split(";")[0] for x in b["float_layers"][:6])
+        c.print(
+            f"kept {len(b['float_layers'])} layer(s) in float: {names}; size "
+            f"{b['full_int8']['size_bytes'] / 1e6:.2f} → {b['size_bytes'] / 1e6:.2f} MB, host latency "
+            f"×{b['host_latency_change']:.2f}; {b['io_note']}"
+        )
+    if b["budget_met"]:
+        c.print(f"[green]within --max-drop {b['max_drop_points']}[/]: drop {b['drop_points']:.2f} points")
+    else:
+        c.print(f"[bold yellow]--max-drop {b['max_drop_points']} not met:[/] {b['note']}")
