@@ -174,9 +174,15 @@ def deploy(
         sent = payload.getbuffer().nbytes
         progress(f"sending {sent / 1e6:.2f} MB to {target.name}")
         tmpname = f".incoming-{dep_id}-{secrets.token_hex(4)}"
-        res = target.run(
-            ["sh", "-c", _INSTALL, "sh", wd, dep_id, tmpname], input_file=payload, timeout=timeout
-        )
+        try:
+            res = target.run(
+                ["sh", "-c", _INSTALL, "sh", wd, dep_id, tmpname], input_file=payload, timeout=timeout
+            )
+        except DeviceError as exc:
+            raise DeviceError(
+                f"deploy to {target.name} was cut short ({exc}); the previous deployment stays current",
+                hint="run the same deploy again",
+            ) from None
         if res.returncode != 0:
             err = res.stderr.strip().splitlines()
             raise (VerificationError if res.returncode == 65 else DeviceError)(

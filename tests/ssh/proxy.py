@@ -22,32 +22,39 @@ class CuttingProxy:
             except OSError:
                 return
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            limit = self.cut_after
-            state = {"sent": 0}
-
-            def close_both() -> None:
-                for s in (client, upstream):
-                    try:
-                        s.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
-                    s.close()
-
-            def pump(src, dst, count: bool) -> None:
-                try:
-                    while data := src.recv(65536):
-                        if count and limit is not None and state["sent"] + len(data) > limit:
-                            self.cuts += 1
-                            close_both()
-                            return
-                        state["sent"] += len(data) if count else 0
-                        dst.sendall(data)
-                except OSError:
-                    pass
-                close_both()
-
-            threading.Thread(target=pump, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=pump, args=(upstream, client, False), daemon=True).start()
+            _Relay(self, client, upstream, self.cut_after).start()
 
     def close(self) -> None:
         self._srv.close()
+
+
+class _Relay:
+    """One relayed connection; cut (both sides closed) once the client has sent `limit` bytes."""
+
+    def __init__(self, proxy: CuttingProxy, client, upstream, limit: int | None) -> None:
+        self.proxy, self.client, self.upstream, self.limit = proxy, client, upstream, limit
+        self.sent = 0
+
+    def start(self) -> None:
+        threading.Thread(target=self._pump, args=(self.client, self.upstream, True), daemon=True).start()
+        threading.Thread(target=self._pump, args=(self.upstream, self.client, False), daemon=True).start()
+
+    def _close(self) -> None:
+        for s in (self.client, self.upstream):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def _pump(self, src, dst, upstream: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if upstream and self.limit is not None and self.sent + len(data) > self.limit:
+                    self.proxy.cuts += 1
+                    break
+                self.sent += len(data) if upstream else 0
+                dst.sendall(data)
+        except OSError:
+            pass
+        self._close()
