@@ -10,9 +10,8 @@ from edgekit.cli.output import console, print_json, progress_steps
 
 @click.command()
 @model_options
-@click.option("--all", "show_all", is_flag=True, help="Also list every family's standard variants (default).")
 @json_option
-def models(model, alpha, rho, resolution, classes, shortcut, show_all, as_json) -> None:
+def models(model, alpha, rho, resolution, classes, shortcut, as_json) -> None:
     """List model families and variants with parameters and multiply-adds.
 
     Without options it lists the standard variants at 1000 classes (the papers' tables). With any of
