@@ -10,6 +10,8 @@ if [ "${EDGEKIT_SYSTEM_DEPS:-0}" = "1" ]; then
   need=()
   command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
   command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
+  # emulated aarch64 device for tests/arm (the userland itself: scripts/arm64_userland.sh)
+  command -v qemu-aarch64-static >/dev/null 2>&1 || need+=(qemu-user-static)
   if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = "0" ]; then
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
