@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edgekit.cli.options import device_option, json_option
+from edgekit.cli.options import all_devices_option, device_option, json_option
 
 
 @click.command()
@@ -21,10 +21,11 @@ from edgekit.cli.options import device_option, json_option
 @click.option("--labels", type=click.Path(), default=None, help="labels.txt (default: the bundle's).")
 @click.option("--realtime", is_flag=True, help="Pace a video file like a live camera (frames may drop).")
 @device_option
+@all_devices_option
 @json_option
 def camera(
     model_or_bundle, source, camera_index, picamera2, max_frames, log_file, threads, top_k, labels, realtime,
-    device, as_json,
+    device, all_devices, as_json,
 ) -> None:  # fmt: skip
     """Classify frames: every frame of a video in order, or the newest frame of a live camera.
 
@@ -49,6 +50,11 @@ def camera(
         realtime=realtime,
         labels=labels,
     )
+    from edgekit import fleet  # noqa: PLC0415
+
+    if fleet.is_fleet(device, all_devices):
+        _camera_fleet(model_or_bundle, settings, log_file, device, all_devices, as_json)
+        return
     target = runner.resolve_device(device)
     (ref,) = runner.resolve_models(model_or_bundle, all_precisions=False)
     with progress_steps(f"camera on {target.name}", quiet=as_json) as step:
@@ -60,6 +66,23 @@ def camera(
         print_json(doc)
         return
     _print(doc)
+
+
+def _camera_fleet(model_or_bundle, settings, log_file, device, all_devices, as_json) -> None:
+    """`--device a,b,c` / `--all`: each device classifies the same source; logs get the device's name."""
+    from pathlib import Path  # noqa: PLC0415
+
+    from edgekit import fleet, runner, store  # noqa: PLC0415
+
+    (ref,) = runner.resolve_models(model_or_bundle, all_precisions=False)
+
+    def job(target, step):
+        log = str(Path(log_file).with_suffix(f".{target.name}{Path(log_file).suffix}")) if log_file else None
+        doc = runner.camera(target, ref, settings, log=log, progress=step)
+        store.record("camera", doc, manifest=ref.manifest, device=doc["device"])
+        return doc
+
+    fleet.run_cli_fleet(device, all_devices, job, as_json=as_json, to_json=lambda d: d, show=_print)
 
 
 def _print(doc: dict) -> None:

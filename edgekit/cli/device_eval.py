@@ -15,9 +15,12 @@ def run_device_eval(
 ) -> None:
     """Evaluate MODEL (a .tflite or a bundle's primary model) on DATA with the device script on DEVICE,
     compare with the desktop reference stored in the bundle when there is one, record and print."""
-    from edgekit import runner, store  # noqa: PLC0415
+    from edgekit import fleet, runner, store  # noqa: PLC0415
     from edgekit.cli.output import print_json, progress_steps  # noqa: PLC0415
 
+    if fleet.is_fleet(device):
+        _eval_fleet(model=model, data=data, labels=labels, device=device, threads=threads, as_json=as_json)
+        return
     target = runner.resolve_device(device)
     (ref,) = runner.resolve_models(model, all_precisions=False)
     with progress_steps(f"eval on {target.name}", quiet=as_json) as step:
@@ -41,6 +44,28 @@ def run_device_eval(
         print_json(result)
         return
     _print(result)
+
+
+def _eval_fleet(*, model: str, data: str, labels: str | None, device: str, threads: int, as_json: bool) -> None:
+    """`--device a,b,c`: the same evaluation on each device in parallel (edgekit.fleet)."""
+    from edgekit import fleet, runner, store  # noqa: PLC0415
+
+    (ref,) = runner.resolve_models(model, all_precisions=False)
+
+    def job(target, step):
+        doc = runner.evaluate(target, ref, data, labels=labels, threads=threads or None, progress=step)
+        result = {
+            "schema_version": 1,
+            "device": doc["device"],
+            "precision": doc["model"].get("precision"),
+            "tflite": {k: doc[k] for k in ("top1", "top5", "n", "latency_ms", "runtime")},
+            **_vs_reference(ref.bundle, doc),
+            "device_result": doc,
+        }
+        store.record("eval", result, manifest=ref.manifest, device=doc["device"])
+        return result
+
+    fleet.run_cli_fleet(device, False, job, as_json=as_json, to_json=lambda r: r, show=_print)
 
 
 def _vs_reference(bundle: Path | None, doc: dict) -> dict:

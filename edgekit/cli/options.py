@@ -33,6 +33,9 @@ threads_option = click.option(
 device_option = click.option(
     "--device", "-d", default=None, help="Device name(s) from `edgekit devices`, comma list."
 )
+all_devices_option = click.option(
+    "--all", "all_devices", is_flag=True, help="Run on every device in the inventory (in parallel)."
+)
 output_option = click.option("-o", "--output", type=click.Path(), default=None, help="Output folder.")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edgekit.cli.options import device_option, json_option, parse_int_list
+from edgekit.cli.options import all_devices_option, device_option, json_option, parse_int_list
 
 
 @click.command()
@@ -25,10 +25,12 @@ from edgekit.cli.options import device_option, json_option, parse_int_list
 )
 @click.option("--no-xnnpack", is_flag=True, help="Plain TFLite kernels instead of the XNNPACK delegate.")
 @device_option
+@all_devices_option
 @json_option
 def profile(
-    model_or_bundle, threads, batch, runs, warmup, min_seconds, input_kind, no_xnnpack, device, as_json
-) -> None:
+    model_or_bundle, threads, batch, runs, warmup, min_seconds, input_kind, no_xnnpack, device, all_devices,
+    as_json,
+) -> None:  # fmt: skip
     """Latency per thread count and batch size (p50/p90/p99, images/s, init, memory).
 
     A bundle profiles every precision it holds and says which is fastest on this CPU, and why.
@@ -48,6 +50,11 @@ def profile(
         input=input_kind,
         xnnpack=not no_xnnpack,
     )
+    from edgekit import fleet  # noqa: PLC0415
+
+    if fleet.is_fleet(device, all_devices):
+        _profile_fleet(model_or_bundle, settings, device, all_devices, as_json)
+        return
     target = runner.resolve_device(device)
     refs = runner.resolve_models(model_or_bundle, all_precisions=True)
     with progress_steps(f"profile on {target.name}", quiet=as_json) as step:
@@ -58,6 +65,23 @@ def profile(
         print_json(rows)
         return
     _print(docs, rows)
+
+
+def _profile_fleet(model_or_bundle, settings, device, all_devices, as_json) -> None:
+    """`--device a,b,c` / `--all`: the same profile on each device in parallel (edgekit.fleet)."""
+    from edgekit import fleet, runner  # noqa: PLC0415
+
+    refs = runner.resolve_models(model_or_bundle, all_precisions=True)
+
+    def job(target, step):
+        docs = runner.profile(target, refs, settings, progress=step)
+        rows = runner.profile_rows(docs)
+        runner.record_profile(docs, rows, refs)
+        return docs, rows
+
+    fleet.run_cli_fleet(
+        device, all_devices, job, as_json=as_json, to_json=lambda r: r[1], show=lambda r: _print(*r)
+    )
 
 
 def _print(docs: list[dict], rows: list[dict]) -> None:
