@@ -55,3 +55,13 @@ def test_structural_check_rejects_corrupt_files(tiny_bundle, mutate, fragment):
 def test_structural_check_accepts_real_models(tiny_bundle):
     for p in tiny_bundle.glob("*.tflite"):
         tflite_file.check_file(p)
+
+
+def test_standard_tflite_metadata_names_labels_and_normalisation(tiny_bundle):
+    import struct
+
+    md = tflite_metadata.read_standard_metadata(_model_bytes(tiny_bundle))
+    assert md is not None and md[4:8] == b"M001"  # metadata_schema.fbs file identifier
+    assert b"labels.txt" in md and b"edgekit_meta.json" in md
+    # NormalizationOptions carry mean = std = 127.5 as float32 vectors
+    assert md.count(struct.pack("<3f", 127.5, 127.5, 127.5)) >= 2
