@@ -100,7 +100,6 @@ def _accept_host_keys(name: str, host: str, port: int, *, host_key, known_hosts,
 @click.option("--yes", "-y", is_flag=True, help="Accept the host key shown without asking (scripts).")
 @click.option("--no-connect", is_flag=True, help="Do not test the login now (needs --host-key for SSH).")
 @click.option("--benchmark-model", default=None, help="adb: path of LiteRT's benchmark_model on the phone.")
-@click.option("--termux-python", default=None, help="adb: Termux python path, to run the device scripts.")
 @click.option("--replace", is_flag=True, help="Overwrite an existing entry of that name.")
 @config_option
 @json_option
@@ -119,7 +118,6 @@ def add(
     yes,
     no_connect,
     benchmark_model,
-    termux_python,
     replace,
     config,
     as_json,
@@ -163,9 +161,8 @@ def add(
             options,
         )
     elif adb_serial:
-        options.update(
-            {k: v for k, v in (("benchmark_model", benchmark_model), ("termux_python", termux_python)) if v}
-        )
+        if benchmark_model:
+            options["benchmark_model"] = benchmark_model
         spec = DeviceSpec(
             name, "adb", adb_serial, None, python or "python3", workdir or "/data/local/tmp/edgekit", options
         )

@@ -56,6 +56,9 @@ def profile(
         _profile_fleet(model_or_bundle, settings, device, all_devices, as_json)
         return
     target = runner.resolve_device(device)
+    if target.spec.kind == "adb":
+        _profile_adb(target, model_or_bundle, settings, as_json)
+        return
     refs = runner.resolve_models(model_or_bundle, all_precisions=True)
     with progress_steps(f"profile on {target.name}", quiet=as_json) as step:
         docs = runner.profile(target, refs, settings, progress=step)
@@ -65,6 +68,23 @@ def profile(
         print_json(rows)
         return
     _print(docs, rows)
+
+
+def _profile_adb(target, model_or_bundle, settings, as_json) -> None:
+    """Android over adb: LiteRT's benchmark_model on the phone (edgekit.targets.adb)."""
+    from edgekit import runner  # noqa: PLC0415
+    from edgekit.cli.output import print_json  # noqa: PLC0415
+    from edgekit.targets.adb import print_benchmark, profile_with_benchmark_model  # noqa: PLC0415
+
+    refs = runner.resolve_models(model_or_bundle, all_precisions=True)
+    docs = [
+        profile_with_benchmark_model(
+            target, r.path, threads=settings.threads, runs=settings.runs, warmup=settings.warmup,
+            min_seconds=settings.min_seconds, xnnpack=settings.xnnpack, precision=r.precision,
+        )
+        for r in refs
+    ]  # fmt: skip
+    print_json(docs) if as_json else print_benchmark(docs)
 
 
 def _profile_fleet(model_or_bundle, settings, device, all_devices, as_json) -> None:
