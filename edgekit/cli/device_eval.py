@@ -80,6 +80,10 @@ def _vs_reference(bundle: Path | None, doc: dict) -> dict:
     out: dict = {"reference": ref.get("reference"), "host_tflite": host or None}
     if isinstance(host.get("top1"), (int, float)) and doc["top1"] is not None:
         out["top1_change"] = doc["top1"] - host["top1"]
+    host_p50 = (host.get("latency_ms") or {}).get("p50")  # present when the reference recorded host latency
+    dev_p50 = (doc.get("latency_ms") or {}).get("p50")
+    if isinstance(host_p50, (int, float)) and host_p50 > 0 and isinstance(dev_p50, (int, float)):
+        out["latency_ratio"] = dev_p50 / host_p50  # device / desktop, per image
     preds = host.get("predictions")
     if isinstance(preds, list) and preds:
         by_name = {Path(str(p.get("path", ""))).name: p.get("pred") for p in preds if isinstance(p, dict)}
@@ -111,6 +115,8 @@ def _print(result: dict) -> None:
     c.print(f"latency per image p50 {lat['p50']:.3f} ms  p90 {lat['p90']:.3f} ms  p99 {lat['p99']:.3f} ms")
     if "top1_change" in result:
         c.print(f"vs desktop TFLite: top-1 change {result['top1_change'] * 100:+.2f} points")
+    if "latency_ratio" in result:
+        c.print(f"latency vs the desktop: {result['latency_ratio']:.2f}x")
     if "agreement" in result:
         c.print(f"top-1 agreement with the desktop: {result['agreement']:.2%}")
     if doc["data"].get("note"):
