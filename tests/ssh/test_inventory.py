@@ -123,3 +123,29 @@ def test_broken_inventory_file(tmp_path, ek_env):
     (tmp_path / "ekhome" / "devices.toml").write_text("devices = [ not toml")
     proc = run_cli("devices", "list", env=ek_env, check=False)
     assert proc.returncode == 3 and "not valid TOML" in proc.stderr
+
+
+def test_device_commands_never_import_tensorflow(tmp_path, ek_env):
+    """`devices`, `deploy` and the SSH/adb targets must run on a machine without TensorFlow."""
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from edgekit.cli import cli\n"
+        "import edgekit.deploy, edgekit.devicecheck, edgekit.fleet, edgekit.targets.ssh, edgekit.targets.adb\n"
+        "r = CliRunner()\n"
+        "for args in (['devices', 'add', 'x', '--local'], ['devices', 'list', '--json'], ['devices', 'show', 'x'],\n"
+        "             ['deploy', '--help'], ['devices', 'check', '--help']):\n"
+        "    res = r.invoke(cli, args)\n"
+        "    assert res.exit_code == 0, (args, res.output)\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
+        "assert not bad, bad\n"
+        "print('clean')\n"
+    )
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **ek_env}
+    )
+    assert proc.returncode == 0 and "clean" in proc.stdout, proc.stderr
