@@ -76,11 +76,16 @@ def _cv2():
 
 
 class OrderedReader:
-    """A video file read ahead in a thread into a bounded queue: every frame, in order, none dropped."""
+    """A video file read ahead in a thread into a bounded queue: every frame, in order, none dropped.
 
-    def __init__(self, cap, name: str) -> None:
+    The reader thread also preprocesses each frame (`prepare`), so decoding and preprocessing overlap
+    with inference (numpy, OpenCV and the interpreter release the GIL) and inference sets the pace.
+    """
+
+    def __init__(self, cap, name: str, prepare=None) -> None:
         self.cap = cap
         self.name = name
+        self.prepare = prepare
         self.queue = queue.Queue(maxsize=8)
         self.stop_event = threading.Event()
         self.captured = 0
@@ -95,7 +100,7 @@ class OrderedReader:
                 ok, frame = self.cap.read()
                 if not ok or frame is None:
                     break
-                item = (self.captured, frame)
+                item = (self.captured, frame, self.prepare(frame) if self.prepare else None)
                 self.captured += 1
                 while not self.stop_event.is_set():
                     try:
@@ -164,7 +169,7 @@ class LatestFrame:
 
     def _publish(self, frame) -> None:
         with self.cond:
-            self.latest = (self.captured, frame)
+            self.latest = (self.captured, frame, None)  # preprocessed by the consumer: most frames drop
             self.captured += 1
             self.cond.notify()
 
@@ -269,8 +274,9 @@ class _Picamera2Reader:
             pass
 
 
-def open_source(args):
-    """(source, description) for --camera / --picamera2 / --source."""
+def open_source(args, prepare=None):
+    """(source, description) for --camera / --picamera2 / --source; `prepare(frame)` -> model input,
+    run in the reader thread of a video file."""
     if args.picamera2:
 
         def open_pi():
@@ -299,7 +305,7 @@ def open_source(args):
             fps = info["fps"] or 30.0
             cap.release()
             return LatestFrame(open_video, args.source, live=False, retries=0, pace_fps=fps), info
-        return OrderedReader(cap, args.source), info
+        return OrderedReader(cap, args.source, prepare=prepare), info
 
     def open_camera():
         cap = cv2.VideoCapture(args.camera)
@@ -380,7 +386,13 @@ def classify(args) -> tuple:
             log = open(args.log, "w", encoding="utf-8")
         except OSError as exc:
             raise edgelib.InputFailure(f"cannot write log {args.log}: {exc.strerror or exc}") from None
-    source, info = open_source(args)
+
+    def prepare(frame):
+        """BGR (OpenCV, picamera2 RGB888) frame -> the model's input tensor."""
+        rgb = frame[..., 2::-1] if frame.ndim == 3 and frame.shape[-1] >= 3 else frame
+        return edgelib.prepare_image(ctx, rgb)
+
+    source, info = open_source(args, prepare)
     overlay = Overlay(not args.headless)
     k = min(args.top_k, ctx.num_classes)
     window = collections.deque(maxlen=args.window)
@@ -399,10 +411,10 @@ def classify(args) -> tuple:
             if item is None:
                 reason = source.end_reason()
                 break
-            index, frame = item
+            index, frame, x = item
             t0 = time.perf_counter()
-            rgb = frame[..., ::-1] if frame.ndim == 3 and frame.shape[-1] >= 3 else frame
-            x = edgelib.prepare_image(ctx, rgb[..., :3] if rgb.ndim == 3 else rgb)
+            if x is None:
+                x = prepare(frame)
             t1 = time.perf_counter()
             try:
                 raw = ctx.model.invoke_raw(x)
