@@ -28,7 +28,8 @@ def embed(tflite: bytes, *, labels: list[str] | None, meta: dict) -> bytes:
     """Return the model with standard metadata plus a zip of labels.txt + edgekit_meta.json."""
     flat = _with_standard_metadata(strip(tflite), labels=labels, meta=meta)
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    # Stored, not deflated: MediaPipe and the TFLite Support readers refuse compressed archives.
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
         if labels:
             zf.writestr(_entry(LABELS_NAME), "\n".join(labels) + "\n")
         zf.writestr(_entry(META_NAME), json.dumps(meta, indent=1, sort_keys=True))
@@ -38,7 +39,7 @@ def embed(tflite: bytes, *, labels: list[str] | None, meta: dict) -> bytes:
 def _entry(name: str) -> zipfile.ZipInfo:
     # A fixed timestamp keeps the same model + labels byte-identical (same sha256, no re-deploy).
     info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-    info.compress_type = zipfile.ZIP_DEFLATED
+    info.compress_type = zipfile.ZIP_STORED
     return info
 
 
