@@ -690,7 +690,9 @@ def extract(kind: str, result, manifest: dict | None, device: dict | None) -> tu
     rdev = r.get("device")
     dev_name = dev.get("name") or (rdev.get("name") if isinstance(rdev, dict) else rdev)
     if not dev_name and kind != "export":
-        dev_name = "local"  # runs without --device happen on this machine (the `local` target)
+        # Without a device: an eval is the desktop's own (host TFLite beside the float model); other
+        # runs went through the `local` target, this machine as the device.
+        dev_name = "host" if kind == "eval" else "local"
     bid = r.get("bundle_id") or r.get("bundle_sha256")
     if not bid and man.get("files"):
         try:

@@ -51,6 +51,9 @@ def build_report(store: Store, opts: ReportOptions) -> dict:
     runs = store.query(filt)  # newest first
     exports = [r for r in runs if r["kind"] == "export"]
     measured = [r for r in runs if r["kind"] in ("eval", "profile")]
+    measured = _split_precisions(
+        measured, store.measurements([r["id"] for r in measured if r["kind"] == "profile"])
+    )
     rows, used = _rows(measured)
     blobs = store.results(sorted({*used, *(r["id"] for r in exports[:50])}))
     meas = store.measurements([r["profile_run"] for r in rows if r.get("profile_run")])
@@ -79,19 +82,58 @@ def build_report(store: Store, opts: ReportOptions) -> dict:
 # --------------------------------------------------------------------------- rows
 
 
+def _split_precisions(measured: list[dict], meas: dict[int, list[dict]]) -> list[dict]:
+    """A profile of a bundle with several precisions becomes one entry per precision (one table row each)."""
+    from edgekit.store import headline  # noqa: PLC0415
+
+    out = []
+    for r in measured:
+        ms = meas.get(r["id"]) or []
+        precs = list(dict.fromkeys(m["precision"] for m in ms if m.get("precision")))
+        if r["kind"] != "profile" or len(precs) < 2:
+            out.append(r)
+            continue
+        for p in precs:
+            h = headline([m for m in ms if m.get("precision") == p], p) or {}
+            out.append(
+                {
+                    **r,
+                    "precision": p,
+                    **{
+                        k: h.get(k)
+                        for k in ("threads", "batch", "p50_ms", "p90_ms", "p99_ms", "images_per_s")
+                    },
+                    "peak_rss_bytes": h.get("peak_rss_bytes") or r.get("peak_rss_bytes"),
+                    "size_bytes": h.get("model_size_bytes"),
+                }
+            )
+    return out
+
+
 def _rows(measured: list[dict]) -> tuple[list[dict], set[int]]:
     groups: dict[tuple, dict] = {}
     for r in measured:  # newest first: the first seen of each kind wins
         key = (r["model_name"] or "?", r["bundle_id"] or "", r["precision"] or "", r["device"] or "local")
         g = groups.setdefault(key, {})
         g.setdefault(r["kind"], r)
+    # The desktop reference of a bundle: its newest eval that measured the float model.
+    refs: dict[tuple, dict] = {}
+    for r in measured:
+        if r["kind"] == "eval" and r.get("reference_top1") is not None:
+            refs.setdefault((r["model_name"] or "?", r["bundle_id"] or ""), r)
+            refs.setdefault((r["model_name"] or "?", None), r)
     rows, used = [], set()
     for (model, bid, precision, device), g in groups.items():
         ev, pr = g.get("eval"), g.get("profile")
-        used |= {r["id"] for r in (ev, pr) if r}
+        ref_run = (
+            ev
+            if ev and ev.get("reference_top1") is not None
+            else refs.get((model, bid), refs.get((model, None)))
+        )
+        used |= {r["id"] for r in (ev, pr, ref_run) if r}
         src = pr or ev
         top1 = ev.get("top1") if ev else None
-        ref = ev.get("reference_top1") if ev else None
+        ref = ref_run.get("reference_top1") if ref_run else None
         change = None
         if top1 is not None and ref is not None:
             change = round((top1 - ref) * 100, 3)  # percentage points, computed the same way for all
@@ -111,7 +153,8 @@ def _rows(measured: list[dict]) -> tuple[list[dict], set[int]]:
                 "top1": top1,
                 "top5": ev.get("top5") if ev else None,
                 "reference_top1": ref,
-                "reference_top5": ev.get("reference_top5") if ev else None,
+                "reference_top5": ref_run.get("reference_top5") if ref_run else None,
+                "reference_run": ref_run["id"] if ref_run else None,
                 "agreement": ev.get("agreement") if ev else None,
                 "top1_change_points": change,
                 "n_images": ev.get("n_images") if ev else None,
@@ -160,16 +203,16 @@ def _models(rows: list[dict], exports: list[dict], runs: list[dict], blobs: dict
                 for x in man.get("models", [])
             }
     for m in by_model.values():  # the desktop reference: the newest eval of this model that has one
-        for r in m["rows"]:
-            if r.get("reference_top1") is not None and r.get("eval_run"):
-                res = (blobs.get(r["eval_run"]) or {}).get("result") or {}
+        for r in sorted(m["rows"], key=lambda r: -(r.get("reference_run") or 0)):
+            if r.get("reference_top1") is not None and r.get("reference_run"):
+                res = (blobs.get(r["reference_run"]) or {}).get("result") or {}
                 ref = res.get("reference") if isinstance(res.get("reference"), dict) else {}
                 m["reference"] = {
                     "top1": r["reference_top1"],
                     "top5": r.get("reference_top5"),
                     "device": _device_str(ref.get("device")),
                     "n": ref.get("n"),
-                    "run": r["eval_run"],
+                    "run": r["reference_run"],
                 }
                 break
     return sorted(by_model.values(), key=lambda m: m["name"])
@@ -201,7 +244,9 @@ def _latency(rows: list[dict], meas: dict[int, list[dict]]) -> list[dict]:
             continue
         items = per_device.setdefault(r["device"], [])
         for m in meas.get(r["profile_run"], []):
-            if m.get("p50_ms") is None:
+            if m.get("p50_ms") is None or (
+                m.get("precision") and r["precision"] and m["precision"] != r["precision"]
+            ):
                 continue
             label = f"{r['model']} {m.get('precision') or r['precision'] or ''} t{m.get('threads') or '?'}"
             if (m.get("batch") or 1) != 1:

@@ -108,7 +108,7 @@ def test_record_profile_eval_export_round_trip(tmp_path):
         assert p["measurements"][0]["p99_ms"] == pytest.approx(3.0)
         assert p["result"] == profile_result()  # the full JSON is kept as it came
         e = s.get(eid)
-        assert e["device"] == "local"  # no --device: this machine
+        assert e["device"] == "host"  # no device: the desktop's own evaluation
         assert (e["top1"], e["reference_top1"], e["agreement"], e["n_images"]) == (0.9, 0.93, 0.96, 30)
         assert e["interpreter"] == "ai_edge_litert" and e["interpreter_version"] == "2.3.0"
         x = s.get(xid)
