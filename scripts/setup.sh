@@ -12,6 +12,8 @@ if [ "${EDGEKIT_SYSTEM_DEPS:-0}" = "1" ]; then
   command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
   # emulated aarch64 device for tests/arm (the userland itself: scripts/arm64_userland.sh)
   command -v qemu-aarch64-static >/dev/null 2>&1 || need+=(qemu-user-static)
+  # headless browser that renders `edgekit report` in tests/store
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
   if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = "0" ]; then
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
