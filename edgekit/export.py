@@ -44,6 +44,8 @@ class SourceModel:
     preprocessing: Preprocessing
     origin: str  # "random" or the weights path
     extra: dict  # anything the source knows (training history summary, data source, ...)
+    calibration: ImageBatch | None = None  # the source's own calibration images (a run's training sample)
+    eval_data: ImageBatch | None = None  # labelled held-out images for float vs int8 accuracy
 
 
 def default_labels(classes: int) -> tuple[str, ...]:
@@ -62,8 +64,10 @@ def build_source(cfg: ExportConfig) -> SourceModel:
     return SourceModel(build_model(cfg.model), cfg.model, tuple(labels), prep, "random", {})
 
 
-def export_bundle(cfg: ExportConfig, progress: Progress = lambda _msg: None) -> tuple[Path, dict]:
-    """Run the whole export; returns (bundle folder, manifest)."""
+def export_bundle(
+    cfg: ExportConfig, progress: Progress = lambda _msg: None, *, max_drop: float | None = None
+) -> tuple[Path, dict]:
+    """Run the whole export; returns (bundle folder, manifest). `max_drop`: see edgekit.quantize."""
     tf = require_tensorflow()
     from edgekit.converters import keras_tflite, tflite_metadata  # noqa: PLC0415
 
@@ -75,12 +79,19 @@ def export_bundle(cfg: ExportConfig, progress: Progress = lambda _msg: None) -> 
     out = Path(cfg.output) if cfg.output else Path("edgekit-out") / name
 
     progress("loading calibration data")
-    calib = load_calibration(cfg.calibration, prep, cfg.calibration_samples)
+    if cfg.calibration is None and src.calibration is not None:
+        calib = src.calibration
+    else:
+        calib = load_calibration(cfg.calibration, prep, cfg.calibration_samples)
     if src.origin == "random":
         # Random weights with default BN statistics shrink activations to ~1e-18 after 14 layers, which
         # makes latency fine but verification meaningless: give BN the statistics of the inputs.
         recalibrate_batchnorm(model, calib.x)
     float_out = _keras_predict(model, calib.x)
+    from edgekit import quantize as qz  # noqa: PLC0415
+
+    acc_data = qz.labelled_eval_data(src.eval_data, calib, src.labels)
+    acc_float = _keras_predict(model, acc_data[0]) if acc_data else None
 
     meta = {
         "schema_version": SCHEMA_VERSION,
@@ -113,6 +124,13 @@ def export_bundle(cfg: ExportConfig, progress: Progress = lambda _msg: None) -> 
             sizes[precision] = len(flat)
             if precision not in cfg.precisions:
                 continue  # float32 converted only to measure the size ratio
+            accuracy = None
+            if precision == "int8" and (acc_data or max_drop is not None):
+                progress("measuring float vs int8 accuracy")
+                flat, accuracy = qz.export_accuracy(
+                    saved, flat, calib=calib.x, data=acc_data, float_out=acc_float, max_drop=max_drop,
+                    per_channel=q.per_channel, progress=progress,
+                )
             data = tflite_metadata.embed(flat, labels=list(src.labels), meta={**meta, "precision": precision})
             progress(f"verifying {precision}")
             verification = verify(float_out, data, calib)
@@ -126,6 +144,7 @@ def export_bundle(cfg: ExportConfig, progress: Progress = lambda _msg: None) -> 
                     "size_bytes": len(data),
                     "flatbuffer_bytes": len(flat),
                     "verification": verification,
+                    **({"accuracy": accuracy} if accuracy else {}),
                     "_data": data,
                 }
             )

@@ -1,0 +1,98 @@
+"""`edgekit eval TARGET --data DIR`: desktop accuracy (float reference vs host TFLite), or on a device."""
+
+from __future__ import annotations
+
+import click
+
+from edgekit.cli.options import json_option
+from edgekit.cli.output import console, print_json, progress_steps
+
+
+@click.command("eval")
+@click.argument("target")
+@click.option("--data", required=True, help="DIR/<class>/*.jpg, a CSV of path,label, or builtin:mnist.")
+@click.option(
+    "--labels", "labels_file", type=click.Path(), default=None, help="The model's labels (one per line)."
+)
+@click.option("--limit", type=int, default=None, help="Evaluate a seeded sample of at most N images.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --limit sample.")
+@click.option("--no-write", is_flag=True, help="Do not write reference.json into a bundle.")
+@click.option("--device", "-d", default=None, help="Evaluate on this device (see `edgekit devices`) instead.")
+@click.option(
+    "--threads", type=int, default=1, show_default=True, help="Interpreter threads (with --device)."
+)
+@json_option
+def eval_(target, data, labels_file, limit, seed, no_write, device, threads, as_json) -> None:
+    """Top-1/top-5, per-class accuracy, confusion matrix; float vs int8 agreement for bundles and runs.
+
+    TARGET is an export bundle, a training run folder, a .keras model or any .tflite classifier.
+
+    \b
+    Example:  edgekit eval edgekit-out/mnist --data builtin:mnist --limit 1000
+    """
+    from edgekit.errors import UsageError  # noqa: PLC0415
+
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit must be at least 1; received {limit}")
+    if device:
+        from edgekit.cli.device_eval import run_device_eval  # noqa: PLC0415
+
+        run_device_eval(
+            model=target, data=data, labels=labels_file, device=device, threads=threads, as_json=as_json
+        )
+        return
+    from edgekit.reference import check_data_spec, evaluate  # noqa: PLC0415
+
+    check_data_spec(data)
+    with progress_steps("eval", quiet=as_json) as step:
+        result = evaluate(
+            target, data, labels_file=labels_file, limit=limit, seed=seed, write=not no_write, progress=step
+        )
+    if as_json:
+        print_json(result)
+        return
+    _print(result)
+
+
+eval = eval_  # the COMMANDS table names the attribute `eval`
+
+
+def _print(r: dict) -> None:
+    from rich.table import Table  # noqa: PLC0415
+
+    c = console()
+    d = r["data"]
+    c.print(
+        f"[bold]{r['target']}[/] ({r['kind']}) on {d['n']} images of {d['classes']} classes from {d['source']}"
+    )
+    t = Table(show_header=True)
+    for col in ("model", "where", "top-1", "top-5"):
+        t.add_column(col)
+    if "reference" in r:
+        ref = r["reference"]
+        t.add_row(
+            f"float {ref['model']}",
+            f"Keras on {ref['device']['type']}",
+            f"{ref['top1']:.2%}",
+            f"{ref['top5']:.2%}",
+        )
+    if "tflite" in r:
+        q = r["tflite"]
+        t.add_row(q["model"], f"host TFLite ({q['runtime']})", f"{q['top1']:.2%}", f"{q['top5']:.2%}")
+    c.print(t)
+    if "agreement" in r:
+        diff = r.get("output_diff", {})
+        c.print(
+            f"top-1 agreement {r['agreement']:.2%}, top-1 change {r['top1_change'] * 100:+.2f} points"
+            + (f", output |Δ| mean {diff['mean_abs']:.3g} max {diff['max_abs']:.3g}" if diff else "")
+        )
+    main = r.get("tflite") or r.get("reference")
+    worst = sorted(main["per_class"].items(), key=lambda kv: kv[1])[:5]
+    c.print("lowest per-class top-1: " + ", ".join(f"{k} {v:.0%}" for k, v in worst))
+    for note in (r["labels"].get("note"), r.get("tflite_note")):
+        if note:
+            c.print(f"[yellow]note:[/] {note}")
+    if d["skipped"]:
+        c.print(f"[yellow]skipped {len(d['skipped'])} unreadable image(s):[/] {', '.join(d['skipped'][:5])}")
+    if r.get("written"):
+        click.echo(f"written: {r['written']}")

@@ -1,0 +1,86 @@
+"""`edgekit train`: train a zoo model and write a run folder (see edgekit.train)."""
+
+from __future__ import annotations
+
+import click
+
+from edgekit.cli.options import json_option, model_options
+from edgekit.cli.output import console, print_json, progress_steps
+
+
+@click.command()
+@model_options
+@click.option(
+    "--data", required=True, help="DIR/<class>/*.jpg, a CSV of path,label, or builtin:mnist / builtin:digits."
+)
+@click.option("--val-data", default=None, help="Separate validation set (default: a split of --data).")
+@click.option(
+    "--val-split", type=float, default=0.2, show_default=True, help="Validation fraction, stratified."
+)
+@click.option(
+    "--labels", "labels_file", type=click.Path(), default=None, help="labels.txt fixing the class order."
+)
+@click.option("--epochs", type=int, default=20, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Peak learning rate.")
+@click.option("--weight-decay", type=float, default=1e-4, show_default=True, help="Decoupled weight decay.")
+@click.option("--label-smoothing", type=float, default=0.1, show_default=True)
+@click.option("--schedule", type=click.Choice(["cosine", "step"]), default="cosine", show_default=True)
+@click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default="adamw", show_default=True)
+@click.option("--patience", type=int, default=5, show_default=True, help="Early stopping (epochs); 0 = off.")
+@click.option("--augment/--no-augment", default=True, show_default=True, help="Flip, crop/scale, brightness.")
+@click.option(
+    "--mixed-precision/--no-mixed-precision", default=None, help="float16 compute (default: on with a GPU)."
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Split, shuffle, augmentation, init.")
+@click.option("--resume", is_flag=True, help="Continue the run in -o from its last checkpoint.")
+@click.option(
+    "--qat", is_flag=True, help="Quantization-aware training (not available with Keras 3: see README)."
+)
+@click.option("-o", "--output", required=True, type=click.Path(), help="Run folder, e.g. runs/NAME.")
+@json_option
+def train(
+    model, alpha, rho, resolution, classes, shortcut, data, val_data, val_split, labels_file, epochs,
+    batch_size, lr, weight_decay, label_smoothing, schedule, optimizer, patience, augment, mixed_precision,
+    seed, resume, qat, output, as_json,
+) -> None:  # fmt: skip
+    """Train MobileNet (any α/ρ) or ResNet-18/34 and write a run folder for `edgekit export --weights`.
+
+    \b
+    Example:  edgekit train --model mobilenet --alpha 0.25 --resolution 32 --data builtin:mnist \\
+                  --epochs 3 -o runs/mnist
+    """
+    from edgekit.errors import UsageError  # noqa: PLC0415
+    from edgekit.models import resolve_config  # noqa: PLC0415
+    from edgekit.train import TrainConfig  # noqa: PLC0415
+    from edgekit.train import train as run_training
+
+    if classes is not None:
+        raise UsageError("--classes comes from the data when training; drop it")
+    mcfg = resolve_config(model, alpha=alpha, rho=rho, resolution=resolution, shortcut=shortcut, classes=2)
+    cfg = TrainConfig(
+        model=mcfg, data=data, output=output, val_data=val_data, val_split=val_split, labels_file=labels_file,
+        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
+        schedule=schedule, optimizer=optimizer, seed=seed, patience=patience, augment=augment,
+        mixed_precision=mixed_precision, qat=qat,
+    )  # fmt: skip
+    with progress_steps("train", quiet=False) as step:
+        run = run_training(cfg, progress=step, resume=resume)
+    if as_json:
+        print_json({"run": output, **run})
+        return
+    c = console()
+    ev, tr, dev = run["evaluation"], run["training"], run["device"]
+    c.print(
+        f"[bold green]run written[/] {output}: {run['config']['model']['family']} "
+        f"{run['model']['resolution']} px, {run['num_classes']} classes, {tr['epochs_run']} epochs in "
+        f"{tr['seconds']:.0f} s on {dev['type']} ({dev['name']}"
+        f"{', mixed precision' if dev['mixed_precision'] else ''})"
+    )
+    c.print(
+        f"saved model on {ev['n']} validation images: top-1 {ev['top1']:.2%}  top-5 {ev['top5']:.2%} "
+        f"(batch-norm statistics: {run['batchnorm']['kept']})"
+    )
+    if run["data"]["skipped"]:
+        c.print(f"[yellow]skipped {len(run['data']['skipped'])} unreadable image(s)[/]")
+    click.echo(f"next: edgekit export --weights {output}")

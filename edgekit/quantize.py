@@ -1,0 +1,288 @@
+"""Accuracy-aware int8: measure what int8 costs, and keep the worst layers in float when over budget.
+
+TFLite's QuantizationDebugger runs the int8 model beside float on the calibration images and reports
+each op's quantization error; ops are ranked by RMSE / output scale (the error in units of one int8
+step, the ranking TensorFlow's own debugger tutorial uses). Then 1, 2, 3, 4, 6, 8, … of the worst ops
+are kept in float (`denylisted_nodes`) until the top-1 drop on labelled data is within `max_drop`
+percentage points, or no further step is left, which is reported as such.
+
+The debugger's selective model always has float32 input and output (the converter ignores
+inference_input_type there): the report and the manifest say so, and a device feeds it normalised
+float32, which edgelib.Model does on its own from the tensor dtype.
+
+No files are written here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgekit.device_scripts import edgelib
+
+Progress = Callable[[str], None]
+DEBUG_IMAGES = 32  # the debugger runs every op twice per image: a few dozen images rank well enough
+
+
+@dataclass(frozen=True)
+class Budget:
+    max_drop: float  # percentage points of top-1
+    max_steps: int = 10
+
+
+def accuracy(outputs: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(outputs.argmax(-1) == y)) if len(y) else float("nan")
+
+
+def int8_report(float_out: np.ndarray, q_out: np.ndarray, y: np.ndarray, source: str) -> dict:
+    """Float vs int8 on labelled images: both top-1s (fractions), the drop in points, agreement."""
+    f1, q1 = accuracy(float_out, y), accuracy(q_out, y)
+    return {
+        "data": source,
+        "n": int(len(y)),
+        "float_top1": round(f1, 4),
+        "int8_top1": round(q1, 4),
+        "drop_points": round((f1 - q1) * 100, 2),
+        "agreement": round(float(np.mean(float_out.argmax(-1) == q_out.argmax(-1))), 4),
+    }
+
+
+def rank_layers(saved_model: str, calib: np.ndarray, *, per_channel: bool = True) -> list[dict]:
+    """Ops of the int8 model, worst quantization error first (QuantizationDebugger statistics)."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    from edgekit.converters import keras_tflite  # noqa: PLC0415
+
+    x = calib[:DEBUG_IMAGES]
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=_converter(saved_model, calib, per_channel), debug_dataset=_dataset(x)
+    )
+    with keras_tflite.quiet_native_output():
+        debugger.run()
+    buf = io.StringIO()
+    debugger.layer_statistics_dump(buf)
+    rows = []
+    for r in csv.DictReader(io.StringIO(buf.getvalue())):
+        scale = float(r["scale"]) or 1.0
+        rows.append(
+            {
+                "tensor_name": r["tensor_name"],
+                "op": r["op_name"],
+                "rmse_per_scale": round(float(np.sqrt(float(r["mean_squared_error"]))) / scale, 4),
+                "max_abs_error": float(r["max_abs_error"]),
+                "scale": scale,
+            }
+        )
+    rows.sort(key=lambda r: -r["rmse_per_scale"])
+    return rows
+
+
+def selective_model(
+    saved_model: str, calib: np.ndarray, denylist: list[str], *, per_channel: bool = True
+) -> bytes:
+    """int8 model with the named ops kept in float (float32 I/O, see the module note)."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    from edgekit.converters import keras_tflite  # noqa: PLC0415
+
+    opts = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(denylist))
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=_converter(saved_model, calib, per_channel),
+        debug_dataset=_dataset(calib[:DEBUG_IMAGES]),
+        debug_options=opts,
+    )
+    with keras_tflite.quiet_native_output():
+        return debugger.get_nondebug_quantized_model()
+
+
+def _steps(n: int, max_steps: int) -> list[int]:
+    ks, k = [], 1
+    while k < n and len(ks) < max_steps - 1:
+        ks.append(k)
+        k = k + 1 if k < 4 else int(k * 1.5)
+    return [*ks, n]
+
+
+def host_latency_ms(tflite: bytes, runs: int = 30) -> float:
+    """Median single-thread invoke time on this host (a cost indication, not a benchmark)."""
+    m = edgelib.Model(tflite, threads=1)
+    x = np.zeros(m.input_shape, dtype=m.input["dtype"])
+    for _ in range(3):
+        m.invoke_raw(x)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        m.invoke_raw(x)
+        times.append(time.perf_counter() - t0)
+    return round(float(np.median(times)) * 1000, 3)
+
+
+def fit_budget(
+    saved_model: str,
+    int8: bytes,
+    *,
+    calib: np.ndarray,
+    x_eval: np.ndarray,
+    y_eval: np.ndarray,
+    float_out: np.ndarray,
+    budget: Budget,
+    per_channel: bool = True,
+    progress: Progress = lambda _m: None,
+) -> tuple[bytes, dict]:
+    """(model to ship, report): the full int8 model when within budget, else the best selective one."""
+    base_out = edgelib.Model(int8).predict(x_eval)
+    f1 = accuracy(float_out, y_eval)
+    base_drop = (f1 - accuracy(base_out, y_eval)) * 100
+    report: dict = {
+        "max_drop_points": budget.max_drop,
+        "full_int8": {
+            "drop_points": round(base_drop, 2),
+            "size_bytes": len(int8),
+            "host_latency_ms": host_latency_ms(int8),
+        },
+        "float_layers": [],
+        "steps": [],
+    }
+    if base_drop <= budget.max_drop:
+        report.update(budget_met=True, selective=False, drop_points=round(base_drop, 2))
+        return int8, report
+
+    progress(
+        f"int8 drops {base_drop:.2f} points > {budget.max_drop}: ranking layers with the quantization debugger"
+    )
+    ranking = rank_layers(saved_model, calib, per_channel=per_channel)
+    report["ranking"] = ranking[:20]
+    best = (base_drop, 0, int8)
+    for k in _steps(len(ranking), budget.max_steps):
+        deny = [r["tensor_name"] for r in ranking[:k]]
+        progress(f"keeping {k} worst layer(s) in float")
+        flat = selective_model(saved_model, calib, deny, per_channel=per_channel)
+        drop = (f1 - accuracy(edgelib.Model(flat).predict(x_eval), y_eval)) * 100
+        report["steps"].append({"float_layers": k, "drop_points": round(drop, 2), "size_bytes": len(flat)})
+        if drop < best[0] - 1e-9:
+            best = (drop, k, flat)
+        if drop <= budget.max_drop:
+            break
+    drop, k, flat = best
+    met = drop <= budget.max_drop
+    report.update(
+        budget_met=met,
+        selective=k > 0,
+        drop_points=round(drop, 2),
+        float_layers=[{"tensor_name": r["tensor_name"], "op": r["op"]} for r in ranking[:k]],
+    )
+    if k:
+        lat = host_latency_ms(flat)
+        report.update(
+            size_bytes=len(flat),
+            size_change_bytes=len(flat) - len(int8),
+            host_latency_ms=lat,
+            host_latency_change=round(lat / max(report["full_int8"]["host_latency_ms"], 1e-9), 3),
+            io="float32",
+            io_note=(
+                "the selective model has float32 input and output (the quantization debugger always "
+                "writes it so): feed normalised float32 images, as manifest preprocessing describes"
+            ),
+        )
+    if not met:
+        report["note"] = (
+            f"budget not met: the best found loses {drop:.2f} points with {k} layer(s) in float "
+            f"(full int8 loses {base_drop:.2f}); more calibration data or a larger --max-drop may help"
+        )
+    return flat, report
+
+
+def _converter(saved_model: str, calib: np.ndarray, per_channel: bool):
+    import tensorflow as tf  # noqa: PLC0415
+
+    from edgekit.converters import keras_tflite  # noqa: PLC0415
+
+    conv = tf.lite.TFLiteConverter.from_saved_model(saved_model)
+    keras_tflite.configure(
+        conv,
+        "int8",
+        representative=lambda: (calib[i : i + 1] for i in range(len(calib))),
+        io_type="float32",
+        per_channel=per_channel,
+    )
+    return conv
+
+
+def _dataset(x: np.ndarray):
+    def gen():
+        for i in range(len(x)):
+            yield [x[i : i + 1].astype(np.float32)]
+
+    return gen
+
+
+# --------------------------------------------------------------------------- export hooks
+
+
+def labelled_eval_data(eval_data, calib, labels) -> tuple[np.ndarray, np.ndarray, str] | None:
+    """(x, y in model label space, description) for accuracy at export, or None without labels.
+
+    Held-out images from a run come first; otherwise labelled calibration images (class folders or
+    builtin:NAME) whose class names are among the model's labels."""
+    from edgekit.data import align_labels  # noqa: PLC0415
+    from edgekit.errors import InputDataError  # noqa: PLC0415
+
+    for batch, what in ((eval_data, "held-out"), (calib, "calibration images")):
+        if batch is None or batch.y is None or not len(batch.y):
+            continue
+        try:
+            y = align_labels(batch.class_names, labels)[batch.y]
+        except InputDataError:
+            continue
+        return batch.x, y, f"{batch.source} ({what})" if what == "calibration images" else batch.source
+    return None
+
+
+def export_accuracy(
+    saved_model: str,
+    int8: bytes,
+    *,
+    calib: np.ndarray,
+    data: tuple[np.ndarray, np.ndarray, str] | None,
+    float_out: np.ndarray | None,
+    max_drop: float | None,
+    per_channel: bool = True,
+    progress: Progress = lambda _m: None,
+) -> tuple[bytes, dict]:
+    """Float vs int8 accuracy for the manifest, and the --max-drop search when asked."""
+    from edgekit.errors import UsageError  # noqa: PLC0415
+
+    if data is None:
+        raise UsageError(
+            "--max-drop needs labelled images to measure accuracy",
+            hint="export from a run folder, or pass --calibration DIR/<class>/*.jpg or builtin:NAME matching the labels",
+        )
+    x, y, source = data
+    report = int8_report(float_out, edgelib.Model(int8).predict(x), y, source)
+    if max_drop is None:
+        return int8, report
+    flat, budget = fit_budget(
+        saved_model,
+        int8,
+        calib=calib,
+        x_eval=x,
+        y_eval=y,
+        float_out=float_out,
+        budget=Budget(max_drop),
+        per_channel=per_channel,
+        progress=progress,
+    )
+    if flat is not int8:
+        report["int8_top1_full"] = report["int8_top1"]
+        report["int8_top1"] = round(accuracy(edgelib.Model(flat).predict(x), y), 4)
+        report["drop_points"] = round((report["float_top1"] - report["int8_top1"]) * 100, 2)
+        report["agreement"] = round(
+            float(np.mean(float_out.argmax(-1) == edgelib.Model(flat).predict(x).argmax(-1))), 4
+        )
+    report["max_drop"] = budget
+    return flat, report

@@ -1,0 +1,318 @@
+"""Desktop evaluation: the float reference (Keras) and the `.tflite` on the host, on the same images.
+
+TARGET may be an export bundle, a training run folder, a saved `.keras` model or any `.tflite`
+classifier (third-party ones included: input size, dtype and quantization come from its tensors,
+labels from --labels or its embedded metadata). For a bundle the figures are also written to
+`reference.json` inside it, so a later device result can be compared without TensorFlow.
+
+Comparisons separate causes: Keras float vs host TFLite = what quantization cost.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.device_scripts import edgelib
+from edgekit.errors import InputDataError, ModelFileError
+
+REFERENCE_JSON = "reference.json"
+BACKGROUND = ("background", "__background__", "???", "bg")
+Progress = Callable[[str], None]
+
+
+# --------------------------------------------------------------------------- metrics (no TensorFlow)
+
+
+def scores(outputs: np.ndarray, y: np.ndarray, labels) -> dict:
+    """top-1/top-5 (fractions), per-class accuracy and a confusion matrix.
+
+    `y` holds model output indices. The confusion matrix has a row per class present in `y` and a
+    column per such class plus "other" (predictions outside them: a 1001-class model stays readable).
+    """
+    labels = list(labels)
+    n = int(y.shape[0])
+    if n == 0:
+        return {"top1": None, "top5": None, "n": 0}
+    pred = outputs.argmax(-1)
+    k = min(5, outputs.shape[-1])
+    topk = np.argsort(-outputs, axis=-1)[:, :k]
+    present = sorted(set(int(c) for c in y))
+    col = {c: i for i, c in enumerate(present)}
+    conf = np.zeros((len(present), len(present) + 1), np.int64)
+    for t, p in zip(y, pred, strict=True):
+        conf[col[int(t)], col.get(int(p), len(present))] += 1
+    per_class = {labels[c]: round(float(np.mean(pred[y == c] == c)), 4) for c in present}
+    return {
+        "top1": round(float(np.mean(pred == y)), 4),
+        "top5": round(float(np.mean((topk == y[:, None]).any(-1))), 4),
+        "top5_k": int(k),
+        "n": n,
+        "per_class": per_class,
+        "confusion": {"labels": [labels[c] for c in present] + ["other"], "matrix": conf.tolist()},
+    }
+
+
+def compare(ref_out: np.ndarray, q_out: np.ndarray, ref: dict, q: dict) -> dict:
+    """Agreement, accuracy change (tflite − reference, fractions) and output differences."""
+    out = {
+        "agreement": round(float(np.mean(ref_out.argmax(-1) == q_out.argmax(-1))), 4),
+        "top1_change": round(q["top1"] - ref["top1"], 4),
+        "top5_change": round(q["top5"] - ref["top5"], 4),
+    }
+    if ref_out.shape == q_out.shape:
+        d = np.abs(ref_out.astype(np.float64) - q_out)
+        out["output_diff"] = {"mean_abs": float(d.mean()), "max_abs": float(d.max())}
+    return out
+
+
+def resolve_labels(
+    labels: list[str] | None, n_outputs: int, where: str = "labels"
+) -> tuple[list[str], str | None]:
+    """Labels matching the model's outputs, handling a background class in either place.
+
+    TF's classic ImageNet models output 1001 classes with output 0 = background; their label files
+    come with the background line (1001 entries) or without it (1000)."""
+    if labels is None:
+        return [f"class_{i}" for i in range(n_outputs)], "no labels: classes are named class_<index>"
+    if len(labels) == n_outputs:
+        return list(labels), None
+    if len(labels) + 1 == n_outputs:
+        return ["background", *labels], "the model has one output more than the labels: output 0 = background"
+    if len(labels) == n_outputs + 1 and labels[0].strip().lower() in BACKGROUND:
+        return list(
+            labels[1:]
+        ), f"dropped the leading {labels[0]!r} label: the model has no background output"
+    raise ModelFileError(
+        f"{where} has {len(labels)} entries but the model has {n_outputs} outputs",
+        hint="pass the labels file that belongs to this model with --labels",
+    )
+
+
+# --------------------------------------------------------------------------- targets
+
+
+@dataclass(frozen=True, eq=False)
+class Target:
+    kind: str  # bundle | run | keras | tflite
+    path: Path
+    labels: list[str] | None
+    prep: dict | None
+    keras_path: Path | None
+    tflite_path: Path | None
+    manifest: dict | None = None
+    calib_x: np.ndarray | None = None  # uint8 at model size, for an in-memory int8 conversion
+
+
+def open_target(target: str, labels_file: str | None = None) -> Target:
+    from edgekit.manifest import LABELS, MANIFEST, primary_model, read_labels, read_manifest  # noqa: PLC0415
+
+    p = Path(target)
+    given = read_labels(labels_file) if labels_file else None
+    if p.is_dir() and (p / MANIFEST).is_file():
+        m = read_manifest(p)
+        tfl = p / primary_model(m)["file"]
+        keras_path = p / m.get("float_model", "float_model.keras")
+        labels = given or (read_labels(p / LABELS) if (p / LABELS).is_file() else None)
+        return Target(
+            "bundle", p, labels, m["preprocessing"], keras_path if keras_path.is_file() else None, tfl, m
+        )
+    if p.is_dir() and (p / "run.json").is_file():
+        from edgekit.train import MODEL_FILE, load_samples, read_run  # noqa: PLC0415
+
+        run = read_run(p)
+        samples = load_samples(p) or {}
+        labels = given or read_labels(p / LABELS)
+        return Target(
+            "run", p, labels, run["preprocessing"], p / MODEL_FILE, None, None, samples.get("calib_x")
+        )
+    if p.is_dir():
+        raise ModelFileError(f"{p} is neither an export bundle (manifest.json) nor a training run (run.json)")
+    if not p.is_file():
+        raise ModelFileError(f"{p} does not exist", hint="pass a bundle, a run folder, a .keras or a .tflite")
+    if p.suffix == ".keras":
+        side = p.parent / LABELS
+        labels = given or (read_labels(side) if side.is_file() else None)
+        return Target("keras", p, labels, None, p, None)
+    if p.suffix == ".tflite":
+        return Target("tflite", p, given, None, None, p)
+    raise ModelFileError(f"{p}: unknown model type {p.suffix!r}", hint="use a .keras or .tflite file")
+
+
+def evaluate(
+    target: str,
+    data: str,
+    *,
+    labels_file: str | None = None,
+    data_labels: str | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    write: bool = True,
+    progress: Progress = lambda _m: None,
+) -> dict:
+    """Evaluate TARGET on labelled DATA; returns the result (and writes reference.json for a bundle)."""
+    from edgekit import data as D  # noqa: PLC0415
+
+    t = open_target(target, labels_file)
+    tfl_model = _load_tflite(t.tflite_path) if t.tflite_path else None
+    keras_model = None
+    if t.keras_path is not None:
+        progress("loading the Keras model")
+        keras_model = _load_keras(t.keras_path)
+    n_out = int(tfl_model.output["shape"][-1]) if tfl_model else int(keras_model.output_shape[-1])
+    labels = t.labels or (tfl_model.labels if tfl_model else None)
+    labels, label_note = resolve_labels(labels, n_out)
+    prep = t.prep or _guess_prep(tfl_model, keras_model)
+
+    progress(f"loading {data}")
+    ds = D.open_dataset(data, data_labels)
+    batch = D.decode(ds, prep, limit=limit, seed=seed)
+    y = D.align_labels(batch.class_names, labels)[batch.y]
+    result: dict = {
+        "schema_version": 1,
+        "target": str(t.path),
+        "kind": t.kind,
+        "data": {
+            "source": ds.source,
+            "n": int(len(y)),
+            "classes": len(set(y.tolist())),
+            "skipped": list(batch.skipped),
+            "limit": limit,
+            "seed": seed,
+        },
+        "labels": {"count": len(labels), "note": label_note},
+        "preprocessing": prep,
+    }
+    outs: dict[str, np.ndarray] = {}
+    if keras_model is not None:
+        progress(f"float reference on {len(y)} images")
+        outs["reference"] = np.asarray(keras_model.predict(batch.x, batch_size=64, verbose=0), np.float32)
+        result["reference"] = {
+            **scores(outs["reference"], y, labels),
+            "model": t.keras_path.name,
+            "device": reference_device(),
+        }
+    if tfl_model is None and keras_model is not None:
+        progress("converting to int8 in memory (per-channel) for the host TFLite figures")
+        tfl_model, note = _convert_int8(keras_model, t, batch.x, prep)
+        result["tflite_note"] = note
+    if tfl_model is not None:
+        progress(f"host TFLite ({tfl_model.input['dtype'].__name__} input) on {len(y)} images")
+        outs["tflite"] = tfl_model.predict(batch.x)
+        result["tflite"] = {
+            **scores(outs["tflite"], y, labels),
+            "model": t.tflite_path.name if t.tflite_path else "int8 (converted in memory)",
+            "input_dtype": np.dtype(tfl_model.input["dtype"]).name,
+            "runtime": f"{tfl_model.runtime} {tfl_model.runtime_version}",
+        }
+    if "reference" in outs and "tflite" in outs:
+        result.update(compare(outs["reference"], outs["tflite"], result["reference"], result["tflite"]))
+    if t.kind == "bundle" and write:
+        from edgekit.manifest import bundle_id, write_json_atomic  # noqa: PLC0415
+
+        ref = {**result, "bundle_id": bundle_id(t.manifest)}
+        for k, v in outs.items():  # per-image predictions, so a device run can be compared image by image
+            ref[k] = {
+                **result[k],
+                "predictions": [
+                    {"path": p, "label": int(lab), "pred": int(pr)}
+                    for p, lab, pr in zip(batch.paths, y, v.argmax(-1), strict=True)
+                ],
+            }
+        write_json_atomic(t.path / REFERENCE_JSON, ref)
+        result["written"] = str(t.path / REFERENCE_JSON)
+    _record(result, t.manifest)
+    return result
+
+
+def reference_device() -> dict:
+    """Where Keras ran: the first GPU when TensorFlow sees one, else the CPU."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", gpus[0].name)
+        return {"type": "GPU", "name": name}
+    return {"type": "CPU", "name": edgelib.cpu_info()["model"]}
+
+
+def _load_tflite(path: Path) -> edgelib.Model:
+    from edgekit.converters import tflite_file  # noqa: PLC0415
+
+    try:
+        data = tflite_file.check_file(path)
+    except tflite_file.NotTFLiteError as exc:
+        raise ModelFileError(str(exc)) from None
+    try:
+        return edgelib.Model(data, threads=os.cpu_count())
+    except (RuntimeError, ValueError) as exc:
+        raise ModelFileError(f"{path} cannot be loaded by the TFLite interpreter: {exc}") from None
+
+
+def _load_keras(path: Path):
+    from edgekit.errors import require_tensorflow  # noqa: PLC0415
+
+    require_tensorflow()
+    import keras  # noqa: PLC0415
+
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as exc:  # noqa: BLE001 - keras raises many kinds for a bad file
+        raise ModelFileError(f"{path} cannot be loaded as a Keras model ({exc.__class__.__name__})") from None
+
+
+def _guess_prep(tfl_model, keras_model) -> dict:
+    if tfl_model is not None:
+        return edgelib.default_preprocessing(tfl_model)
+    _, h, w, _ = keras_model.input_shape
+    return {
+        "size": [int(h), int(w)],
+        "mean": [127.5] * 3,
+        "std": [127.5] * 3,
+        "color": "RGB",
+        "source": "guessed",
+    }
+
+
+def _convert_int8(keras_model, t: Target, x_eval: np.ndarray, prep: dict):
+    """A run or a bare .keras has no .tflite yet: make the int8 one export would make."""
+    from edgekit.converters import keras_tflite  # noqa: PLC0415
+    from edgekit.data import normalise  # noqa: PLC0415
+
+    if t.calib_x is not None and len(t.calib_x):
+        calib = normalise(t.calib_x[:100], prep)
+        note = f"int8 converted in memory, calibrated on {len(calib)} training images saved with the run"
+    else:
+        calib = x_eval[:100]
+        note = f"int8 converted in memory, calibrated on {len(calib)} of the evaluation images"
+    try:
+        flat = keras_tflite.convert(
+            keras_model, "int8", representative=lambda: (calib[i : i + 1] for i in range(len(calib)))
+        )
+    except keras_tflite.ConversionError as exc:
+        raise ModelFileError(str(exc)) from None
+    return edgelib.Model(flat, threads=os.cpu_count()), note
+
+
+def _record(result: dict, manifest: dict | None) -> None:
+    try:
+        from edgekit.store import record  # noqa: PLC0415
+
+        result["record_id"] = record(
+            "eval", {k: v for k, v in result.items() if k != "predictions"}, manifest=manifest
+        )
+    except Exception as exc:  # noqa: BLE001 - a results database problem must not lose the figures
+        result["record_error"] = f"{exc.__class__.__name__}: {exc}"
+
+
+def check_data_spec(data: str) -> None:
+    from edgekit.data import is_builtin  # noqa: PLC0415
+
+    if not is_builtin(data) and not Path(data).exists():
+        raise InputDataError(
+            f"--data {data} does not exist", hint="pass DIR/<class>/*.jpg, a CSV or builtin:mnist"
+        )

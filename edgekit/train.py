@@ -1,0 +1,507 @@
+"""`edgekit train`: train a zoo model on a labelled dataset and write a run folder.
+
+Run folder (what `edgekit export --weights RUN` and `edgekit eval RUN` take):
+  run.json          config, model, labels, preprocessing, data split, device, evaluation of the saved model
+  model.keras       the best-validation model, float32, BN statistics checked (see below)
+  labels.txt        class order = output index
+  history.json      per-epoch metrics (merged across --resume)
+  samples.npz       uint8 images at the model input: a training sample (calibration) and held-out
+                    validation images, so export/eval work even when the data folder has moved
+  checkpoints/      best.keras, last.keras (+ optimizer state for --resume), state.json
+  tensorboard/      TensorBoard logs
+
+Batch norm: after a short run the moving statistics can lag far behind the weights (eval accuracy
+near chance while training accuracy is fine), so the best checkpoint's statistics are recomputed on
+clean training images, the better of the two on validation is kept, and the *saved file* is then
+reloaded and evaluated: the figures in run.json are those of the model on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from edgekit import data as D
+from edgekit.config import ModelConfig, Preprocessing
+from edgekit.errors import DependencyError, InputDataError, UsageError, require_tensorflow
+from edgekit.manifest import LABELS, SCHEMA_VERSION, write_json_atomic
+
+Progress = Callable[[str], None]
+RUN_JSON = "run.json"
+MODEL_FILE = "model.keras"
+SAMPLES = "samples.npz"
+SCHEDULES = ("cosine", "step")
+OPTIMIZERS = ("adamw", "sgd")
+# samples.npz stays small: at 224 px these caps keep it under ~50 MB.
+CALIB_KEEP, VAL_KEEP, SAMPLE_BYTES = 200, 1000, 48 << 20
+
+QAT_REASON = (
+    "quantization-aware training is not available with Keras 3: tensorflow-model-optimization 0.8.1 "
+    "accepts only tf_keras (Keras 2) models (quantize_model rejects a Keras 3 model with "
+    "'`to_quantize` can only either be a keras Sequential or Functional model'), switches the process to "
+    "Keras 2 when imported, and tf-keras pulls in the full tensorflow wheel; use `edgekit export "
+    "--max-drop` (selective quantization) instead"
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: ModelConfig  # classes are taken from the data
+    data: str
+    output: str
+    val_data: str | None = None
+    val_split: float = 0.2
+    labels_file: str | None = None
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.1
+    schedule: str = "cosine"
+    optimizer: str = "adamw"
+    seed: int = 0
+    patience: int = 5  # early stopping on validation top-1; 0 disables
+    augment: bool = True
+    mixed_precision: bool | None = None  # None: on when a GPU is used
+    qat: bool = False
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise UsageError(f"--epochs must be at least 1; received {self.epochs}")
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size must be at least 1; received {self.batch_size}")
+        if not self.lr > 0:
+            raise UsageError(f"--lr must be positive; received {self.lr}")
+        if self.weight_decay < 0:
+            raise UsageError(f"--weight-decay must be ≥ 0; received {self.weight_decay}")
+        if not 0 <= self.label_smoothing < 1:
+            raise UsageError(f"--label-smoothing must be in [0, 1); received {self.label_smoothing}")
+        if self.schedule not in SCHEDULES:
+            raise UsageError(f"--schedule must be one of {', '.join(SCHEDULES)}; received {self.schedule!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise UsageError(
+                f"--optimizer must be one of {', '.join(OPTIMIZERS)}; received {self.optimizer!r}"
+            )
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["model"] = self.model.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        return cls(**{**d, "model": ModelConfig.from_dict(d["model"])})
+
+
+# --------------------------------------------------------------------------- device / strategy
+
+
+def select_device(mixed: bool | None):
+    """(strategy, device record). GPU with mixed precision when present; several GPUs mirror;
+    TF_CONFIG (several machines) uses MultiWorkerMirroredStrategy, TensorFlow's own distribution."""
+    tf = require_tensorflow()
+    import keras  # noqa: PLC0415
+
+    from edgekit.device_scripts import edgelib  # noqa: PLC0415
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if os.environ.get("TF_CONFIG"):
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    elif len(gpus) > 1:
+        strategy = tf.distribute.MirroredStrategy()
+    else:
+        strategy = tf.distribute.get_strategy()
+    use_mixed = bool(gpus) if mixed is None else bool(mixed)
+    keras.mixed_precision.set_global_policy("mixed_float16" if use_mixed else "float32")
+    if gpus:
+        details = [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus]
+        device = {"type": "GPU", "count": len(gpus), "name": ", ".join(details)}
+    else:
+        device = {"type": "CPU", "count": 1, "name": edgelib.cpu_info()["model"]}
+    device.update(
+        mixed_precision=use_mixed,
+        strategy=type(strategy).__name__,
+        replicas=int(strategy.num_replicas_in_sync),
+    )
+    return strategy, device
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True, eq=False)
+class Splits:
+    train: D.LabeledSet
+    val: D.LabeledSet
+    train_img: D.Decoded | None  # None when too large to cache (decoded per batch)
+    val_img: D.Decoded
+    skipped: tuple[str, ...]
+
+
+def prepare_data(cfg: TrainConfig, size: tuple[int, int], progress: Progress) -> Splits:
+    ds = D.open_dataset(cfg.data, cfg.labels_file)
+    if cfg.val_data:
+        val = D.open_dataset(cfg.val_data, cfg.labels_file)
+        # Validation classes follow the training order, matched by name.
+        val = replace(
+            val, y=D.align_labels(val.class_names, ds.class_names)[val.y], class_names=ds.class_names
+        )
+        train = ds
+    else:
+        train, val = D.stratified_split(ds, cfg.val_split, cfg.seed)
+    counts = train.counts()
+    if len([c for c in counts.values() if c]) < 2:
+        raise InputDataError(f"{ds.source}: training needs at least 2 classes with images; found {counts}")
+    progress(f"decoding {len(train)} training + {len(val)} validation images from {ds.source}")
+    bytes_needed = len(train) * size[0] * size[1] * 3
+    if bytes_needed <= D.CACHE_LIMIT_BYTES:
+        train_img = D.decode_resized(train, size)
+        skipped = train_img.skipped
+        train = _drop(train, skipped)
+    else:
+        progress(f"{bytes_needed / 2**30:.1f} GiB at {size[0]} px: decoding per batch instead of caching")
+        train_img = None
+        skipped = _screen(train)
+        train = _drop(train, skipped)
+    val_img = D.decode_resized(val, size)
+    skipped += val_img.skipped
+    if skipped:
+        progress(f"skipped {len(skipped)} unreadable image(s): {', '.join(skipped[:5])}")
+    return Splits(train, val, train_img, val_img, tuple(skipped))
+
+
+def _screen(ds: D.LabeledSet) -> tuple[str, ...]:
+    from edgekit.device_scripts import edgelib  # noqa: PLC0415
+
+    bad = []
+    for i in range(len(ds)):
+        try:
+            ds.raw(i)
+        except edgelib.ImageReadError:
+            D.log.warning("skipped unreadable image %s", ds.name(i))
+            bad.append(ds.name(i))
+    return tuple(bad)
+
+
+def _drop(ds: D.LabeledSet, names: tuple[str, ...]) -> D.LabeledSet:
+    if not names:
+        return ds
+    bad = set(names)
+    return ds.subset([i for i in range(len(ds)) if ds.name(i) not in bad])
+
+
+# --------------------------------------------------------------------------- training
+
+
+def train(cfg: TrainConfig, progress: Progress = lambda _m: None, resume: bool = False) -> dict:
+    """Train and write the run folder; returns the run summary (run.json)."""
+    if cfg.qat:
+        raise DependencyError(QAT_REASON)
+    out = Path(cfg.output)
+    ck = out / "checkpoints"
+    state_path = ck / "state.json"
+    if resume:
+        if not state_path.is_file():
+            raise InputDataError(
+                f"{out} has no checkpoint to resume (checkpoints/state.json)", hint="drop --resume"
+            )
+        saved = json.loads(state_path.read_text())
+        cfg = replace(TrainConfig.from_dict(saved["config"]), epochs=max(cfg.epochs, saved["epoch"]))
+    elif (out / RUN_JSON).exists() or state_path.exists():
+        raise UsageError(
+            f"run folder {out} already holds a run", hint="pass --resume to continue it, or another -o"
+        )
+
+    res = cfg.model.resolution
+    prep = Preprocessing(size=(res, res))
+    splits = prepare_data(cfg, (res, res), progress)  # before TensorFlow: bad data fails fast
+
+    tf = require_tensorflow()
+    import keras  # noqa: PLC0415
+
+    from edgekit.models import build_model, resolve_config  # noqa: PLC0415
+    from edgekit.models.batchnorm import recalibrate_batchnorm  # noqa: PLC0415
+    from edgekit.reference import scores  # noqa: PLC0415
+
+    keras.utils.set_random_seed(cfg.seed)
+    strategy, device = select_device(cfg.mixed_precision)
+    labels = splits.train.class_names
+    mcfg = resolve_config(
+        cfg.model.family,
+        alpha=cfg.model.alpha,
+        resolution=res,
+        classes=len(labels),
+        shortcut=cfg.model.shortcut,
+    )
+    cfg = replace(cfg, model=mcfg)
+    ck.mkdir(parents=True, exist_ok=True)
+    (out / LABELS).write_text("\n".join(labels) + "\n", encoding="utf-8")
+
+    batch = cfg.batch_size * strategy.num_replicas_in_sync
+    steps = max(1, int(np.ceil(len(splits.train) / batch)))
+    train_ds = D.tf_dataset(
+        splits.train,
+        prep.to_dict(),
+        batch_size=batch,
+        training=True,
+        seed=cfg.seed,
+        augment=cfg.augment,
+        cached=splits.train_img,
+    )
+    val_ds = D.tf_dataset(splits.val, prep.to_dict(), batch_size=batch, training=False, cached=splits.val_img)
+
+    initial_epoch = 0
+    history: dict[str, list] = {}
+    with strategy.scope():
+        if resume:
+            train_model = keras.models.load_model(ck / "last.keras")
+            initial_epoch = int(saved["epoch"])
+            history = (
+                json.loads((out / "history.json").read_text()) if (out / "history.json").is_file() else {}
+            )
+            progress(f"resuming at epoch {initial_epoch + 1}/{cfg.epochs}")
+        else:
+            train_model = _training_model(
+                _fast_bn(build_model(mcfg, seed=cfg.seed)), device["mixed_precision"]
+            )
+            train_model.compile(
+                optimizer=_optimizer(cfg, steps),
+                loss=keras.losses.CategoricalCrossentropy(
+                    from_logits=True, label_smoothing=cfg.label_smoothing
+                ),
+                metrics=[
+                    keras.metrics.CategoricalAccuracy(name="top1"),
+                    keras.metrics.TopKCategoricalAccuracy(k=min(5, len(labels)), name="top5"),
+                ],
+            )
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(
+            ck / "best.keras", monitor="val_top1", mode="max", save_best_only=True
+        ),
+        keras.callbacks.ModelCheckpoint(ck / "last.keras"),
+        *_tensorboard(out / "tensorboard"),
+        *_callbacks(progress, cfg, state_path, out / "history.json", history),
+    ]
+    if cfg.patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(monitor="val_top1", mode="max", patience=cfg.patience, verbose=0)
+        )
+    t0 = time.perf_counter()
+    if initial_epoch < cfg.epochs:
+        train_model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=cfg.epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps,
+            callbacks=callbacks,
+            verbose=0,
+        )
+    train_s = time.perf_counter() - t0
+    history = json.loads((out / "history.json").read_text())
+
+    progress("checking batch-norm statistics of the best checkpoint")
+    keras.mixed_precision.set_global_policy("float32")  # the saved model is plain float32
+    best = keras.models.load_model(ck / "best.keras")
+    model = build_model(mcfg, seed=cfg.seed)
+    model.set_weights(best.get_weights())
+    x_val = D.normalise(splits.val_img.images, prep.to_dict())
+    y_val = splits.val_img.y
+    before = scores(_predict(model, x_val), y_val, labels)["top1"]
+    saved_stats = [np.array(w) for w in model.get_weights()]
+    recal_src = _clean_train_sample(splits, prep, cfg.seed)
+    recalibrate_batchnorm(model, recal_src)
+    after = scores(_predict(model, x_val), y_val, labels)["top1"]
+    if after + 1e-9 < before:
+        model.set_weights(saved_stats)  # training statistics were better: keep them
+    bn = {
+        "val_top1_training_statistics": round(before, 4),
+        "val_top1_recalibrated": round(after, 4),
+        "kept": "recalibrated" if after + 1e-9 >= before else "training",
+        "recalibration_images": int(len(recal_src)),
+    }
+
+    model.save(out / MODEL_FILE)
+    reloaded = keras.models.load_model(out / MODEL_FILE)
+    ev = scores(_predict(reloaded, x_val), y_val, labels)
+    _write_samples(out / SAMPLES, splits, cfg.seed)
+
+    epochs_run = len(history.get("loss", []))
+    val_hist = history.get("val_top1", [])
+    run = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "edgekit-run",
+        "model": mcfg.to_dict(),
+        "labels_file": LABELS,
+        "num_classes": len(labels),
+        "preprocessing": prep.to_dict(),
+        "output_kind": "logits",
+        "config": cfg.to_dict(),
+        "data": {
+            "source": splits.train.source,
+            "train_images": len(splits.train),
+            "val_images": len(splits.val_img.y),
+            "val_source": cfg.val_data or f"{cfg.val_split:.0%} stratified split, seed {cfg.seed}",
+            "class_counts": splits.train.counts(),
+            "skipped": list(splits.skipped),
+            "cached_in_memory": splits.train_img is not None,
+        },
+        "device": device,
+        "training": {
+            "epochs_run": epochs_run,
+            "best_epoch": int(np.argmax(val_hist)) + 1 if val_hist else None,
+            "best_val_top1_during_training": round(float(max(val_hist)), 4) if val_hist else None,
+            "early_stopped": epochs_run < cfg.epochs,
+            "seconds": round(train_s, 1),
+            "tf_version": tf.__version__,
+            "keras_version": keras.__version__,
+        },
+        "batchnorm": bn,
+        "evaluation": {"split": "validation", "model_file": MODEL_FILE, **ev},
+    }
+    write_json_atomic(out / RUN_JSON, run)
+    return run
+
+
+BN_MOMENTUM = 0.9
+
+
+def _fast_bn(model):
+    """Moving statistics that follow the weights within ~20 steps (Keras' 0.99 needs hundreds, so
+    validation during a short run sees stale statistics and stays at chance)."""
+    from edgekit.models.batchnorm import batchnorm_layers  # noqa: PLC0415
+
+    for bn in batchnorm_layers(model):
+        bn.momentum = min(bn.momentum, BN_MOMENTUM)
+    return model
+
+
+def _tensorboard(log_dir: Path) -> list:
+    """TensorBoard logs when tensorboard is installed (tensorflow-cpu does not depend on it)."""
+    import importlib.util  # noqa: PLC0415
+
+    import keras  # noqa: PLC0415
+
+    if importlib.util.find_spec("tensorboard") is None:
+        return []
+    return [keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False)]
+
+
+def _training_model(model, mixed: bool):
+    """Under mixed precision the logits are float16: add a float32 cast for a stable loss."""
+    if not mixed:
+        return model
+    import keras  # noqa: PLC0415
+
+    out = keras.layers.Activation("linear", dtype="float32", name="logits_float32")(model.output)
+    return keras.Model(model.input, out, name=model.name)
+
+
+def _optimizer(cfg: TrainConfig, steps_per_epoch: int):
+    import keras  # noqa: PLC0415
+
+    total = max(1, cfg.epochs * steps_per_epoch)
+    if cfg.schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(cfg.lr, decay_steps=total, alpha=0.01)
+    else:  # step: ÷10 at 50% and 75% of the epochs
+        bounds = [int(total * 0.5), int(total * 0.75)]
+        lr = keras.optimizers.schedules.PiecewiseConstantDecay(bounds, [cfg.lr, cfg.lr / 10, cfg.lr / 100])
+    if cfg.optimizer == "sgd":
+        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay or None)
+    return keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay)
+
+
+def _predict(model, x: np.ndarray, batch: int = 64) -> np.ndarray:
+    return np.asarray(model.predict(x, batch_size=batch, verbose=0), np.float32)
+
+
+def _clean_train_sample(splits: Splits, prep: Preprocessing, seed: int, limit: int = 1024) -> np.ndarray:
+    if splits.train_img is not None:
+        imgs = splits.train_img.images
+        if len(imgs) > limit:
+            imgs = imgs[np.sort(np.random.default_rng(seed).choice(len(imgs), limit, replace=False))]
+        return D.normalise(imgs, prep.to_dict())
+    return D.decode(splits.train, prep.to_dict(), limit=limit, seed=seed).x
+
+
+def _write_samples(path: Path, splits: Splits, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    per = int(np.prod(splits.val_img.images.shape[1:]))
+    n_cal = min(CALIB_KEEP, SAMPLE_BYTES // 4 // per)
+    n_val = min(VAL_KEEP, len(splits.val_img.y), (SAMPLE_BYTES - n_cal * per) // per)
+    if splits.train_img is not None:
+        idx = np.sort(rng.choice(len(splits.train_img.y), min(n_cal, len(splits.train_img.y)), replace=False))
+        cal_x, cal_y = splits.train_img.images[idx], splits.train_img.y[idx]
+    else:
+        sub = D.sample(splits.train, n_cal, seed)
+        dec = D.decode_resized(sub, splits.val_img.images.shape[1:3])
+        cal_x, cal_y = dec.images, dec.y
+    vidx = np.sort(rng.choice(len(splits.val_img.y), n_val, replace=False))
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez_compressed(
+        tmp, calib_x=cal_x, calib_y=cal_y, val_x=splits.val_img.images[vidx], val_y=splits.val_img.y[vidx]
+    )
+    os.replace(tmp, path)
+
+
+def read_run(run: str | Path) -> dict:
+    from edgekit.errors import ModelFileError  # noqa: PLC0415
+
+    p = Path(run) / RUN_JSON
+    if not p.is_file():
+        raise ModelFileError(
+            f"{run} is not a finished training run (no {RUN_JSON})", hint="run `edgekit train`"
+        )
+    return json.loads(p.read_text(encoding="utf-8"))
+
+
+def load_samples(run: str | Path) -> dict[str, np.ndarray] | None:
+    p = Path(run) / SAMPLES
+    if not p.is_file():
+        return None
+    with np.load(p) as z:
+        return {k: z[k] for k in z.files}
+
+
+# --------------------------------------------------------------------------- callbacks
+
+
+def _callbacks(progress: Progress, cfg: TrainConfig, state_path: Path, history_path: Path, history: dict):
+    """Progress lines, plus history.json and checkpoints/state.json after every epoch (for --resume).
+
+    Defined here so that importing this module does not import Keras."""
+    import keras  # noqa: PLC0415
+
+    class ProgressLines(keras.callbacks.Callback):
+        t0 = 0.0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+            progress(f"epoch {epoch + 1}/{cfg.epochs} training")
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            lr = float(np.asarray(self.model.optimizer.learning_rate))
+            progress(
+                f"epoch {epoch + 1}/{cfg.epochs}: loss {logs.get('loss', float('nan')):.3f} "
+                f"top1 {logs.get('top1', 0):.3f} val_loss {logs.get('val_loss', float('nan')):.3f} "
+                f"val_top1 {logs.get('val_top1', 0):.3f} lr {lr:.2e} ({time.perf_counter() - self.t0:.1f} s)"
+            )
+
+    class State(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            for k, v in (logs or {}).items():
+                history.setdefault(k, []).append(float(v))
+            history.setdefault("epoch", []).append(epoch + 1)
+            write_json_atomic(history_path, history)
+            write_json_atomic(
+                state_path, {"schema_version": SCHEMA_VERSION, "epoch": epoch + 1, "config": cfg.to_dict()}
+            )
+
+    return [State(), ProgressLines()]
