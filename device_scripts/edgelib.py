@@ -242,12 +242,34 @@ def cpu_info() -> dict:
         "dotprod": "asimddp" in flags,
         "i8mm": "i8mm" in flags,
     }
+    emulated = emulation(machine, flags)
+    if emulated:  # shown wherever the CPU is (CLI, database, reports): the timings are not a device's
+        model = f"{model} [emulated {emulated}: latency not meaningful]"
     return {
         "model": model,
         "machine": machine,
         "cores": os.cpu_count() or 1,
         "simd": simd,
+        "emulated": emulated,
     }
+
+
+def emulation(machine: str, cpu_flags) -> str | None:
+    """What emulates this CPU (qemu-user), or None on real hardware.
+
+    edgekit's qemu wrapper says so in EDGEKIT_EMULATED; otherwise qemu-user (before 8.2) shows the
+    host's /proc/cpuinfo, so x86 flags under an ARM Python (or the reverse) give it away.
+    """
+    label = os.environ.get("EDGEKIT_EMULATED", "").strip()
+    if label:
+        return label
+    arm = machine.startswith(("aarch64", "arm"))
+    x86 = machine in ("x86_64", "amd64", "i386", "i686")
+    if arm and "sse2" in cpu_flags:
+        return f"{machine} on an x86 CPU"
+    if x86 and ("asimd" in cpu_flags or "neon" in cpu_flags):
+        return f"{machine} on an ARM CPU"
+    return None
 
 
 def int8_speed_note(cpu: dict) -> str:
