@@ -9,9 +9,12 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from tests.conftest import run_cli
 from tests.device.conftest import SCRIPTS, int8_model, last_json, run_script, write_video
+
+pytestmark = pytest.mark.tf  # the tiny bundle is exported with TensorFlow
 
 
 def _lines(path):
@@ -62,6 +65,7 @@ def test_frames_classified_like_the_host(tiny_bundle, digit_video, tmp_path):
     cap.release()
 
 
+@pytest.mark.slow
 def test_max_frames_and_realtime(tiny_bundle, digit_video):
     doc = json.loads(run_cli("camera", str(tiny_bundle), "--source", str(digit_video), "--max-frames", "7",
                              "--json").stdout)  # fmt: skip
@@ -96,6 +100,7 @@ def test_corrupt_model(tmp_path, digit_video, bare_model):
     assert proc.returncode == 4 and "error:" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_writes_the_summary_and_a_complete_log(tiny_bundle, tmp_path, digit_images):
     video = write_video(tmp_path / "long.avi", digit_images, 300)  # 10 s at 30 FPS
     log = tmp_path / "f.jsonl"
@@ -115,6 +120,7 @@ def test_ctrl_c_writes_the_summary_and_a_complete_log(tiny_bundle, tmp_path, dig
     assert len(_lines(log)) == doc["frames"]  # every line complete
 
 
+@pytest.mark.slow
 def test_lost_stream_is_retried_then_reported(tiny_bundle, tmp_path, digit_images):
     """A stream whose source disappears: reconnects with back-off, then exit 6 with the log intact."""
     video = write_video(tmp_path / "cam.avi", digit_images, 20)

@@ -11,6 +11,8 @@ import pytest
 from tests.conftest import run_cli
 from tests.device.conftest import int8_model, last_json, run_script
 
+pytestmark = pytest.mark.tf  # the tiny bundle and the third-party models are made with TensorFlow
+
 
 @pytest.fixture(scope="module")
 def named_digits(tmp_path_factory, digits_dir):

@@ -12,6 +12,8 @@ import pytest
 from tests.conftest import run_cli
 from tests.device.conftest import int8_model, last_json, run_script
 
+pytestmark = pytest.mark.tf  # the tiny bundle and the third-party models are made with TensorFlow
+
 FAST = ("--runs", "5", "--warmup", "1", "--min-seconds", "0")
 
 
@@ -122,6 +124,7 @@ def test_not_an_image_classifier(tf_models):
     )
 
 
+@pytest.mark.slow
 def test_corrupted_models_never_kill_the_cli(tmp_path, bare_model):
     """Bytes flipped all over a real model: each run ends with a result or one clear line, never a crash."""
     import numpy as np

@@ -50,6 +50,7 @@ def test_imports_and_syntax_fit_a_device(name):
         assert module in ALLOWED_THIRD_PARTY, f"{name} imports {module}, which a device may not have"
 
 
+@pytest.mark.slow
 def test_fresh_venv_has_no_desktop_packages(device_venv, tmp_path):
     for module in ("edgekit", "tensorflow", "click", "rich"):
         proc = subprocess.run(
@@ -58,6 +59,8 @@ def test_fresh_venv_has_no_desktop_packages(device_venv, tmp_path):
         assert proc.returncode != 0, f"{module} is importable in the device venv"
 
 
+@pytest.mark.slow
+@pytest.mark.tf
 def test_profile_runs_in_device_venv(device_venv, tiny_bundle):
     proc = run_script(
         "profile_latency.py", "--model", str(int8_model(tiny_bundle)), "--runs", "5", "--warmup", "1",
@@ -72,6 +75,8 @@ def test_profile_runs_in_device_venv(device_venv, tiny_bundle):
     )  # fmt: skip
 
 
+@pytest.mark.slow
+@pytest.mark.tf
 def test_eval_runs_in_device_venv(device_venv, tiny_bundle, digits_dir):
     proc = run_script(
         "eval_images.py", "--model", str(int8_model(tiny_bundle)), "--data", str(digits_dir), "--json",
@@ -81,6 +86,8 @@ def test_eval_runs_in_device_venv(device_venv, tiny_bundle, digits_dir):
     assert doc["n"] == 36 and doc["skipped"] == []
 
 
+@pytest.mark.slow
+@pytest.mark.tf
 def test_camera_runs_in_device_venv(device_venv, tiny_bundle, digit_video):
     proc = run_script(
         "classify_camera.py", "--model", str(int8_model(tiny_bundle)), "--source", str(digit_video),
@@ -90,6 +97,8 @@ def test_camera_runs_in_device_venv(device_venv, tiny_bundle, digit_video):
     assert doc["frames"] == 12 and doc["end_reason"] == "max_frames"
 
 
+@pytest.mark.slow
+@pytest.mark.tf
 def test_npz_eval_needs_no_image_decoder(device_venv, tiny_bundle, digits_dir, tmp_path):
     """A device without OpenCV and Pillow still evaluates the desktop's preprocessed inputs."""
     from edgekit.manifest import read_labels, read_manifest

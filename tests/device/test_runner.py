@@ -61,6 +61,7 @@ def test_a_real_crash_is_contained(tmp_path):
         parse_result(res, "profile_latency.py", t.name)
 
 
+@pytest.mark.tf
 def test_probe_contains_a_crashing_interpreter(tmp_path, bare_model):
     """modelcheck.probe runs the model in another process: a segfault there is a ModelFileError here."""
     from edgekit.modelcheck import probe
@@ -74,6 +75,7 @@ def test_probe_contains_a_crashing_interpreter(tmp_path, bare_model):
     assert info["kind"] == "probe" and info["model"]["input"]["dtype"] == "int8" and info["labels"] == 3
 
 
+@pytest.mark.tf
 def test_structural_checks_agree(bare_model, tmp_path):
     """edgelib repeats converters/tflite_file.py's check (device scripts cannot import edgekit)."""
     from edgekit.converters.tflite_file import NotTFLiteError, check_bytes
@@ -101,6 +103,7 @@ def test_structural_checks_agree(bare_model, tmp_path):
         assert desktop == device
 
 
+@pytest.mark.tf
 def test_prepare_and_run_script_locally(tiny_bundle):
     t = resolve_device("local")
     model = int8_model(tiny_bundle)
@@ -114,6 +117,6 @@ def test_prepare_and_run_script_locally(tiny_bundle):
         run_script(t, paths, "profile_latency.py", ["--model", "/nonexistent.tflite"])
 
 
-def test_remote_devices_are_not_resolved_here():
+def test_unknown_device_points_to_devices_add():
     with pytest.raises(UsageError, match="edgekit devices add"):
         resolve_device("raspberrypi")
