@@ -164,3 +164,39 @@ def test_fleet_of_three_with_one_down(user_key, add_device, ek_env, tiny_bundle,
     finally:
         for s in servers:
             s.stop()
+
+
+def test_ctrl_c_on_a_remote_profile_stops_it_on_the_device(sshd, add_device, ek_env, tiny_bundle, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    wd = tmp_path / "ctrl c wd"
+    add_device("pi", sshd, workdir=wd)
+    args = ["profile", str(tiny_bundle), "--device", "pi", "--runs", "100000000", "--min-seconds", "600"]
+    proc = subprocess.Popen([sys.executable, "-m", "edgekit", *args], env={**os.environ, **ek_env},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+    def remote_scripts():
+        out = []
+        for p in psutil.process_iter(["cmdline"]):
+            cmd = " ".join(p.info["cmdline"] or [])
+            if "profile_latency.py" in cmd and str(wd) in cmd:
+                out.append(p)
+        return out
+
+    deadline = time.monotonic() + 120
+    while not remote_scripts() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert remote_scripts(), "the profile never started on the device"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err
+    deadline = time.monotonic() + 10
+    while remote_scripts() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not remote_scripts(), "profile_latency.py kept running on the device after Ctrl-C"
