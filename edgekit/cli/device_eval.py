@@ -11,15 +11,19 @@ from pathlib import Path
 
 
 def run_device_eval(
-    *, model: str, data: str, labels: str | None, device: str, threads: int, as_json: bool
-) -> None:
+    *, model: str, data: str, labels: str | None, device: str, threads: int, as_json: bool,
+    all_devices: bool = False,
+) -> None:  # fmt: skip
     """Evaluate MODEL (a .tflite or a bundle's primary model) on DATA with the device script on DEVICE,
     compare with the desktop reference stored in the bundle when there is one, record and print."""
     from edgekit import fleet, runner, store  # noqa: PLC0415
     from edgekit.cli.output import print_json, progress_steps  # noqa: PLC0415
 
-    if fleet.is_fleet(device):
-        _eval_fleet(model=model, data=data, labels=labels, device=device, threads=threads, as_json=as_json)
+    if fleet.is_fleet(device, all_devices):
+        _eval_fleet(
+            model=model, data=data, labels=labels, device=device, threads=threads, as_json=as_json,
+            all_devices=all_devices,
+        )  # fmt: skip
         return
     target = runner.resolve_device(device)
     (ref,) = runner.resolve_models(model, all_precisions=False)
@@ -46,7 +50,10 @@ def run_device_eval(
     _print(result)
 
 
-def _eval_fleet(*, model: str, data: str, labels: str | None, device: str, threads: int, as_json: bool) -> None:
+def _eval_fleet(
+    *, model: str, data: str, labels: str | None, device: str, threads: int, as_json: bool,
+    all_devices: bool = False,
+) -> None:  # fmt: skip
     """`--device a,b,c`: the same evaluation on each device in parallel (edgekit.fleet)."""
     from edgekit import fleet, runner, store  # noqa: PLC0415
 
@@ -65,7 +72,7 @@ def _eval_fleet(*, model: str, data: str, labels: str | None, device: str, threa
         store.record("eval", result, manifest=ref.manifest, device=doc["device"])
         return result
 
-    fleet.run_cli_fleet(device, False, job, as_json=as_json, to_json=lambda r: r, show=_print)
+    fleet.run_cli_fleet(device, all_devices, job, as_json=as_json, to_json=lambda r: r, show=_print)
 
 
 def _vs_reference(bundle: Path | None, doc: dict) -> dict:

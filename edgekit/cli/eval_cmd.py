@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edgekit.cli.options import json_option
+from edgekit.cli.options import all_devices_option, json_option
 from edgekit.cli.output import console, print_json, progress_steps
 
 
@@ -18,11 +18,12 @@ from edgekit.cli.output import console, print_json, progress_steps
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --limit sample.")
 @click.option("--no-write", is_flag=True, help="Do not write reference.json into a bundle.")
 @click.option("--device", "-d", default=None, help="Evaluate on this device (see `edgekit devices`) instead.")
+@all_devices_option
 @click.option(
     "--threads", type=int, default=1, show_default=True, help="Interpreter threads (with --device)."
 )
 @json_option
-def eval_(target, data, labels_file, limit, seed, no_write, device, threads, as_json) -> None:
+def eval_(target, data, labels_file, limit, seed, no_write, device, all_devices, threads, as_json) -> None:
     """Top-1/top-5, per-class accuracy, confusion matrix; float vs int8 agreement for bundles and runs.
 
     TARGET is an export bundle, a training run folder, a .keras model or any .tflite classifier.
@@ -34,12 +35,13 @@ def eval_(target, data, labels_file, limit, seed, no_write, device, threads, as_
 
     if limit is not None and limit < 1:
         raise UsageError(f"--limit must be at least 1; received {limit}")
-    if device:
+    if device or all_devices:
         from edgekit.cli.device_eval import run_device_eval  # noqa: PLC0415
 
         run_device_eval(
-            model=target, data=data, labels=labels_file, device=device, threads=threads, as_json=as_json
-        )
+            model=target, data=data, labels=labels_file, device=device, threads=threads, as_json=as_json,
+            all_devices=all_devices,
+        )  # fmt: skip
         return
     from edgekit.reference import check_data_spec, evaluate  # noqa: PLC0415
 

@@ -122,7 +122,7 @@ def test_device_script_failure_is_reported(sshd, add_device, ek_env, tiny_bundle
     assert proc.returncode == 6 and "broken" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_fleet_of_three_with_one_down(user_key, add_device, ek_env, tiny_bundle, tmp_path):
+def test_fleet_of_three_with_one_down(user_key, add_device, ek_env, tiny_bundle, digits_dir, tmp_path):
     servers = []
     try:
         for i in range(3):
@@ -158,6 +158,15 @@ def test_fleet_of_three_with_one_down(user_key, add_device, ek_env, tiny_bundle,
         for name in ("pi0", "pi2"):  # partial results kept, each labelled with its device
             assert by_dev[name]["ok"] and {r["device"] for r in by_dev[name]["result"]} == {name}
         assert by_dev["pi1"]["exit_code"] == 6
+        proc = run_cli(
+            "eval", str(tiny_bundle), "--all", "--data", str(digits_dir), "--json", env=ek_env, check=False
+        )
+        assert proc.returncode == 9
+        evals = {d["device"]: d for d in _json(proc)["devices"]}
+        assert (
+            evals["pi0"]["result"]["tflite"]["top1"] == evals["pi2"]["result"]["tflite"]["top1"] is not None
+        )
+        assert evals["pi0"]["result"]["device"]["name"] == "pi0" and not evals["pi1"]["ok"]
         stored = _json(run_cli("runs", "list", "--json", env=ek_env))
         stored = stored["runs"] if isinstance(stored, dict) else stored
         assert {"pi0", "pi2"} <= {r["device"] for r in stored} and "pi1" not in {r["device"] for r in stored}
