@@ -1,0 +1,105 @@
+"""`edgekit sweep` end to end on this machine: a 2 α × 2 resolution grid on real digits, then resumed."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from tests.conftest import run_cli
+
+FAST = ["--runs", "5", "--min-seconds", "0.05"]
+
+
+def _kinds(db) -> dict[str, int]:
+    with sqlite3.connect(db) as c:
+        return dict(c.execute("SELECT kind, COUNT(*) FROM runs WHERE sweep_key IS NOT NULL GROUP BY kind"))
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_sweep_end_to_end_then_resumed(tmp_path, digits_dir):
+    db, out = tmp_path / "r.db", tmp_path / "sweep"
+    args = [
+        "sweep", "--data", str(digits_dir), "--epochs", "0", "--alpha", "0.25,0.5", "--resolution", "32,48",
+        "--budget-ms", "1000", *FAST, "-o", str(out), "--db", str(db), "--json",
+    ]  # fmt: skip
+    first = json.loads(run_cli(*args).stdout)
+    assert (first["done"], first["skipped"], first["failures"]) == (4, 0, [])
+    assert _kinds(db) == {"export": 4, "profile": 4, "eval": 4}
+    grid = {(g["alpha"], g["resolution"]): g for g in first["grid"]}
+    assert set(grid) == {(0.25, 32), (0.25, 48), (0.5, 32), (0.5, 48)}
+    for g in grid.values():
+        assert g["device"] == "local" and g["latency_ms"] > 0 and 0 <= g["top1"] <= 1 and g["macs"] > 0
+    # MACs grow with width and with resolution (the paper's Table 6-7 shape)
+    assert grid[(0.25, 32)]["macs"] < grid[(0.25, 48)]["macs"] < grid[(0.5, 48)]["macs"]
+    (pareto,) = first["pareto"]
+    assert pareto["ranked_by"] == "top1" and pareto["front"]
+    assert pareto["best_within_budget"] in pareto["front"]
+    best = max(
+        (g for g in grid.values() if g["latency_ms"] <= 1000), key=lambda g: (g["top1"], -g["latency_ms"])
+    )
+    assert pareto["best_within_budget"] == best["model"]
+    html = (out / "sweep.html").read_text()
+    assert (
+        'data-plot="scatter"' in html and "Latency grid on local" in html and "Most accurate within" in html
+    )
+
+    # run again: everything is already recorded, nothing is redone
+    again = json.loads(run_cli(*args).stdout)
+    assert (again["done"], again["skipped"]) == (0, 4)
+    assert _kinds(db) == {"export": 4, "profile": 4, "eval": 4}
+
+    # interrupted after profiling one configuration: only its eval is redone, its bundle is reused
+    with sqlite3.connect(db) as c:
+        c.execute("DELETE FROM runs WHERE id = (SELECT MAX(id) FROM runs WHERE kind = 'eval')")
+    resumed = json.loads(run_cli(*args).stdout)
+    assert (resumed["done"], resumed["skipped"]) == (1, 3)
+    assert _kinds(db) == {"export": 4, "profile": 4, "eval": 4}
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_latency_only_sweep(tmp_path):
+    db = tmp_path / "r.db"
+    res = json.loads(
+        run_cli(
+            "sweep",
+            "--latency-only",
+            "--alpha",
+            "0.25",
+            "--rho",
+            "0.15",
+            "--classes",
+            "10",
+            *FAST,
+            "-o",
+            str(tmp_path / "out"),
+            "--db",
+            str(db),
+            "--json",
+        ).stdout  # fmt: skip
+    )
+    (cell,) = res["grid"]
+    assert cell["resolution"] == 34 and cell["latency_ms"] > 0 and cell.get("top1") is None  # 224·0.15
+    assert res["pareto"][0]["ranked_by"] == "macs"  # no accuracy with random weights
+    assert _kinds(db) == {"export": 1, "profile": 1}
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "give --data DIR (train and evaluate) or --latency-only"),
+        (["--latency-only", "--data", "x"], "--latency-only measures random weights"),
+        (["--latency-only", "--rho", "0.5", "--resolution", "64"], "either --rho or --resolution"),
+        (["--latency-only", "--alpha", "a"], "--alpha must be comma-separated numbers"),
+        (["--latency-only", "--budget-ms", "-1"], "--budget-ms must be positive"),
+        (["--data", "/nonexistent/folder"], "is not a folder"),
+    ],
+)
+def test_sweep_bad_input(tmp_path, args, message):
+    proc = run_cli("sweep", *args, "--db", str(tmp_path / "r.db"), "-o", str(tmp_path / "o"), check=False)
+    assert proc.returncode in (2, 3) and message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "o").exists()
