@@ -73,9 +73,15 @@ class _Graph:
         self.nh = numpy_helper
         self.inits = {i.name: i for i in graph.initializer}
         self.const_nodes = {n.output[0]: n for n in graph.node if n.op_type == "Constant"}
+        # Exporters alias shared initializers through Identity nodes (PyTorch does without folding).
+        self.aliases = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Identity"}
         self.ranks: dict[str, int] = {}
 
     def const(self, name: str) -> np.ndarray | None:
+        for _ in range(8):  # follow a short Identity chain
+            if name not in self.aliases:
+                break
+            name = self.aliases[name]
         if name in self.inits:
             return self.nh.to_array(self.inits[name])
         n = self.const_nodes.get(name)

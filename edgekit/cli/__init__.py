@@ -17,6 +17,7 @@ from edgekit import __version__
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "models": ("edgekit.cli.models_cmd", "models", "List model families and variants with params and MACs."),
     "export": ("edgekit.cli.export_cmd", "export", "Build/load a model, quantize, verify, write a bundle."),
+    "convert": ("edgekit.cli.convert_cmd", "convert", "ONNX image classifier -> verified TFLite bundle."),
     "train": ("edgekit.cli.train_cmd", "train", "Train a zoo model on image folders, a CSV or builtin:mnist."),
     "eval": ("edgekit.cli.eval_cmd", "eval", "Accuracy of a bundle/run/.keras/.tflite: float vs int8."),
     "profile": ("edgekit.cli.profile_cmd", "profile", "Latency per threads x batch on this machine or a device."),

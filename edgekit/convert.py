@@ -1,0 +1,548 @@
+"""`edgekit convert model.onnx` and `edgekit export --format onnx`: ONNX in and out of the bundle.
+
+ONNX in: load + check the ONNX file, pick a back end (converters/onnx_tflite.py), convert to each
+precision, verify every result against ONNX Runtime on the same images, and write the same bundle as
+`edgekit export` (its bundle writer, temporary folder + rename), so deploy/profile/eval/report take it
+unchanged. ONNX out: a hook for export_bundle that adds float32 and int8 (QDQ) ONNX files.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.config import PRECISIONS, Preprocessing
+from edgekit.data import ImageBatch, load_calibration
+from edgekit.device_scripts import edgelib
+from edgekit.errors import (
+    DependencyError,
+    ModelFileError,
+    UsageError,
+    VerificationError,
+    require_tensorflow,
+)
+from edgekit.manifest import LABELS, SCHEMA_VERSION
+
+Progress = Callable[[str], None]
+
+# Named tolerances, pinned by tests/onnx/test_tolerances.py so they cannot drift silently.
+FLOAT32_MAX_REL_DIFF = 1e-4  # max |LiteRT - ONNX Runtime| / max |ONNX Runtime output|
+FLOAT16_MAX_REL_DIFF = 1e-2
+INT8_MIN_AGREEMENT = 0.98  # top-1 agreement with ONNX Runtime float on real calibration images
+ONNX_FILE = "source.onnx"
+
+
+@dataclass(frozen=True)
+class ConvertConfig:
+    onnx: str
+    precisions: tuple[str, ...] = ("int8",)
+    io: str = "int8"
+    backend: str = "auto"
+    calibration: str | None = None
+    calibration_samples: int = 100
+    labels: tuple[str, ...] = field(default_factory=tuple)
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    name: str | None = None
+    output: str | None = None
+    min_agreement: float = INT8_MIN_AGREEMENT
+
+    def __post_init__(self) -> None:
+        bad = [p for p in self.precisions if p not in PRECISIONS]
+        if bad or not self.precisions:
+            raise UsageError(f"--quantize must be among {', '.join(PRECISIONS)}; received {self.precisions}")
+        from edgekit.converters.onnx_tflite import BACKENDS  # noqa: PLC0415
+
+        if self.backend not in BACKENDS:
+            raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}; received {self.backend!r}")
+        for flag, v in (("--mean", self.mean), ("--std", self.std)):
+            if v is not None and len(v) not in (1, 3):
+                raise UsageError(f"{flag} takes 1 or 3 numbers; received {len(v)}")
+        if self.std is not None and any(s == 0 for s in self.std):
+            raise UsageError("--std must not contain 0")
+
+
+def _onnx(fn, *args, **kwargs):
+    """Call an ONNX helper, turning its errors into edgekit's (one line + exit code)."""
+    from edgekit.converters.onnx_check import MissingOnnxPackage, OnnxModelError  # noqa: PLC0415
+
+    try:
+        return fn(*args, **kwargs)
+    except MissingOnnxPackage as exc:
+        raise DependencyError(str(exc), hint="pip install 'edgekit[onnx]'") from None
+    except OnnxModelError as exc:
+        raise ModelFileError(str(exc)) from None
+
+
+def convert_bundle(cfg: ConvertConfig, progress: Progress = lambda _m: None) -> tuple[Path, dict]:
+    """The whole ONNX import; returns (bundle folder, manifest)."""
+    from edgekit.converters import onnx_check, onnx_keras  # noqa: PLC0415
+
+    progress("loading ONNX model")
+    model = _onnx(onnx_check.load, cfg.onnx)
+    inputs = onnx_check.graph_inputs(model)
+    if len(inputs) != 1:
+        raise ModelFileError(f"{cfg.onnx} has {len(inputs)} inputs; an image classifier has exactly one")
+    shape = onnx_check.static_shape(inputs[0])
+    layout, (h, w, c) = _image_layout(shape, onnx_keras.input_layout(model), cfg.onnx)
+    name = cfg.name or _safe_name(Path(cfg.onnx).stem)
+    out = Path(cfg.output) if cfg.output else Path("edgekit-out") / name
+    prep = Preprocessing(
+        size=(h, w),
+        mean=_three(cfg.mean, 127.5),
+        std=_three(cfg.std, 127.5),
+    ).to_dict()
+    progress("loading calibration data")
+    calib = load_calibration(cfg.calibration, prep, cfg.calibration_samples)
+    if calib.x.shape[-1] != c:
+        raise ModelFileError(f"{cfg.onnx} expects {c} input channels; edgekit feeds RGB images (3)")
+    onnx_x = calib.x.transpose(0, 3, 1, 2) if layout == "NCHW" else calib.x
+    progress("running ONNX Runtime (reference)")
+    sess = _onnx(onnx_check.session, model)
+    ref = _onnx(onnx_check.run, sess, onnx_x)
+    classes = int(ref[0].shape[-1])
+    labels = cfg.labels or tuple(f"class_{i}" for i in range(classes))
+    if len(labels) != classes:
+        raise UsageError(f"--labels has {len(labels)} labels but the model outputs {classes} classes")
+
+    require_tensorflow()
+    backend = _pick_backend(cfg.backend, model)
+    precisions = _float32_first(cfg.precisions)
+    t0 = time.perf_counter()
+    converted = _run_backend(backend, model, precisions, cfg, calib, inputs[0].name, name, progress)
+    convert_s = time.perf_counter() - t0
+
+    from edgekit.converters import tflite_metadata  # noqa: PLC0415
+
+    meta = {
+        "schema_version": SCHEMA_VERSION,
+        "name": name,
+        "model": _model_block(model, converted, h, w, classes),
+        "preprocessing": prep,
+        "output_kind": "logits",
+        "num_classes": classes,
+    }
+    entries = []
+    for p in precisions:
+        if p not in cfg.precisions:
+            continue
+        flat = converted.tflite[p]
+        data = tflite_metadata.embed(flat, labels=list(labels), meta={**meta, "precision": p})
+        progress(f"verifying {p} against ONNX Runtime")
+        ver = verify_against_onnx(ref, data, calib, p, cfg.min_agreement)
+        ver["size_ratio_vs_float32"] = round(len(flat) / len(converted.tflite["float32"]), 4)
+        ver["convert_s"] = round(convert_s, 2)
+        from edgekit.export import _io_details  # noqa: PLC0415
+
+        entries.append(
+            {
+                "file": f"{name}_{p}.tflite",
+                "precision": p,
+                "io": _io_details(data),
+                "size_bytes": len(data),
+                "flatbuffer_bytes": len(flat),
+                "verification": ver,
+                "_data": data,
+            }
+        )
+    manifest = _manifest(cfg, name, meta, labels, calib, entries, converted, model)
+    progress("writing bundle")
+    from edgekit.export import _write_bundle  # noqa: PLC0415
+
+    _write_bundle(
+        out, manifest, entries, converted.keras_model, labels, {ONNX_FILE: Path(cfg.onnx).read_bytes()}
+    )
+    return out, manifest
+
+
+def _image_layout(shape: list, layout: str, path: str) -> tuple[str, tuple[int, int, int]]:
+    if len(shape) != 4 or any(d is None for d in shape[1:]):
+        raise ModelFileError(
+            f"{path} has input shape {shape}; expected a fixed-size image batch [N, C, H, W] or [N, H, W, C]",
+            hint="export the ONNX with a fixed image size",
+        )
+    if layout == "NCHW":
+        return "NCHW", (shape[2], shape[3], shape[1])
+    return "NHWC", (shape[1], shape[2], shape[3])
+
+
+def _three(v, default: float) -> tuple[float, float, float]:
+    if v is None:
+        return (default,) * 3
+    return tuple(float(x) for x in (v * 3 if len(v) == 1 else v))
+
+
+def _safe_name(stem: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]+", "_", stem).strip("_").lower() or "onnx_model"
+
+
+def _float32_first(precisions) -> list[str]:
+    return ["float32", *[p for p in precisions if p != "float32"]]
+
+
+def _pick_backend(requested: str, model) -> str:
+    from edgekit.converters import onnx_keras, onnx_onnx2tf, onnx_onnxtf  # noqa: PLC0415
+
+    if requested == "onnx-tf":
+        st = onnx_onnxtf.status()
+        if not st["available"]:
+            raise DependencyError(
+                f"back end onnx-tf cannot run here: {st['reason']}", hint="use --backend edgekit"
+            )
+        return requested
+    if requested == "onnx2tf":
+        st = onnx_onnx2tf.status()
+        if not st["available"]:
+            raise DependencyError(st["reason"])
+        return requested
+    if requested == "edgekit":
+        return requested
+    # auto: edgekit's own importer when it knows every operator, else onnx2tf when installed.
+    bad = onnx_keras.unsupported_ops(model)
+    if not bad:
+        return "edgekit"
+    if onnx_onnx2tf.status()["available"]:
+        return "onnx2tf"
+    raise ModelFileError(
+        f"operators not supported by edgekit's ONNX importer: {', '.join(bad)}",
+        hint="install the onnx2tf back end: edgekit convert --install-backend onnx2tf",
+    )
+
+
+def _run_backend(
+    backend, model, precisions, cfg: ConvertConfig, calib: ImageBatch, input_name, name, progress
+):
+    from edgekit.converters import keras_tflite, onnx_keras, onnx_onnx2tf, onnx_tflite  # noqa: PLC0415
+
+    def rep():
+        for i in range(calib.x.shape[0]):
+            yield calib.x[i : i + 1]
+
+    try:
+        if backend == "edgekit":
+            return onnx_tflite.convert_edgekit(
+                model, precisions, name=name, representative=rep, io_type=cfg.io, progress=progress
+            )
+        if backend == "onnx2tf":
+            progress("converting with onnx2tf (isolated environment)")
+            flats = onnx_onnx2tf.convert(
+                cfg.onnx, precisions, calibration=calib.x, input_name=input_name, io_type=cfg.io
+            )
+            return onnx_tflite.Converted("onnx2tf", flats, None, {"onnx2tf_version": onnx_onnx2tf.VERSION})
+        return _run_onnxtf(cfg, precisions, rep, progress)
+    except onnx_keras.UnsupportedOnnxError as exc:
+        raise ModelFileError(str(exc), hint="try --backend onnx2tf") from None
+    except keras_tflite.ConversionError as exc:
+        raise VerificationError(str(exc), hint="run with EDGEKIT_DEBUG=1 for the converter log") from exc
+    except (RuntimeError, FileNotFoundError) as exc:
+        raise VerificationError(f"{backend} back end failed: {exc}") from None
+
+
+def _run_onnxtf(cfg: ConvertConfig, precisions, rep, progress):
+    from edgekit.converters import keras_tflite, onnx_onnxtf, onnx_tflite  # noqa: PLC0415
+
+    progress("converting with onnx-tf")
+    with tempfile.TemporaryDirectory(prefix="edgekit-onnxtf-") as tmp:
+        onnx_onnxtf.convert_to_saved_model(cfg.onnx, tmp)
+        flats = {
+            p: keras_tflite.convert_saved_model(
+                tmp, p, representative=rep if p == "int8" else None, io_type=cfg.io
+            )
+            for p in precisions
+        }
+    return onnx_tflite.Converted("onnx-tf", flats)
+
+
+# --------------------------------------------------------------------------- verification
+
+
+def verify_against_onnx(
+    ref: list[np.ndarray], tflite: bytes, calib: ImageBatch, precision: str, min_agreement: float
+) -> dict:
+    """LiteRT on the `.tflite` vs ONNX Runtime on the ONNX model, same images, every output."""
+    from edgekit.converters import onnx_tflite  # noqa: PLC0415
+    from edgekit.export import _correlation  # noqa: PLC0415
+
+    outs = _litert_outputs(tflite, calib.x)
+    if len(outs) != len(ref):
+        raise VerificationError(f"the converted model has {len(outs)} outputs; the ONNX model has {len(ref)}")
+    per_output = []
+    for i, (r, o) in enumerate(zip(ref, outs, strict=True)):
+        if o.shape != r.shape:
+            o = o.reshape(r.shape) if o.size == r.size else o
+        if not np.all(np.isfinite(o)):
+            raise VerificationError(f"the {precision} model outputs NaN or Inf (output {i})")
+        diff = np.abs(o - r)
+        scale = float(np.abs(r).max()) or 1.0
+        fig = {
+            "index": i,
+            "max_abs_diff": float(diff.max()),
+            "mean_abs_diff": float(diff.mean()),
+            "output_scale": scale,
+            "max_rel_diff": float(diff.max() / scale),
+            "correlation": round(_correlation(r, o), 6),
+        }
+        if r.ndim == 2 and r.shape[-1] > 1:
+            fig["top1_agreement"] = round(float(np.mean(o.argmax(-1) == r.argmax(-1))), 4)
+        per_output.append(fig)
+    main = per_output[0]
+    ops = onnx_tflite.op_counts(tflite)
+    result = {
+        "reference": "onnxruntime",
+        "images": int(calib.x.shape[0]),
+        "synthetic_inputs": calib.synthetic,
+        "top1_agreement": main.get("top1_agreement"),
+        "output_correlation": main["correlation"],
+        "max_abs_diff": main["max_abs_diff"],
+        "mean_abs_diff": main["mean_abs_diff"],
+        "max_rel_diff": main["max_rel_diff"],
+        "float_output_range": float(ref[0].max() - ref[0].min()),
+        "outputs": per_output,
+        "ops": ops,
+        "transposes": int(ops.get("TRANSPOSE", 0)),
+    }
+    tol = {"float32": FLOAT32_MAX_REL_DIFF, "float16": FLOAT16_MAX_REL_DIFF}.get(precision)
+    if tol is not None:
+        result["tolerance_rel"] = tol
+        worst = max(f["max_rel_diff"] for f in per_output)
+        result["passed"] = worst <= tol
+        if not result["passed"]:
+            raise VerificationError(
+                f"{precision} model differs from ONNX Runtime by {worst:.2e} of the output scale "
+                f"(tolerance {tol:.0e})",
+                hint="a converter bug: try --backend onnx2tf and report the model",
+            )
+    elif precision == "int8":
+        agree = main.get("top1_agreement")
+        result["min_agreement"] = min_agreement
+        if calib.synthetic:
+            result["passed"] = None  # synthetic inputs: agreement says nothing about real accuracy
+            result["note"] = "synthetic calibration images: agreement not checked; pass --calibration DIR"
+        else:
+            result["passed"] = agree is None or agree >= min_agreement
+            if not result["passed"]:
+                raise VerificationError(
+                    f"int8 top-1 agreement with ONNX Runtime is {agree:.1%} on {calib.x.shape[0]} "
+                    f"images (needs {min_agreement:.0%})",
+                    hint="calibrate on more representative images, or use --quantize float16",
+                )
+    return result
+
+
+def _litert_outputs(tflite: bytes, x: np.ndarray) -> list[np.ndarray]:
+    """Every output of a `.tflite` (dequantized), one image per invoke, in ONNX output order."""
+    m = edgelib.Model(tflite)
+    it = m.interpreter
+    details = it.get_output_details()
+    outs: list[list[np.ndarray]] = [[] for _ in details]
+    for i in range(x.shape[0]):
+        it.set_tensor(m.input["index"], m.quantize_input(x[i : i + 1]))
+        it.invoke()
+        for k, d in enumerate(details):
+            y = it.get_tensor(d["index"])
+            scale, zp = d["quantization"]
+            y = (
+                (y.astype(np.float32) - zp) * scale
+                if d["dtype"] != np.float32 and scale
+                else y.astype(np.float32)
+            )
+            outs[k].append(y)
+    # TFLite may list outputs in another order than ONNX; names keep ONNX's order (StatefulPartitionedCall:k).
+    order = sorted(range(len(details)), key=lambda k: _output_rank(details[k]["name"], k))
+    return [np.concatenate(outs[k]) for k in order]
+
+
+def _output_rank(name: str, k: int) -> int:
+    m = re.search(r":(\d+)$", name)
+    return int(m.group(1)) if m else k
+
+
+# --------------------------------------------------------------------------- manifest
+
+
+def _model_block(model, converted, h: int, w: int, classes: int) -> dict:
+    params = sum(int(np.prod(t.dims)) for t in model.graph.initializer)
+    block = {
+        "family": "onnx",
+        "classes": classes,
+        "resolution": h,
+        "alpha": None,
+        "shortcut": None,
+        "params": params,
+        "macs": None,
+        "input_shape": [1, h, w, 3],
+    }
+    if converted.keras_model is not None:
+        from edgekit.models.counting import count_macs  # noqa: PLC0415
+
+        try:
+            block["macs"] = count_macs(converted.keras_model)
+        except Exception:  # noqa: BLE001 - counting covers the zoo's layers; unknown ones leave None
+            block["macs"] = None
+    return block
+
+
+def _manifest(cfg, name, meta, labels, calib, entries, converted, model) -> dict:
+    import tensorflow as tf  # noqa: PLC0415
+
+    from edgekit.converters import onnx_check  # noqa: PLC0415
+    from edgekit.export import FLOAT_MODEL, _versions  # noqa: PLC0415
+
+    versions = _versions(tf)
+    for dist in ("onnx", "onnxruntime"):
+        versions[dist] = _dist_version(dist)
+    if converted.backend == "onnx2tf":
+        versions["onnx2tf"] = converted.notes.get("onnx2tf_version")
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "name": name,
+        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "model": meta["model"],
+        "labels_file": LABELS,
+        "num_classes": len(labels),
+        "preprocessing": meta["preprocessing"],
+        "output_kind": "logits",
+        "source": {
+            "weights": str(cfg.onnx),
+            "format": "onnx",
+            "onnx_file": ONNX_FILE,
+            "opset": onnx_check.opset(model),
+            "producer": f"{model.producer_name} {model.producer_version}".strip(),
+            "backend": converted.backend,
+            **converted.notes,
+        },
+        "calibration": {
+            "source": calib.source,
+            "samples": int(calib.x.shape[0]),
+            "synthetic": calib.synthetic,
+            "skipped": list(calib.skipped),
+            "note": (
+                "calibrated on synthetic images: int8 scales are guesses and accuracy figures are "
+                "meaningless; pass --calibration DIR with real images"
+                if calib.synthetic
+                else "calibrated on real images"
+            ),
+        },
+        "models": [{k: v for k, v in e.items() if k != "_data"} for e in entries],
+        "float_model": FLOAT_MODEL if converted.keras_model is not None else None,
+        "versions": versions,
+        "host": {"cpu": edgelib.cpu_info(), "int8_note": edgelib.int8_speed_note(edgelib.cpu_info())},
+    }
+
+
+def _dist_version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+# --------------------------------------------------------------------------- ONNX out
+
+
+def onnx_extras(precisions) -> Callable:
+    """A hook for export_bundle: float32 (+ int8 QDQ when int8 is exported) ONNX files, verified.
+
+    float32 is checked against the Keras model (ONNX Runtime, same inputs); int8 QDQ is calibrated on
+    the same images as the TFLite int8 and its top-1 agreement with Keras is recorded.
+    """
+
+    def hook(model, calib: ImageBatch, name: str, progress: Progress) -> tuple[dict, dict]:
+        return export_onnx(model, calib, name, precisions, progress)
+
+    return hook
+
+
+def export_onnx(model, calib: ImageBatch, name: str, precisions, progress: Progress = lambda _m: None):
+    """(manifest additions, {file name: bytes}) with the Keras `model` as ONNX."""
+    from edgekit.converters import keras_onnx, onnx_check, onnx_quantize  # noqa: PLC0415
+    from edgekit.export import _correlation, _keras_predict  # noqa: PLC0415
+
+    try:
+        import tf2onnx  # noqa: F401, PLC0415
+    except ImportError as exc:
+        raise DependencyError(
+            f"tf2onnx is not installed ({exc})", hint="pip install 'edgekit[onnx]'"
+        ) from None
+    progress("exporting ONNX (tf2onnx)")
+    float_model, folded = keras_onnx.to_onnx(model)
+    ref = _keras_predict(model, calib.x)
+    entries, files = [], {}
+    wanted = ["float32", *(["int8"] if "int8" in precisions else [])]
+    for p in wanted:
+        if p == "int8":
+            progress("quantizing ONNX to int8 (ONNX Runtime static QDQ)")
+            m = _onnx(onnx_quantize.quantize_qdq, float_model, calib.x)
+        else:
+            m = float_model
+        data = m.SerializeToString()
+        out = _onnx(onnx_check.run, _onnx(onnx_check.session, data), calib.x)[0]
+        diff = np.abs(out - ref)
+        scale = float(np.abs(ref).max()) or 1.0
+        ver = {
+            "reference": "keras",
+            "images": int(calib.x.shape[0]),
+            "synthetic_inputs": calib.synthetic,
+            "top1_agreement": round(float(np.mean(out.argmax(-1) == ref.argmax(-1))), 4),
+            "output_correlation": round(_correlation(ref, out), 6),
+            "max_abs_diff": float(diff.max()),
+            "max_rel_diff": float(diff.max() / scale),
+        }
+        if p == "float32" and ver["max_rel_diff"] > FLOAT32_MAX_REL_DIFF:
+            raise VerificationError(
+                f"ONNX float32 differs from Keras by {ver['max_rel_diff']:.2e} of the output scale "
+                f"(tolerance {FLOAT32_MAX_REL_DIFF:.0e})"
+            )
+        fname = f"{name}_{p}.onnx"
+        files[fname] = data
+        entries.append(
+            {
+                "file": fname,
+                "precision": p,
+                "format": "onnx" if p == "float32" else "onnx-qdq",
+                "size_bytes": len(data),
+                "ops": _op_histogram(m),
+                "verification": ver,
+            }
+        )
+    add = {
+        "onnx_models": entries,
+        "onnx_export": {
+            "converter": f"tf2onnx {_dist_version('tf2onnx')}",
+            "opset": keras_onnx.OPSET,
+            "input_layout": "NHWC",
+            "folded_into_conv": {k: getattr(folded, k) for k in ("batchnorm", "mul", "add", "gemm")},
+            "quantization": "onnxruntime static QDQ, uint8 activations, int8 per-channel weights, MinMax",
+            "onnxruntime": _dist_version("onnxruntime"),
+        },
+    }
+    return add, files
+
+
+def _op_histogram(model) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for n in model.graph.node:
+        out[n.op_type] = out.get(n.op_type, 0) + 1
+    return out
+
+
+def install_backend(name: str, progress: Progress = lambda _m: None) -> dict:
+    """Create an isolated back-end environment (explicit `--install-backend`)."""
+    from edgekit.converters import onnx_onnx2tf  # noqa: PLC0415
+
+    if name != "onnx2tf":
+        raise UsageError(f"--install-backend supports onnx2tf only; received {name!r}")
+    try:
+        path = onnx_onnx2tf.install(progress)
+    except RuntimeError as exc:
+        raise DependencyError(str(exc), hint="check network access to the package index") from None
+    return {"backend": name, "path": str(path), "version": onnx_onnx2tf.VERSION}
