@@ -65,7 +65,11 @@ def build_source(cfg: ExportConfig) -> SourceModel:
 
 
 def export_bundle(
-    cfg: ExportConfig, progress: Progress = lambda _msg: None, *, max_drop: float | None = None
+    cfg: ExportConfig,
+    progress: Progress = lambda _msg: None,
+    *,
+    max_drop: float | None = None,
+    extras: Callable | None = None,
 ) -> tuple[Path, dict]:
     """Run the whole export; returns (bundle folder, manifest). `max_drop`: see edgekit.quantize."""
     tf = require_tensorflow()
@@ -181,8 +185,12 @@ def export_bundle(
         "versions": _versions(tf),
         "host": {"cpu": edgelib.cpu_info(), "int8_note": edgelib.int8_speed_note(edgelib.cpu_info())},
     }
+    extra_files = {}
+    if extras is not None:  # e.g. ONNX models for `export --format onnx` (edgekit.convert.onnx_extras)
+        add, extra_files = extras(model, calib, name, progress)
+        manifest.update(add)
     progress("writing bundle")
-    _write_bundle(out, manifest, entries, model, src.labels)
+    _write_bundle(out, manifest, entries, model, src.labels, extra_files)
     return out, manifest
 
 
@@ -286,15 +294,25 @@ def _versions(tf) -> dict:
     return out
 
 
-def _write_bundle(out: Path, manifest: dict, entries: list[dict], model, labels) -> None:
+def _write_bundle(
+    out: Path, manifest: dict, entries: list[dict], model, labels, extra_files: dict | None = None
+) -> None:
+    """Write everything into a temporary folder, then swap it into place (also used by edgekit.convert).
+
+    `model` may be None (no Keras float model); `extra_files` maps further file names to bytes.
+    """
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         (tmp / LABELS).write_text("\n".join(labels) + "\n", encoding="utf-8")
         for e in entries:
             (tmp / e["file"]).write_bytes(e["_data"])
-        model.save(tmp / FLOAT_MODEL)
-        names = [LABELS, FLOAT_MODEL, *[e["file"] for e in entries]]
+        for fname, data in (extra_files or {}).items():
+            (tmp / fname).write_bytes(data)
+        if model is not None:
+            model.save(tmp / FLOAT_MODEL)
+        names = [LABELS, *([FLOAT_MODEL] if model is not None else []), *[e["file"] for e in entries]]
+        names += list(extra_files or {})
         manifest["files"] = file_entries(tmp, names)
         write_json_atomic(tmp / MANIFEST, manifest)
         _swap_into_place(tmp, out)
