@@ -86,7 +86,8 @@ def bare_model(tmp_path_factory, tiny_bundle) -> Path:
 @pytest.fixture(scope="session")
 def tf_models(tmp_path_factory, digits_dir) -> dict:
     """Third-party-style models made with TensorFlow: a uint8-input classifier whose graph fixes the
-    batch at 1 (4 outputs, index 0 meant as `background`), and a model that is not an image classifier."""
+    batch at 1 (4 outputs, index 0 meant as `background`), a model that is not an image classifier, and
+    one that loads but fails when invoked."""
     import tensorflow as tf
 
     out = tmp_path_factory.mktemp("tfmodels")
@@ -125,7 +126,22 @@ def tf_models(tmp_path_factory, digits_dir) -> dict:
     t = Tabular()
     conv = tf.lite.TFLiteConverter.from_concrete_functions([t.__call__.get_concrete_function()], t)
     (out / "tabular.tflite").write_bytes(conv.convert())
-    return {"uint8_fixed": out / "uint8_fixed.tflite", "tabular": out / "tabular.tflite"}
+
+    class FailsAtInvoke(tf.Module):
+        """A gather whose index depends on the input: fine to load, out of bounds when invoked."""
+
+        def __init__(self):
+            self.p = tf.Variable(np.ones((10, 3), np.float32))
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 32, 32, 3], tf.float32)])
+        def __call__(self, x):
+            idx = tf.cast(tf.reduce_max(x), tf.int32) + 100
+            return tf.reshape(tf.gather(self.p, idx), [1, 3])
+
+    f = FailsAtInvoke()
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([f.__call__.get_concrete_function()], f)
+    (out / "fails_at_invoke.tflite").write_bytes(conv.convert())
+    return {name: out / f"{name}.tflite" for name in ("uint8_fixed", "tabular", "fails_at_invoke")}
 
 
 def _python39() -> str | None:

@@ -140,3 +140,46 @@ def test_lost_stream_is_retried_then_reported(tiny_bundle, tmp_path, digit_image
     doc = last_json(out)
     assert doc["end_reason"] == "camera_lost" and doc["frames"] >= 1
     assert len(_lines(log)) == doc["frames"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_the_cli_reaches_the_device_script(tiny_bundle, tmp_path, digit_images):
+    """SIGINT to `edgekit camera` only: the runner passes it on and still prints the summary and log."""
+    import os
+
+    video = write_video(tmp_path / "long.avi", digit_images, 300)
+    log = tmp_path / "cli.jsonl"
+    scratch = tmp_path / "tmp"  # the runner's scratch folder lands here, where the script logs
+    scratch.mkdir()
+    env = {**os.environ, "EDGEKIT_DB": "off", "TMPDIR": str(scratch)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgekit", "camera", str(tiny_bundle), "--source", str(video), "--realtime",
+         "--log", str(log), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if any(p.stat().st_size for p in scratch.glob("edgekit-run-*/predictions.jsonl")):
+            break  # the device script is classifying
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    doc = json.loads(out)
+    assert doc["end_reason"] == "interrupted" and doc["frames"] >= 1
+    assert len(_lines(log)) == doc["frames"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_profile_exits_130(tiny_bundle):
+    import os
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgekit", "profile", str(tiny_bundle), "--min-seconds", "60", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "EDGEKIT_DB": "off"},
+    )  # fmt: skip
+    time.sleep(4.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert out == ""

@@ -125,6 +125,18 @@ def test_not_an_image_classifier(tf_models):
 
 
 @pytest.mark.slow
+def test_a_model_whose_invoke_fails(tf_models, digits_dir, digit_video):
+    model = str(tf_models["fails_at_invoke"])
+    for proc in (
+        run_cli("profile", model, check=False),
+        run_script("profile_latency.py", "--model", model, check=False),
+        run_script("eval_images.py", "--model", model, "--data", str(digits_dir), check=False),
+        run_script("classify_camera.py", "--model", model, "--source", str(digit_video), check=False),
+    ):
+        assert proc.returncode == 4, proc.stderr
+        assert "invoke failed" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_corrupted_models_never_kill_the_cli(tmp_path, bare_model):
     """Bytes flipped all over a real model: each run ends with a result or one clear line, never a crash."""
     import numpy as np
