@@ -37,7 +37,7 @@ def report(model, device, since, run_id, budget_ms, fmt, output, title, db, as_j
       edgekit report -o report.html
       edgekit report --model mobilenet --device pi --since 7d --format md > report.md
     """
-    from edgekit.report import render  # noqa: PLC0415
+    from edgekit.report import render_report  # noqa: PLC0415
     from edgekit.report.compare import ReportOptions, build_report  # noqa: PLC0415
     from edgekit.report.files import write_text_atomic  # noqa: PLC0415
     from edgekit.store import open_store  # noqa: PLC0415
@@ -54,7 +54,7 @@ def report(model, device, since, run_id, budget_ms, fmt, output, title, db, as_j
     if as_json:
         print_json(data)
         return
-    text = render(data, fmt)
+    text = render_report(data, fmt)
     if output is None and fmt == "md":
         click.echo(text)
         return

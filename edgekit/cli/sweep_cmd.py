@@ -123,7 +123,7 @@ def sweep(model, alpha, resolution, rho, classes, data, val_data, epochs, latenc
 
 def _write_report(summary: dict, cfg) -> str | None:
     """sweep.html beside the bundles: the report restricted to this sweep's runs."""
-    from edgekit.report import render  # noqa: PLC0415
+    from edgekit.report import render_report  # noqa: PLC0415
     from edgekit.report.compare import ReportOptions, build_report  # noqa: PLC0415
     from edgekit.report.files import write_text_atomic  # noqa: PLC0415
     from edgekit.store import open_store  # noqa: PLC0415
@@ -136,7 +136,7 @@ def _write_report(summary: dict, cfg) -> str | None:
             ReportOptions(ids=tuple(summary["run_ids"]), budget_ms=cfg.budget_ms, title="edgekit sweep"),
         )
     path = Path(cfg.output) / "sweep.html"
-    write_text_atomic(path, render(data, "html"))
+    write_text_atomic(path, render_report(data, "html"))
     return str(path)
 
 

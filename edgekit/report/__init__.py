@@ -9,7 +9,8 @@ from __future__ import annotations
 FORMATS = ("html", "md")
 
 
-def render(data: dict, fmt: str) -> str:
+def render_report(data: dict, fmt: str) -> str:
+    """The report as text; a name apart from the `render` submodule, which would shadow it once imported."""
     from edgekit.report.render import to_html, to_markdown  # noqa: PLC0415
 
     if fmt == "html":

@@ -374,3 +374,30 @@ def test_runs_cli_errors_are_one_line(tmp_path):
     assert absent.returncode == 3 and "no run with id 42" in absent.stderr
     bad = run_cli("runs", "list", "--since", "soon", "--db", str(db), check=False)
     assert bad.returncode == 2 and "--since takes" in bad.stderr
+
+
+def test_runs_and_report_never_import_tensorflow(tmp_path):
+    db = tmp_path / "r.db"
+    store.record("profile", profile_result(), manifest=MANIFEST, device={"name": "pi"}, db=db)
+    store.record("eval", EVAL, manifest=MANIFEST, db=db)
+    script = textwrap.dedent(
+        """
+        import sys
+        from edgekit.cli import cli
+        for argv in (["runs", "list"], ["runs", "export", "--csv"], ["report", "-o", sys.argv[2]],
+                     ["report", "--format", "md"], ["report", "--json"], ["sweep", "--help"]):
+            cli.main(args=argv + (["--db", sys.argv[1]] if argv != ["sweep", "--help"] else []),
+                     standalone_mode=False)
+        heavy = sorted(m for m in ("tensorflow", "keras") if m in sys.modules)
+        print("HEAVY", heavy)
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(db), str(tmp_path / "r.html")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY []" in proc.stdout
+    assert (tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>")
