@@ -21,6 +21,7 @@ import edgelib  # noqa: E402
 import numpy as np  # noqa: E402
 
 DRIFT_RATIO = 1.10  # last third 10% slower than the first third: likely thermal throttling
+CONTENDED = 0.8  # one thread busy less than 80 % of the wall time: the CPU was shared
 DRIFT_MIN_S = 2.0  # shorter runs are too brief to heat a CPU; their jitter is not drift
 
 
@@ -149,9 +150,11 @@ def profile_one(ctx: edgelib.Context, threads: int, batch: int, images, args) ->
         }
     for _ in range(args.warmup):
         model.interpreter.invoke()
+    cpu0, wall0 = time.process_time(), time.perf_counter()  # read once around the loop: no per-run cost
     samples = timed_loop(
         model.interpreter, model.input["index"], data, args.runs, args.min_seconds, args.max_runs
     )
+    cpu_s, wall_s = time.process_time() - cpu0, time.perf_counter() - wall0
     per_batch = edgelib.percentiles_ms(samples)
     per_image = {k: v / batch for k, v in per_batch.items()}
     total = float(np.sum(samples))
@@ -167,6 +170,10 @@ def profile_one(ctx: edgelib.Context, threads: int, batch: int, images, args) ->
             "latency_ms": per_batch,
             "latency_per_image_ms": per_image,
             "images_per_s": batch * len(samples) / total if total > 0 else None,
+            "cpu_ms_per_run": cpu_s * 1000 / len(samples),
+            # CPU time of all threads over wall time: ~threads when the cores were ours, far less when
+            # other processes competed for them (latency then includes waiting for a core)
+            "cpu_utilisation": cpu_s / wall_s if wall_s > 0 else None,
             "peak_rss_mb": edgelib.peak_rss_mb(),
             "rss_mb": edgelib.rss_mb(),
             "latency_trend": trend,
@@ -192,6 +199,13 @@ def run(args) -> dict:
         if not row["supported"]:
             warnings.append(row["error"])
             edgelib.warn(row["error"])
+        elif threads == 1 and row["cpu_utilisation"] is not None and row["cpu_utilisation"] < CONTENDED:
+            msg = (
+                f"threads=1 batch={batch}: the process ran only {row['cpu_utilisation']:.0%} of the time: other "
+                "processes competed for the CPU, so latencies include waiting for a core"
+            )
+            warnings.append(msg)
+            edgelib.warn(msg)
         elif row["drift_flag"]:
             msg = (
                 f"threads={threads} batch={batch}: latency drifted up {row['latency_trend']['ratio']:.2f}x during "

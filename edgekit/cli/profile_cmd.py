@@ -151,10 +151,6 @@ def _print(docs: list[dict], rows: list[dict]) -> None:
     notes = [best[0]["fastest_note"]] if best else []
     if notes:
         c.print(f"[bold]fastest[/] (*): {notes[0]}")
-    for d in docs:
-        for w in d.get("warnings", []):
-            if "drifted" in w:
-                c.print(f"[yellow]warning:[/] {w}")
     t0, t1 = env.get("temperature_c"), docs[-1]["environment_after"].get("temperature_c")
     if t0 is not None:
         c.print(
