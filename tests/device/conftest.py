@@ -23,10 +23,12 @@ def int8_model(bundle: Path) -> Path:
     return next(bundle.glob("*_int8.tflite"))
 
 
-def run_script(script: str, *args: str, python: str | None = None, check: bool = True, timeout: float = 300):
-    """Run a device script as a plain script, as a device does."""
+def run_script(
+    script: str, *args: str, python: str | None = None, check: bool = True, timeout: float = 300, folder=None
+):
+    """Run a device script as a plain script, as a device does (from `folder`, default the repo's)."""
     proc = subprocess.run(
-        [python or sys.executable, str(SCRIPTS / script), *args],
+        [python or sys.executable, str(Path(folder or SCRIPTS) / script), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -58,6 +60,15 @@ def write_video(path: Path, images: list[Path], frames: int, size: int = 64, fps
         writer.write(cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR))
     writer.release()
     return path
+
+
+@pytest.fixture(scope="session")
+def copied_scripts(tmp_path_factory) -> Path:
+    """The device scripts alone in a folder, as a deploy leaves them on a device (no package around)."""
+    folder = tmp_path_factory.mktemp("on-device")
+    for name in (*DEVICE_SCRIPTS, "edgelib.py"):
+        shutil.copy(SCRIPTS / name, folder / name)
+    return folder
 
 
 @pytest.fixture(scope="session")

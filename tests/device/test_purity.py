@@ -61,10 +61,10 @@ def test_fresh_venv_has_no_desktop_packages(device_venv, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.tf
-def test_profile_runs_in_device_venv(device_venv, tiny_bundle):
+def test_profile_runs_in_device_venv(device_venv, tiny_bundle, copied_scripts):
     proc = run_script(
         "profile_latency.py", "--model", str(int8_model(tiny_bundle)), "--runs", "5", "--warmup", "1",
-        "--min-seconds", "0", "--batch", "1,2", "--json", python=str(device_venv),
+        "--min-seconds", "0", "--batch", "1,2", "--json", python=str(device_venv), folder=copied_scripts,
     )  # fmt: skip
     doc = last_json(proc.stdout)
     assert doc["kind"] == "profile" and doc["runtime"]["name"] == "ai_edge_litert"
@@ -77,10 +77,10 @@ def test_profile_runs_in_device_venv(device_venv, tiny_bundle):
 
 @pytest.mark.slow
 @pytest.mark.tf
-def test_eval_runs_in_device_venv(device_venv, tiny_bundle, digits_dir):
+def test_eval_runs_in_device_venv(device_venv, tiny_bundle, digits_dir, copied_scripts):
     proc = run_script(
         "eval_images.py", "--model", str(int8_model(tiny_bundle)), "--data", str(digits_dir), "--json",
-        python=str(device_venv),
+        python=str(device_venv), folder=copied_scripts,
     )  # fmt: skip
     doc = last_json(proc.stdout)
     assert doc["n"] == 36 and doc["skipped"] == []
@@ -88,10 +88,10 @@ def test_eval_runs_in_device_venv(device_venv, tiny_bundle, digits_dir):
 
 @pytest.mark.slow
 @pytest.mark.tf
-def test_camera_runs_in_device_venv(device_venv, tiny_bundle, digit_video):
+def test_camera_runs_in_device_venv(device_venv, tiny_bundle, digit_video, copied_scripts):
     proc = run_script(
         "classify_camera.py", "--model", str(int8_model(tiny_bundle)), "--source", str(digit_video),
-        "--max-frames", "12", "--headless", "--json", python=str(device_venv),
+        "--max-frames", "12", "--headless", "--json", python=str(device_venv), folder=copied_scripts,
     )  # fmt: skip
     doc = last_json(proc.stdout)
     assert doc["frames"] == 12 and doc["end_reason"] == "max_frames"
