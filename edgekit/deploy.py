@@ -299,16 +299,59 @@ def prepare_remote(target: Target, host_paths: list[str]):
     res = target.run(["mkdir", "-p", scratch], timeout=60)
     if res.returncode != 0:
         raise DeviceError(f"cannot create {scratch} on {target.name}: {res.stderr.strip()}")
-    for p in others:
-        dest = f"{scratch}/in/{len(files)}/{p.name}"
-        target.run(["mkdir", "-p", dest.rsplit("/", 1)[0]], timeout=60)
-        target.push(str(p), dest)
-        files[str(p)] = dest
+    if others:
+        files.update(_push_inputs(target, others, f"{scratch}/in"))
     for raw in host_paths:  # the runner looks paths up as it gave them
         rp = str(Path(raw).expanduser().resolve())
         if raw not in files and rp in files:
             files[raw] = files[rp]
     return RemotePaths(scripts=last.scripts_dir, python=target.spec.python, scratch=scratch, files=files)
+
+
+def _push_inputs(target: Target, paths: list[Path], dest: str) -> dict[str, str]:
+    """Image folders, videos, labels, CSVs -> DEST/<i>/<name> on the device in one tar stream.
+
+    A CSV's rows point at images relative to it, so its images travel along and the rows are
+    rewritten to their new relative places (the device never sees a desktop path).
+    """
+    import csv  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    mapping: dict[str, str] = {}
+    paths = sorted(paths, key=lambda q: q.suffix.lower() != ".csv")  # CSVs first: they claim their images
+    with tempfile.TemporaryFile() as buf:
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for i, p in enumerate(paths):
+                if str(p) in mapping:  # an image a CSV already carried
+                    continue
+                arc = f"{i}/{p.name}"
+                mapping[str(p)] = f"{dest}/{arc}"
+                if p.suffix.lower() != ".csv" or not p.is_file():
+                    tar.add(p, arcname=arc)
+                    continue
+                out = io.StringIO()
+                writer = csv.writer(out, lineterminator="\n")
+                with open(p, newline="", encoding="utf-8") as f:
+                    for k, row in enumerate(csv.reader(f)):
+                        img = Path(row[0].strip()) if row and row[0].strip() else None
+                        if img is not None and not row[0].startswith("#"):
+                            img = img if img.is_absolute() else p.parent / img
+                            if img.is_file():
+                                tar.add(img, arcname=f"{i}/images/{k}_{img.name}")
+                                mapping.setdefault(str(img.resolve()), f"{dest}/{i}/images/{k}_{img.name}")
+                                row = [f"images/{k}_{img.name}", *row[1:]]
+                        writer.writerow(row)
+                data = out.getvalue().encode("utf-8")
+                info = tarfile.TarInfo(arc)
+                info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+                tar.addfile(info, io.BytesIO(data))
+        buf.seek(0)
+        res = target.run(
+            ["sh", "-c", 'mkdir -p "$1" && tar -xf - -C "$1"', "sh", dest], input_file=buf, timeout=1800
+        )
+    if res.returncode != 0:
+        raise DeviceError(f"copying inputs to {target.name}:{dest} failed: {res.stderr.strip()[-300:]}")
+    return mapping
 
 
 def cleanup_remote(target: Target, paths) -> None:

@@ -209,3 +209,32 @@ def test_ctrl_c_on_a_remote_profile_stops_it_on_the_device(sshd, add_device, ek_
     while remote_scripts() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not remote_scripts(), "profile_latency.py kept running on the device after Ctrl-C"
+
+
+def test_eval_from_a_csv_over_ssh(sshd, add_device, ek_env, tiny_bundle, digits_dir, tmp_path):
+    """A CSV names images on the desktop (relative and absolute): they travel with it, rows rewritten."""
+    import shutil
+
+    add_device("pi", sshd)
+    folder = tmp_path / "my set"
+    (folder / "pics").mkdir(parents=True)
+    rows = []
+    for i, img in enumerate(sorted(digits_dir.glob("*/*.png"))[::4]):
+        if i % 2:
+            rows.append(f"{img},{img.parent.name}")  # absolute, elsewhere on the desktop
+        else:
+            shutil.copy(img, folder / "pics" / f"{i} {img.name}")
+            rows.append(f"pics/{i} {img.name},{img.parent.name}")  # relative to the CSV
+    csv_file = folder / "list.csv"
+    csv_file.write_text("\n".join(rows) + "\n")
+    remote = _json(
+        run_cli("eval", str(tiny_bundle), "--device", "pi", "--data", str(csv_file), "--json", env=ek_env)
+    )
+    local = _json(
+        run_cli("eval", str(tiny_bundle), "--data", str(csv_file), "--device", "local", "--json", env=ek_env)
+    )
+    assert remote["tflite"]["n"] == local["tflite"]["n"] == len(rows)
+    assert [p["pred"] for p in remote["device_result"]["predictions"]] == [
+        p["pred"] for p in local["device_result"]["predictions"]
+    ]
+    assert remote["tflite"]["top1"] == local["tflite"]["top1"]
