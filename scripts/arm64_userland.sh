@@ -47,7 +47,7 @@ if [ -z "$HOST_PY" ]; then
   if [ -x "$REPO/.venv/bin/python" ]; then HOST_PY="$REPO/.venv/bin/python"; else HOST_PY=python3; fi
 fi
 
-KEY="v2|${DEBS[*]}|${COMMON[*]}|${DEVICE_EXTRA[*]}|$LITERT|$TFLITE|$QEMU|$CACHE"
+KEY="v3|${DEBS[*]}|${COMMON[*]}|${DEVICE_EXTRA[*]}|$LITERT|$TFLITE|$QEMU|$CACHE"
 ROOT=$CACHE/root
 SITE=$CACHE/site
 
@@ -56,6 +56,7 @@ print_paths() {
   echo "PYTHON=$ROOT/usr/bin/python3"
   echo "PYTHON_LITERT=$CACHE/bin/python3-litert"
   echo "PYTHON_TFLITE=$CACHE/bin/python3-tflite"
+  echo "HOST_TFLITE_SITE=$CACHE/host-tflite"
   echo "DEVICE_BIN=$CACHE/device-bin"
   echo "WHEELS=$CACHE/wheels"
   echo "QEMU=$QEMU"
@@ -155,7 +156,10 @@ INSTALL=("${PIP[@]}" install -q --no-warn-script-location --no-index --find-link
 {
   "${INSTALL[@]}" --target "$SNEW/common" --no-deps "${COMMON[@]}" &&
     "${INSTALL[@]}" --target "$SNEW/litert" --no-deps "$LITERT" backports.strenum flatbuffers protobuf tqdm typing_extensions &&
-    "${INSTALL[@]}" --target "$SNEW/tflite" --no-deps "$TFLITE"
+    "${INSTALL[@]}" --target "$SNEW/tflite" --no-deps "$TFLITE" &&
+    rm -rf "$CACHE/host-tflite" &&
+    "${PIP[@]}" install -q --no-warn-script-location --only-binary=:all: --target "$CACHE/host-tflite" \
+      --no-deps "$TFLITE" "${COMMON[0]}"
 } >>"$LOG" 2>&1 || die "installing the aarch64 wheels failed; see $LOG"
 
 mkdir -p "$CACHE/bin"
