@@ -108,7 +108,7 @@ def _contention_note() -> str:
         f"\n\n**Measured while other jobs kept this {cores}-core machine busy (load average {load:.1f}).** A "
         "single-threaded run then gets only part of a core (profile_latency.py reports it as "
         "`cpu_utilisation`, here about 0.3), so medians are dominated by waiting for a core and vary from "
-        "run to run; the fastest runs show the uncontended cost. Re-run on an idle machine for the goal."
+        "run to run; the fastest runs show the uncontended cost; an idle machine gives lower, steadier figures."
     )
 
 
