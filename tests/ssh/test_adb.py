@@ -88,7 +88,14 @@ def test_shell_line_survives_the_phone_shell(tmp_path):
 
 
 @pytest.mark.skipif(bool(__import__("shutil").which("adb")), reason="an adb binary is installed here")
+def _have_adbutils() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("adbutils") is not None
+
+
 @pytest.mark.tf
+@pytest.mark.skipif(_have_adbutils(), reason="adbutils bundles an adb binary here")
 def test_profile_on_adb_device_without_adb_says_what_to_install(ek_env, tiny_bundle):
     from tests.conftest import run_cli
 
@@ -102,3 +109,27 @@ def test_profile_on_adb_device_without_adb_says_what_to_install(ek_env, tiny_bun
     )
     assert proc.returncode == 8, proc.stderr
     assert "no adb binary found" in proc.stderr and "platform-tools" in proc.stderr
+
+
+@pytest.mark.tf
+@pytest.mark.skipif(not _have_adbutils(), reason="needs the adb binary bundled with adbutils (dev extra)")
+def test_real_adb_with_no_phone_attached_is_a_device_error(ek_env, tiny_bundle):
+    """The real adb binary (adbutils' bundled one) and its real answer when the phone is not there."""
+    import adbutils
+
+    from tests.conftest import run_cli
+
+    run_cli("devices", "add", "phone", "--adb", "EDGEKIT-NO-SUCH-PHONE", "--benchmark-model", "/data/local/tmp/bm",
+            env=ek_env)  # fmt: skip
+    model = next(tiny_bundle.glob("*_int8.tflite"))
+    try:
+        proc = run_cli("profile", str(model), "--device", "phone", env={**ek_env, "PATH": "/usr/bin:/bin"},
+                       check=False, timeout=120)  # fmt: skip
+    finally:  # the adb server that call started
+        subprocess.run([adbutils.adb_path(), "kill-server"], capture_output=True, timeout=30)
+    assert proc.returncode == 6, proc.stderr
+    assert (
+        "EDGEKIT-NO-SUCH-PHONE" in proc.stderr
+        and "adb devices" in proc.stderr
+        and "Traceback" not in proc.stderr
+    )
