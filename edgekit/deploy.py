@@ -108,6 +108,7 @@ def _tar(files: dict[str, bytes], extra: dict[str, bytes]) -> io.BytesIO:
 _INSTALL = r"""
 set -e
 wd=$1; id=$2; tmp=$wd/$3
+command -v sha256sum >/dev/null 2>&1 || { echo "edgekit: sha256sum is missing on the device (install coreutils)" >&2; exit 69; }
 mkdir -p "$wd"
 find "$wd" -maxdepth 1 -name '.incoming-*' -mmin +10 -exec rm -rf {} + 2>/dev/null || true
 mkdir "$tmp"
