@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,23 +39,25 @@ def main(argv=None) -> int:
     p.add_argument("--no-write", action="store_true", help="print the section, leave BENCHMARKS.md alone")
     args = p.parse_args(argv)
 
-    with tempfile.TemporaryDirectory(prefix="bench_sweep-") as tmp:
-        cmd = [
-            sys.executable, "-m", "edgekit", "sweep", "--latency-only", "--alpha", args.alpha,
-            "--resolution", args.resolution, "--threads", str(args.threads), "--runs", str(args.runs),
-            "--min-seconds", str(args.min_seconds), "-o", str(Path(tmp) / "out"), "--db", str(Path(tmp) / "r.db"),
-            "--json",
-        ]  # fmt: skip
-        load_before = os.getloadavg()
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-        wall = time.perf_counter() - t0
-        load_after = os.getloadavg()
-        if proc.returncode != 0:
-            sys.stderr.write(proc.stderr[-4000:])
-            return proc.returncode
-        summary = json.loads(proc.stdout)
-        interp = _interpreter(Path(tmp) / "r.db")
+    # A fresh folder, removed only on success: after a failure the database shows what was measured.
+    tmp = tempfile.mkdtemp(prefix="bench_sweep-")
+    cmd = [
+        sys.executable, "-m", "edgekit", "sweep", "--latency-only", "--alpha", args.alpha,
+        "--resolution", args.resolution, "--threads", str(args.threads), "--runs", str(args.runs),
+        "--min-seconds", str(args.min_seconds), "-o", str(Path(tmp) / "out"), "--db", str(Path(tmp) / "r.db"),
+        "--json",
+    ]  # fmt: skip
+    load_before = os.getloadavg()
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - t0
+    load_after = os.getloadavg()
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-4000:] + f"\nkept for inspection: {tmp}\n")
+        return proc.returncode
+    summary = json.loads(proc.stdout)
+    interp = _interpreter(Path(tmp) / "r.db")
+    shutil.rmtree(tmp, ignore_errors=True)
     body = render(summary, args, wall, load_before, load_after, interp)
     print(body)
     if not args.no_write:

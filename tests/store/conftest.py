@@ -1,12 +1,10 @@
-"""A results database filled by real small runs: export, profile and evals of the tiny bundle."""
+"""A results database filled by real small runs: export, profile and evals of the tiny bundle, by the CLI."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tests.conftest import run_cli
@@ -29,50 +27,9 @@ def chromium() -> str | None:
     return None
 
 
-def desktop_eval(bundle: Path, data: Path) -> dict:
-    """Float Keras model vs host int8 TFLite on the same real images (the desktop eval's figures)."""
-    import keras
-
-    from edgekit.data import load_folder
-    from edgekit.device_scripts import edgelib
-    from edgekit.manifest import primary_model, read_manifest
-
-    manifest = read_manifest(bundle)
-    batch = load_folder(data, manifest["preprocessing"])
-    classes = sorted({Path(p).parent.name for p in batch.paths})
-    y = np.array([classes.index(Path(p).parent.name) for p in batch.paths])
-    ref_out = keras.models.load_model(bundle / "float_model.keras", compile=False).predict(batch.x, verbose=0)
-    q = edgelib.Model.from_file(str(bundle / primary_model(manifest)["file"]))
-    q_out = q.predict(batch.x)
-    labels = (bundle / "labels.txt").read_text().split()
-
-    def scores(out: np.ndarray) -> dict:
-        pred = out.argmax(-1)
-        conf = np.zeros((len(labels), len(labels)), int)
-        for t, p in zip(y, pred, strict=True):
-            conf[t, p] += 1
-        return {
-            "top1": float(np.mean(pred == y)),
-            "top5": 1.0,  # three classes: always within the top five
-            "n": int(y.size),
-            "per_class": {labels[c]: float(conf[c, c] / conf[c].sum()) for c in range(len(labels))},
-            "confusion": {"labels": labels, "matrix": conf.tolist()},
-        }
-
-    ref, tfl = scores(ref_out), scores(q_out)
-    return {
-        "schema_version": 1,
-        "bundle": str(bundle),
-        "reference": {**ref, "device": {"type": "CPU", "name": edgelib.cpu_info()["model"]}},
-        "tflite": {**tfl, "runtime": f"{q.runtime} {q.runtime_version}"},
-        "agreement": float(np.mean(ref_out.argmax(-1) == q_out.argmax(-1))),
-        "top1_change": tfl["top1"] - ref["top1"],
-    }
-
-
 @pytest.fixture(scope="session")
 def report_db(tmp_path_factory, tiny_bundle, digits_dir) -> Path:
-    """export + `edgekit profile` (int8 and float32, 1 and 2 threads) + desktop eval + device eval."""
+    """export + `edgekit profile` (int8 and float32, 1 and 2 threads) + `edgekit eval` on the desktop and on `local`."""
     from edgekit import store
     from edgekit.manifest import read_manifest
 
@@ -92,19 +49,11 @@ def report_db(tmp_path_factory, tiny_bundle, digits_dir) -> Path:
         "--json",
         env=env,
     )
-    store.record("eval", desktop_eval(tiny_bundle, digits_dir), manifest=manifest, db=db)
-    # the device script's own eval, on this machine as the device (what `edgekit eval --device local` runs)
-    from edgekit import runner
-
-    target = runner.resolve_device("local")
-    (ref,) = runner.resolve_models(str(tiny_bundle), all_precisions=False)
-    doc = runner.evaluate(target, ref, str(digits_dir), threads=1)
-    result = {
-        "schema_version": 1,
-        "device": doc["device"],
-        "precision": doc["model"].get("precision"),
-        "tflite": {k: doc[k] for k in ("top1", "top5", "n", "latency_ms", "runtime")},
-        "device_result": doc,
-    }
-    store.record("eval", json.loads(json.dumps(result)), manifest=manifest, device=doc["device"], db=db)
+    # the desktop eval (float Keras reference + host TFLite) and the device script's eval on `local`;
+    # the tiny bundle's labels are class_0..2, the folders digit_0..2: name the outputs after the folders
+    labels = db.parent / "labels.txt"
+    labels.write_text("".join(f"{d.name}\n" for d in sorted(digits_dir.iterdir()) if d.is_dir()))
+    data = ["--data", str(digits_dir), "--labels", str(labels), "--json"]
+    run_cli("eval", str(tiny_bundle), *data, "--no-write", env=env)
+    run_cli("eval", str(tiny_bundle), *data, "--device", "local", env=env)
     return db

@@ -59,32 +59,26 @@ def test_sweep_end_to_end_then_resumed(tmp_path, digits_dir):
     assert _kinds(db) == {"export": 4, "profile": 4, "eval": 4}
 
 
-@pytest.mark.tf
-@pytest.mark.slow
-def test_latency_only_sweep(tmp_path):
-    db = tmp_path / "r.db"
-    res = json.loads(
-        run_cli(
-            "sweep",
-            "--latency-only",
-            "--alpha",
-            "0.25",
-            "--rho",
-            "0.15",
-            "--classes",
-            "10",
-            *FAST,
-            "-o",
-            str(tmp_path / "out"),
-            "--db",
-            str(db),
-            "--json",
-        ).stdout  # fmt: skip
-    )
-    (cell,) = res["grid"]
-    assert cell["resolution"] == 34 and cell["latency_ms"] > 0 and cell.get("top1") is None  # 224·0.15
-    assert res["pareto"][0]["ranked_by"] == "macs"  # no accuracy with random weights
-    assert _kinds(db) == {"export": 1, "profile": 1}
+def test_latency_only_summary_ranks_by_macs(tmp_path):
+    """Without accuracy (random weights) the Pareto table and the budget pick rank by MACs."""
+    from edgekit.store import Store
+    from edgekit.sweep import SweepConfig, summarize
+
+    cfg = SweepConfig(latency_only=True, alphas=(0.25, 0.5), resolutions=(128,), budget_ms=5.0)
+    with Store.open(tmp_path / "r.db") as s:
+        for alpha, p50, macs in ((0.25, 2.0, 14e6), (0.5, 6.0, 49e6)):
+            name = f"mobilenet_v1_{round(alpha * 100):03d}_128"
+            manifest = {"name": name, "model": {"family": "mobilenet_v1", "alpha": alpha, "resolution": 128,
+                                                "macs": macs, "params": 1e6}}  # fmt: skip
+            result = {"configurations": [{"threads": 1, "batch": 1, "latency_ms": {"p50": p50}}],
+                      "sweep": {"key": name}}  # fmt: skip
+            s.add("profile", result, manifest=manifest, device={"name": "pi"})
+        summary = summarize(s, ["mobilenet_v1_025_128", "mobilenet_v1_050_128"], cfg)
+    (pareto,) = summary["pareto"]
+    assert pareto["ranked_by"] == "macs" and pareto["device"] == "pi"
+    assert pareto["front"] == ["mobilenet_v1_025_128", "mobilenet_v1_050_128"]  # faster vs more MACs
+    assert pareto["best_within_budget"] == "mobilenet_v1_025_128"  # the other one needs 6 ms
+    assert [g.get("top1") for g in summary["grid"]] == [None, None]
 
 
 @pytest.mark.parametrize(
