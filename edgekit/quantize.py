@@ -101,11 +101,14 @@ def selective_model(
 
 
 def _steps(n: int, max_steps: int) -> list[int]:
+    """1, 2, 3, 4, 6, 9, … layers, ending at n − 1: with every op in float the debugger has no
+    quantized model left to build (that model is `--quantize float32`)."""
+    last = n - 1
     ks, k = [], 1
-    while k < n and len(ks) < max_steps - 1:
+    while k < last and len(ks) < max_steps - 1:
         ks.append(k)
         k = k + 1 if k < 4 else int(k * 1.5)
-    return [*ks, n]
+    return [*ks, last] if last >= 1 else []
 
 
 def host_latency_ms(tflite: bytes, runs: int = 30) -> float:
@@ -161,7 +164,11 @@ def fit_budget(
     for k in _steps(len(ranking), budget.max_steps):
         deny = [r["tensor_name"] for r in ranking[:k]]
         progress(f"keeping {k} worst layer(s) in float")
-        flat = selective_model(saved_model, calib, deny, per_channel=per_channel)
+        try:
+            flat = selective_model(saved_model, calib, deny, per_channel=per_channel)
+        except ValueError as exc:  # the debugger refuses some denylists; report and stop there
+            report["steps"].append({"float_layers": k, "error": str(exc).splitlines()[0]})
+            break
         drop = (f1 - accuracy(edgelib.Model(flat).predict(x_eval), y_eval)) * 100
         report["steps"].append({"float_layers": k, "drop_points": round(drop, 2), "size_bytes": len(flat)})
         if drop < best[0] - 1e-9:

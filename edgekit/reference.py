@@ -153,6 +153,7 @@ def evaluate(
     seed: int = 0,
     write: bool = True,
     progress: Progress = lambda _m: None,
+    db: str | None = None,
 ) -> dict:
     """Evaluate TARGET on labelled DATA; returns the result (and writes reference.json for a bundle)."""
     from edgekit import data as D  # noqa: PLC0415
@@ -225,7 +226,7 @@ def evaluate(
             }
         write_json_atomic(t.path / REFERENCE_JSON, ref)
         result["written"] = str(t.path / REFERENCE_JSON)
-    _record(result, t.manifest)
+    _record(result, t.manifest, db)
     return result
 
 
@@ -298,12 +299,12 @@ def _convert_int8(keras_model, t: Target, x_eval: np.ndarray, prep: dict):
     return edgelib.Model(flat, threads=os.cpu_count()), note
 
 
-def _record(result: dict, manifest: dict | None) -> None:
+def _record(result: dict, manifest: dict | None, db: str | None) -> None:
     try:
         from edgekit.store import record  # noqa: PLC0415
 
         result["record_id"] = record(
-            "eval", {k: v for k, v in result.items() if k != "predictions"}, manifest=manifest
+            "eval", {k: v for k, v in result.items() if k != "predictions"}, manifest=manifest, db=db
         )
     except Exception as exc:  # noqa: BLE001 - a results database problem must not lose the figures
         result["record_error"] = f"{exc.__class__.__name__}: {exc}"

@@ -199,8 +199,15 @@ def _drop(ds: D.LabeledSet, names: tuple[str, ...]) -> D.LabeledSet:
 # --------------------------------------------------------------------------- training
 
 
-def train(cfg: TrainConfig, progress: Progress = lambda _m: None, resume: bool = False) -> dict:
-    """Train and write the run folder; returns the run summary (run.json)."""
+def train(
+    cfg: TrainConfig,
+    progress: Progress = lambda _m: None,
+    resume: bool = False,
+    resume_epochs: int | None = None,
+) -> dict:
+    """Train and write the run folder; returns the run summary (run.json).
+
+    With `resume`, the run's saved config is used; `resume_epochs` may extend it."""
     if cfg.qat:
         raise DependencyError(QAT_REASON)
     out = Path(cfg.output)
@@ -212,7 +219,8 @@ def train(cfg: TrainConfig, progress: Progress = lambda _m: None, resume: bool =
                 f"{out} has no checkpoint to resume (checkpoints/state.json)", hint="drop --resume"
             )
         saved = json.loads(state_path.read_text())
-        cfg = replace(TrainConfig.from_dict(saved["config"]), epochs=max(cfg.epochs, saved["epoch"]))
+        cfg = TrainConfig.from_dict(saved["config"])
+        cfg = replace(cfg, epochs=max(resume_epochs or cfg.epochs, saved["epoch"]))
     elif (out / RUN_JSON).exists() or state_path.exists():
         raise UsageError(
             f"run folder {out} already holds a run", hint="pass --resume to continue it, or another -o"

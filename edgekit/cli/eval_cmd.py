@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edgekit.cli.options import all_devices_option, json_option
+from edgekit.cli.options import all_devices_option, db_option, json_option
 from edgekit.cli.output import console, print_json, progress_steps
 
 
@@ -22,8 +22,11 @@ from edgekit.cli.output import console, print_json, progress_steps
 @click.option(
     "--threads", type=int, default=1, show_default=True, help="Interpreter threads (with --device)."
 )
+@db_option
 @json_option
-def eval_(target, data, labels_file, limit, seed, no_write, device, all_devices, threads, as_json) -> None:
+def eval_(
+    target, data, labels_file, limit, seed, no_write, device, all_devices, threads, db, as_json
+) -> None:
     """Top-1/top-5, per-class accuracy, confusion matrix; float vs int8 agreement for bundles and runs.
 
     TARGET is an export bundle, a training run folder, a .keras model or any .tflite classifier.
@@ -48,7 +51,14 @@ def eval_(target, data, labels_file, limit, seed, no_write, device, all_devices,
     check_data_spec(data)
     with progress_steps("eval", quiet=as_json) as step:
         result = evaluate(
-            target, data, labels_file=labels_file, limit=limit, seed=seed, write=not no_write, progress=step
+            target,
+            data,
+            labels_file=labels_file,
+            limit=limit,
+            seed=seed,
+            write=not no_write,
+            progress=step,
+            db=db,
         )
     if as_json:
         print_json(result)

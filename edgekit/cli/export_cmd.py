@@ -177,7 +177,7 @@ def _accuracy_lines(c, a: dict) -> None:
     """Float vs int8 top-1 and the --max-drop outcome (edgekit.quantize)."""
     c.print(
         f"[bold]accuracy[/] on {a['n']} labelled images ({a['data']}): float {a['float_top1']:.2%}, "
-        f"int8 {a['int8_top1']:.2%} ({-a['drop_points']:+.2f} points), agreement {a['agreement']:.2%}"
+        f"int8 {a['int8_top1']:.2%} ({0.0 - a['drop_points']:+.2f} points), agreement {a['agreement']:.2%}"
     )
     b = a.get("max_drop")
     if not b:

@@ -11,7 +11,7 @@ from edgekit.cli.output import console, print_json, progress_steps
 @click.command()
 @model_options
 @click.option(
-    "--data", required=True, help="DIR/<class>/*.jpg, a CSV of path,label, or builtin:mnist / builtin:digits."
+    "--data", default=None, help="DIR/<class>/*.jpg, a CSV of path,label, or builtin:mnist / builtin:digits."
 )
 @click.option("--val-data", default=None, help="Separate validation set (default: a split of --data).")
 @click.option(
@@ -20,7 +20,7 @@ from edgekit.cli.output import console, print_json, progress_steps
 @click.option(
     "--labels", "labels_file", type=click.Path(), default=None, help="labels.txt fixing the class order."
 )
-@click.option("--epochs", type=int, default=20, show_default=True)
+@click.option("--epochs", type=int, default=None, help="Epochs (default 20; with --resume: the run's own).")
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Peak learning rate.")
 @click.option("--weight-decay", type=float, default=1e-4, show_default=True, help="Decoupled weight decay.")
@@ -57,15 +57,17 @@ def train(
 
     if classes is not None:
         raise UsageError("--classes comes from the data when training; drop it")
+    if not data and not resume:
+        raise UsageError("--data is required (a folder, a CSV or builtin:mnist)")
     mcfg = resolve_config(model, alpha=alpha, rho=rho, resolution=resolution, shortcut=shortcut, classes=2)
     cfg = TrainConfig(
         model=mcfg, data=data, output=output, val_data=val_data, val_split=val_split, labels_file=labels_file,
-        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
+        epochs=epochs or 20, batch_size=batch_size, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
         schedule=schedule, optimizer=optimizer, seed=seed, patience=patience, augment=augment,
         mixed_precision=mixed_precision, qat=qat,
     )  # fmt: skip
     with progress_steps("train", quiet=False) as step:
-        run = run_training(cfg, progress=step, resume=resume)
+        run = run_training(cfg, progress=step, resume=resume, resume_epochs=epochs)
     if as_json:
         print_json({"run": output, **run})
         return

@@ -183,3 +183,17 @@ def test_tf_pipeline_deterministic_with_seed(digits_dir):
     ref = D.normalise(cached.images, PREP)
     assert np.allclose(x.numpy(), ref, atol=1e-5)
     assert np.array_equal(y.numpy().argmax(-1), cached.y)
+
+
+def test_builtin_train_test_parts_are_disjoint_and_complete():
+    full = D.open_dataset("builtin:digits")
+    tr, te = D.open_dataset("builtin:digits:train"), D.open_dataset("builtin:digits:test")
+    assert len(tr) + len(te) == len(full)
+    for name, n in te.counts().items():
+        assert abs(n - 0.2 * full.counts()[name]) <= 1
+    rows = {img.tobytes() for img in tr.images}
+    overlap = sum(img.tobytes() in rows for img in te.images)
+    # sklearn's digits hold a few exact duplicate 8x8 images; the parts themselves share no index
+    assert overlap <= 3
+    with pytest.raises(InputDataError, match=":train or :test"):
+        D.open_dataset("builtin:mnist:val")
