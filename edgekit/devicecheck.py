@@ -295,7 +295,12 @@ def setup(
         target.push(find_links, f"{workdir}/wheels")
         pip += ["--no-index", "--find-links", f"{workdir}/wheels"]
     progress(f"installing {' '.join(reqs)}")
-    res = target.run([*pip, *reqs], timeout=timeout, stream=lambda line: progress(line.strip()[:100]))
+    # pip reports on stdout; send it to stderr so each line streams as progress while it works
+    res = target.run(
+        ["sh", "-c", 'exec "$@" 1>&2', "sh", *pip, *reqs],
+        timeout=timeout,
+        stream=lambda line: progress(line.strip()[:100]),
+    )
     if res.returncode != 0:
         tail = (res.stderr or res.stdout).strip().splitlines()[-1:] or ["pip failed"]
         raise DeviceError(
