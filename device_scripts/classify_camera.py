@@ -75,6 +75,14 @@ def _cv2():
     return cv2
 
 
+def _cv2_or_none():
+    try:
+        import cv2
+    except ImportError:  # picamera2 without OpenCV
+        return None
+    return cv2
+
+
 class OrderedReader:
     """A video file read ahead in a thread into a bounded queue: every frame, in order, none dropped.
 
@@ -387,10 +395,16 @@ def classify(args) -> tuple:
         except OSError as exc:
             raise edgelib.InputFailure(f"cannot write log {args.log}: {exc.strerror or exc}") from None
 
+    cv2 = _cv2_or_none()
+
     def prepare(frame):
         """BGR (OpenCV, picamera2 RGB888) frame -> the model's input tensor."""
-        rgb = frame[..., 2::-1] if frame.ndim == 3 and frame.shape[-1] >= 3 else frame
-        return edgelib.prepare_image(ctx, rgb)
+        if frame.ndim == 3 and frame.shape[-1] in (3, 4):
+            if cv2 is not None:  # a contiguous copy: 4x faster to convert than a reversed-stride view
+                code = cv2.COLOR_BGR2RGB if frame.shape[-1] == 3 else cv2.COLOR_BGRA2RGB
+                return edgelib.prepare_image(ctx, cv2.cvtColor(frame, code))
+            return edgelib.prepare_image(ctx, np.ascontiguousarray(frame[..., 2::-1]))
+        return edgelib.prepare_image(ctx, frame)
 
     source, info = open_source(args, prepare)
     overlay = Overlay(not args.headless)

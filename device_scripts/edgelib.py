@@ -375,10 +375,10 @@ def preprocess(img: np.ndarray, prep: dict) -> np.ndarray:
         img = np.stack([img] * 3, axis=-1)
     if img.shape[-1] == 4:
         img = img[..., :3]
-    x = resize_bilinear(img, tuple(prep["size"]))
-    mean = np.asarray(prep.get("mean", (0.0, 0.0, 0.0)), dtype=np.float32)
-    std = np.asarray(prep.get("std", (1.0, 1.0, 1.0)), dtype=np.float32)
-    return (x - mean) / std
+    x = resize_bilinear(img, tuple(prep["size"]))  # always a fresh float32 array: normalise in place
+    x -= np.asarray(prep.get("mean", (0.0, 0.0, 0.0)), dtype=np.float32)
+    x /= np.asarray(prep.get("std", (1.0, 1.0, 1.0)), dtype=np.float32)
+    return x
 
 
 def list_images(root: str) -> list[str]:
