@@ -168,22 +168,28 @@ def write_video(path: Path, frames: int, size=(320, 240), fps: float = 30.0) -> 
     return path
 
 
-def bench_camera(bundle: Path, tmp: Path, frames: int) -> str:
+def bench_camera(bundle: Path, tmp: Path, frames: int, rounds: int = 3) -> str:
     video = write_video(tmp / "digits_320x240.avi", frames)
     rows = []
     for model in sorted(bundle.glob("*.tflite")):
         for threads in (1, 2):
-            proc = subprocess.run(
-                [sys.executable, str(SCRIPTS / "classify_camera.py"), "--model", str(model), "--source", str(video),
-                 "--threads", str(threads), "--headless", "--json"],
-                capture_output=True, text=True, check=True,
-            )  # fmt: skip
-            d = _json_line(proc.stdout)
+            docs = []
+            for _ in range(rounds):
+                proc = subprocess.run(
+                    [sys.executable, str(SCRIPTS / "classify_camera.py"), "--model", str(model), "--source",
+                     str(video), "--threads", str(threads), "--headless", "--json"],
+                    capture_output=True, text=True, check=True,
+                )  # fmt: skip
+                docs.append(_json_line(proc.stdout))
+            # the round with the median FPS / inference-bound ratio
+            docs.sort(key=lambda d: d["fps"] / d["inference_bound_fps"])
+            d = docs[len(docs) // 2]
             ratio = d["fps"] / d["inference_bound_fps"]
+            ratio_mean = d["fps"] * d["latency_ms"]["mean"] / 1000
             rows.append(
                 f"| {model.name} | {threads} | {d['frames']} | {d['dropped']} | {d['latency_ms']['p50']:.2f} | "
-                f"{d['frame_ms']['p50']:.2f} | {d['inference_bound_fps']:.1f} | {d['fps']:.1f} | {ratio:.3f} | "
-                f"{'yes' if ratio >= 0.9 else 'no'} |"
+                f"{d['latency_ms']['mean']:.2f} | {d['frame_ms']['p50']:.2f} | {d['inference_bound_fps']:.1f} | "
+                f"{d['fps']:.1f} | {ratio:.3f} | {ratio_mean:.3f} | {'yes' if ratio >= 0.9 else 'no'} |"
             )
             print(rows[-1], flush=True)
     return "\n".join(
@@ -193,12 +199,15 @@ def bench_camera(bundle: Path, tmp: Path, frames: int) -> str:
             f"`{command_line()}`; {machine_line()}; load average {_load()} at the end.",
             "",
             f"`classify_camera.py --source` on a {frames}-frame 320×240 MJPG video of real digits, every frame "
-            "classified in order (a reader thread decodes ahead while the main thread infers). "
+            "classified in order (a reader thread decodes and preprocesses ahead while the main thread infers). "
             "Inference-bound rate = 1 / median invoke latency; FPS = frames / wall time of the whole loop "
-            "(decode wait, colour conversion, resize, normalise, invoke, top-k, log)." + _contention_note(),
+            "(waiting for the reader, invoke, top-k, log). The ratio is FPS over that rate; the ratio to "
+            f"1 / mean latency is shown too. Of {rounds} runs per row, the one with the median ratio."
+            + _contention_note(),
             "",
-            "| model | threads | frames | dropped | invoke p50 ms | frame p50 ms | 1/latency FPS | FPS | ratio | ≥ 0.9 |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| model | threads | frames | dropped | invoke p50 ms | invoke mean ms | frame p50 ms | 1/p50 FPS | FPS "
+            "| ratio | ratio to 1/mean | ≥ 0.9 |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
             *rows,
         ]
     )
