@@ -47,7 +47,7 @@ if [ -z "$HOST_PY" ]; then
   if [ -x "$REPO/.venv/bin/python" ]; then HOST_PY="$REPO/.venv/bin/python"; else HOST_PY=python3; fi
 fi
 
-KEY="v3|${DEBS[*]}|${COMMON[*]}|${DEVICE_EXTRA[*]}|$LITERT|$TFLITE|$QEMU|$CACHE"
+KEY="v4|${DEBS[*]}|${COMMON[*]}|${DEVICE_EXTRA[*]}|$LITERT|$TFLITE|$QEMU|$CACHE"
 ROOT=$CACHE/root
 SITE=$CACHE/site
 
@@ -117,20 +117,15 @@ cat >"$NEW/usr/bin/python3" <<EOF
 # EDGEKIT_EMULATED tells the device scripts that their timings are not a device's speed.
 EDGEKIT_EMULATED=qemu-aarch64
 export EDGEKIT_EMULATED
-# The host's pip settings (indexes, find-links) are not the device's: ROOT/etc/pip.conf is.
+# The host's pip settings (its config files and PIP_* variables) are not the device's: pip on the
+# emulated device reads no config file and installs the cached aarch64 wheels (the same files PyPI
+# serves), offline, pinned, and quick compared with resolving against PyPI under emulation.
 unset \$(env | sed -n 's/^\(PIP_[A-Za-z0-9_]*\)=.*/\1/p') 2>/dev/null || true
+PIP_CONFIG_FILE=/dev/null PIP_NO_INDEX=1 PIP_FIND_LINKS="$CACHE/wheels" PIP_DISABLE_PIP_VERSION_CHECK=1
+export PIP_CONFIG_FILE PIP_NO_INDEX PIP_FIND_LINKS PIP_DISABLE_PIP_VERSION_CHECK
 exec "$QEMU" -L "$ROOT" -0 "\$0" "$ROOT/usr/bin/python3.11" "\$@"
 EOF
 chmod +x "$NEW/usr/bin/python3"
-
-# pip on the emulated device installs the cached aarch64 wheels (the same files PyPI serves):
-# offline, pinned, and quick compared with resolving against PyPI under emulation.
-cat >"$NEW/etc/pip.conf" <<EOF
-[global]
-no-index = true
-find-links = $CACHE/wheels
-disable-pip-version-check = true
-EOF
 
 # Debian compiles its .pyc files in postinst scripts, which dpkg-deb -x does not run: compile the
 # standard library now (a host Python 3.11 writes the same bytecode, much faster than emulation).
