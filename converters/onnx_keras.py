@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgekit.converters.onnx_check import OnnxModelError, graph_inputs, opset, static_shape
-from edgekit.converters.onnx_fold import fold
+from edgekit.converters.onnx_fold import FoldReport, fold
 
 NHWC = (0, 2, 3, 1)
 
@@ -76,17 +76,21 @@ def unsupported_ops(model) -> list[str]:
     return sorted({n.op_type for n in model.graph.node if n.op_type not in SUPPORTED_OPS or n.domain})
 
 
-def convert(model, name: str = "onnx_model"):
+def convert(model, name: str = "onnx_model", *, fold_batchnorm: bool = True):
     """Build a Keras model computing the same function as the ONNX `model` (ModelProto).
 
-    Returns (keras.Model with NHWC image input, ConversionReport).
+    Returns (keras.Model with NHWC image input, ConversionReport). fold_batchnorm=False keeps
+    BatchNormalization as Keras layers (for comparisons; folded is what int8 wants).
     """
     bad = unsupported_ops(model)
     if bad:
         raise UnsupportedOnnxError(
             f"operators not supported by edgekit's ONNX importer: {', '.join(bad)}", tuple(bad)
         )
-    model, folded = fold(model)
+    if fold_batchnorm:
+        model, folded = fold(model)
+    else:
+        folded = FoldReport()
     return _Converter(model, name, folded).run()
 
 
@@ -671,7 +675,7 @@ class _Converter:
 
 
 def input_layout(model) -> str:
-    """"NCHW" or "NHWC" for a 4-D image input.
+    """ "NCHW" or "NHWC" for a 4-D image input.
 
     NHWC when the input feeds only Transposes to NCHW (tf2onnx's pattern) or when only its last dim
     looks like channels; otherwise NCHW, the ONNX convention (every ONNX Conv is NCHW).

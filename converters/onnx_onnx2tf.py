@@ -23,7 +23,7 @@ import numpy as np
 VERSION = "1.29.24"
 _READY = ".edgekit-ready"
 _SAMPLE = "calibration_image_sample_data_20x128x128x3_float32.npy"
-# onnx2tf output file suffix for each edgekit precision (int8 I/O type chosen by -ioqd).
+# onnx2tf output file suffix for each edgekit precision (int8 I/O types chosen by -iqd/-oqd).
 _SUFFIX = {
     "float32": "float32",
     "float16": "float16",
@@ -110,16 +110,14 @@ def convert(
         cmd = [str(_bin("onnx2tf")), "-i", str(Path(onnx_path).resolve()), "-o", "out", "-b", "1"]
         if any(p in ("int8", "dynamic") for p in precisions):
             cmd += ["-oiqt", "-cind", input_name, "calib.npy", zeros, ones]
-            if io_type in ("int8", "uint8"):
-                cmd += ["-ioqd", io_type]
+            cmd += ["-iqd", io_type, "-oqd", io_type]
         env = {**os.environ, "PATH": f"{_bin('')}{os.pathsep}{os.environ.get('PATH', '')}"}
         env.pop("PYTHONPATH", None)
         proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=env, timeout=timeout)
         stem = Path(onnx_path).stem
         out: dict[str, bytes] = {}
         for p in precisions:
-            suffix = _SUFFIX[p] if not (p == "int8" and io_type == "float32") else "integer_quant"
-            f = work / "out" / f"{stem}_{suffix}.tflite"
+            f = work / "out" / f"{stem}_{_SUFFIX[p]}.tflite"
             if not f.is_file():
                 tail = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()][-3:]
                 raise RuntimeError(

@@ -2,7 +2,9 @@
 
 QDQ keeps the float graph and wraps tensors in QuantizeLinear/DequantizeLinear pairs, which every
 ONNX Runtime execution provider fuses into integer kernels. Activations are uint8 and weights int8
-per channel (U8S8, ONNX Runtime's recommended combination on x86 and ARM). Fold BatchNorm first
+per channel (U8S8) with 7-bit weight range (reduce_range): on x86 AVX2 without VNNI the U8S8 kernels
+(VPMADDUBSW) saturate, which measured here dropped agreement on a MobileNet from 57% to 27% and
+output correlation from 0.80 to 0.53; the 7-bit range avoids it and costs little elsewhere. Fold BatchNorm first
 (converters/onnx_fold.py): a separate Mul/Add after a depthwise convolution otherwise costs ~20 points.
 """
 
@@ -44,6 +46,7 @@ def quantize_qdq(model, calibration: np.ndarray, *, per_channel: bool = True):
             activation_type=q.QuantType.QUInt8,
             weight_type=q.QuantType.QInt8,
             per_channel=per_channel,
+            reduce_range=True,
             calibrate_method=q.CalibrationMethod.MinMax,
         )
         return onnx.load(dst)

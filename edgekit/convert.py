@@ -92,6 +92,7 @@ def convert_bundle(cfg: ConvertConfig, progress: Progress = lambda _m: None) -> 
         raise ModelFileError(f"{cfg.onnx} has {len(inputs)} inputs; an image classifier has exactly one")
     shape = onnx_check.static_shape(inputs[0])
     layout, (h, w, c) = _image_layout(shape, onnx_keras.input_layout(model), cfg.onnx)
+    backend = _pick_backend(cfg.backend, model)  # before the slow steps: a refusal comes at once
     name = cfg.name or _safe_name(Path(cfg.onnx).stem)
     out = Path(cfg.output) if cfg.output else Path("edgekit-out") / name
     prep = Preprocessing(
@@ -113,7 +114,6 @@ def convert_bundle(cfg: ConvertConfig, progress: Progress = lambda _m: None) -> 
         raise UsageError(f"--labels has {len(labels)} labels but the model outputs {classes} classes")
 
     require_tensorflow()
-    backend = _pick_backend(cfg.backend, model)
     precisions = _float32_first(cfg.precisions)
     t0 = time.perf_counter()
     converted = _run_backend(backend, model, precisions, cfg, calib, inputs[0].name, name, progress)
@@ -521,7 +521,7 @@ def export_onnx(model, calib: ImageBatch, name: str, precisions, progress: Progr
             "opset": keras_onnx.OPSET,
             "input_layout": "NHWC",
             "folded_into_conv": {k: getattr(folded, k) for k in ("batchnorm", "mul", "add", "gemm")},
-            "quantization": "onnxruntime static QDQ, uint8 activations, int8 per-channel weights, MinMax",
+            "quantization": "onnxruntime static QDQ, uint8 activations, int8 per-channel 7-bit-range weights, MinMax",
             "onnxruntime": _dist_version("onnxruntime"),
         },
     }

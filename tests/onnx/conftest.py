@@ -74,3 +74,9 @@ def resnet_onnx(tmp_path_factory, train_xy) -> Path:
 def separable_onnx(tmp_path_factory, train_xy) -> Path:
     """Depthwise-separable (MobileNet v1 blocks, ReLU6 as Clip), BatchNorm folded by PyTorch."""
     return _trained_onnx(tmp_path_factory, train_xy, "SeparableTiny", keep_batchnorm=False)
+
+
+@pytest.fixture(scope="session")
+def separable_bn_onnx(tmp_path_factory, train_xy) -> Path:
+    """The depthwise-separable network with its BatchNorm nodes left in the ONNX graph."""
+    return _trained_onnx(tmp_path_factory, train_xy, "SeparableTiny", keep_batchnorm=True)
