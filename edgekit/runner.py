@@ -203,9 +203,14 @@ def run_script(
             if progress is not None:
                 progress(line[len("progress: ") :])
         elif line.startswith("warning: "):
+            from rich.markup import escape  # noqa: PLC0415
+
             from edgekit.cli.output import err_console  # noqa: PLC0415
 
-            err_console().print(f"[yellow]{target.name}:[/] {line}", markup=True, highlight=False)
+            # escaped: a device's text (paths, "[1/4]") must never be read as rich markup
+            err_console().print(
+                f"[yellow]{escape(target.name)}:[/] {escape(line)}", highlight=False, soft_wrap=True
+            )
 
     result = target.run(argv, timeout=timeout, stream=on_line)
     return parse_result(result, script, target.name)

@@ -191,3 +191,13 @@ def test_device_commands_do_not_import_tensorflow(tiny_bundle):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "TF False False"
+
+
+def test_device_warnings_are_shown_verbatim(bare_model, digits_dir, tmp_path):
+    """A warning streamed from the device (here: an unreadable image named with brackets) reaches the
+    user as text, never parsed as markup."""
+    folder = tmp_path / "imgs"
+    shutil.copytree(digits_dir, folder)
+    (folder / "digit_0" / "[bold]bad.png").write_bytes(b"not a png")
+    proc = run_cli("profile", str(bare_model), "--input", str(folder), *FAST)
+    assert "[bold]bad.png" in proc.stderr and "Traceback" not in proc.stderr
