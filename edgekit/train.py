@@ -308,6 +308,7 @@ def train(
             epochs=cfg.epochs,
             initial_epoch=initial_epoch,
             steps_per_epoch=steps,
+            shuffle=False,  # the tf.data pipeline shuffles (seeded); Keras cannot shuffle a dataset
             callbacks=callbacks,
             verbose=0,
         )
