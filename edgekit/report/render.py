@@ -7,11 +7,11 @@ from html import escape
 from edgekit.report import svg
 
 CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:24px auto;max-width:1280px;color:#222;padding:0 16px}
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:24px auto;max-width:1400px;color:#222;padding:0 16px}
 h1{font-size:22px;margin-bottom:4px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd}
 h3{font-size:15px;margin-bottom:6px}
-table{border-collapse:collapse;margin:8px 0 16px;font-size:13px}
-th,td{border:1px solid #ddd;padding:3px 8px;text-align:right;white-space:nowrap}
+table{border-collapse:collapse;margin:8px 0 16px;font-size:12px}
+th,td{border:1px solid #ddd;padding:2px 6px;text-align:right;white-space:nowrap}
 th{background:#f4f4f4}td.l,th.l{text-align:left}
 tr.ref td{background:#f6f9ff;font-style:italic}
 .meta{color:#666;font-size:12px}.flag{color:#fff;background:#d62728;border-radius:3px;padding:0 4px;font-size:11px}
