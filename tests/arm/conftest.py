@@ -49,7 +49,7 @@ def arm64() -> Userland:
     proc = subprocess.run(
         ["bash", str(REPO / "scripts" / "arm64_userland.sh")], capture_output=True, text=True, timeout=900
     )
-    if proc.returncode == 3 and "not found" in proc.stderr:
+    if proc.returncode == 3:  # the script's "a prerequisite is missing" (qemu, apt, network)
         _missing(proc.stderr.strip().splitlines()[-1])
     assert proc.returncode == 0, f"arm64_userland.sh failed:\n{proc.stdout}\n{proc.stderr}"
     v = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
