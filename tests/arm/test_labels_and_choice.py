@@ -1,9 +1,15 @@
-"""No qemu needed: how an emulated CPU is recognised, and what a 32-bit ARM device is told."""
+"""No qemu needed: how an emulated CPU is recognised, what a 32-bit ARM device is told, and what the
+userland script says without qemu."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+
 from edgekit.device_scripts import edgelib
 from edgekit.devicecheck import choose_runtime
+from tests.conftest import REPO
 
 
 def test_wrapper_variable_marks_the_run_emulated(monkeypatch):
@@ -48,3 +54,21 @@ def test_armv7l_without_a_fitting_wheel_is_told_what_to_do():
 def test_aarch64_bookworm_gets_litert():
     choice = choose_runtime("aarch64", "3.11.2", "glibc 2.36")
     assert choice.package == "ai-edge-litert"
+
+
+def test_userland_script_without_qemu_says_how_to_get_it(tmp_path):
+    """One line, exit 3 (the fixtures skip locally / fail in CI on it), and nothing written."""
+    bin_dir = tmp_path / "bin"  # a PATH with what the script needs before its checks, and no qemu
+    bin_dir.mkdir()
+    os.symlink(shutil.which("dirname"), bin_dir / "dirname")
+    cache = tmp_path / "cache"
+    proc = subprocess.run(
+        [shutil.which("bash"), str(REPO / "scripts" / "arm64_userland.sh")],
+        capture_output=True,
+        text=True,
+        env={"PATH": str(bin_dir), "HOME": str(tmp_path), "EDGEKIT_ARM64_CACHE": str(cache)},
+        timeout=60,
+    )
+    assert proc.returncode == 3 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "apt-get install qemu-user-static" in proc.stderr
+    assert not cache.exists()
