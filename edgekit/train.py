@@ -290,7 +290,12 @@ def train(
             )
     callbacks = [
         keras.callbacks.ModelCheckpoint(
-            ck / "best.keras", monitor="val_top1", mode="max", save_best_only=True
+            ck / "best.keras",
+            monitor="val_top1",
+            mode="max",
+            save_best_only=True,
+            # on --resume, only a better epoch than the ones before replaces best.keras
+            initial_value_threshold=max(history["val_top1"]) if history.get("val_top1") else None,
         ),
         keras.callbacks.ModelCheckpoint(ck / "last.keras"),
         *_tensorboard(out / "tensorboard"),
