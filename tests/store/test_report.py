@@ -162,3 +162,16 @@ def test_throttled_runs_are_flagged_in_html():
     html = to_html(data)
     assert html.count('class="flag"') == 2 and "82°C" in html
     assert "⚠ throttled" in to_markdown(data)
+
+
+@pytest.mark.tf
+def test_export_records_itself(tiny_bundle):
+    """`edgekit export` (the tiny_bundle fixture ran it) recorded the bundle in EDGEKIT_DB."""
+    from edgekit.manifest import bundle_id, read_manifest
+    from edgekit.store import RunFilter, open_store
+
+    bid = bundle_id(read_manifest(tiny_bundle))
+    with open_store(os.environ["EDGEKIT_DB"], create=False) as s:
+        runs = s.query(RunFilter(kind="export", bundle=bid))
+    assert runs and runs[0]["model_name"] == "mobilenet_v1_025_32" and runs[0]["precision"] == "int8"
+    assert runs[0]["macs"] > 0 and runs[0]["size_bytes"] > 0
