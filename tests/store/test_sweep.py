@@ -97,3 +97,45 @@ def test_sweep_bad_input(tmp_path, args, message):
     assert proc.returncode in (2, 3) and message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+@pytest.fixture
+def ssh_fleet(tmp_path):
+    """A real sshd on 127.0.0.1 registered as device `pi` in an isolated EDGEKIT_HOME."""
+    import sys
+
+    from tests.ssh.sshd import SSHServer, find_sshd, keygen
+
+    if find_sshd() is None:
+        pytest.skip("OpenSSH server not installed (bash scripts/setup.sh installs it as root)")
+    (tmp_path / "keys").mkdir()
+    key = keygen(tmp_path / "keys" / "id_ed25519")
+    (tmp_path / "sshd").mkdir()
+    server = SSHServer(tmp_path / "sshd", key.with_suffix(".pub")).start()
+    env = {"EDGEKIT_HOME": str(tmp_path / "home"), "EDGEKIT_CONFIG": "", "EDGEKIT_DB": str(tmp_path / "r.db")}
+    run_cli(
+        "devices", "add", "pi", "--ssh", server.address, "--identity", str(key), "--host-key", server.host_key(),
+        "--python", sys.executable, "--workdir", str(tmp_path / "pi work"), "--json", env=env,
+    )  # fmt: skip
+    yield env
+    server.stop()
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+@pytest.mark.ssh
+def test_sweep_on_two_devices_local_and_ssh(tmp_path, ssh_fleet):
+    args = ["sweep", "--latency-only", "--alpha", "0.25", "--resolution", "32", "--classes", "10", *FAST,
+            "--device", "local,pi", "-o", str(tmp_path / "out"), "--json"]  # fmt: skip
+    res = json.loads(run_cli(*args, env=ssh_fleet).stdout)
+    assert res["failures"] == [] and res["done"] == 1
+    cells = {g["device"]: g for g in res["grid"]}
+    assert set(cells) == {"local", "pi"} and all(c["latency_ms"] > 0 for c in cells.values())
+    assert {p["device"] for p in res["pareto"]} == {"local", "pi"}
+    with sqlite3.connect(ssh_fleet["EDGEKIT_DB"]) as c:
+        rows = c.execute(
+            "SELECT device, device_kind FROM runs WHERE kind = 'profile' ORDER BY device"
+        ).fetchall()
+    assert rows == [("local", "local"), ("pi", "ssh")]
+    again = json.loads(run_cli(*args, env=ssh_fleet).stdout)
+    assert (again["done"], again["skipped"]) == (0, 1)
