@@ -14,6 +14,7 @@ Wheel availability on PyPI (checked 2026-11 with `pip install --dry-run --platfo
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -22,10 +23,42 @@ from edgekit.targets.base import Target
 
 RUNTIME_PACKAGES = ("ai-edge-litert", "tflite-runtime")
 VENV = "venv"
+RUNTIME_METAVAR = "PACKAGE[==VERSION]"
+_RUNTIME_RE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_.-]*)\s*(?:==\s*(\d+(?:\.\d+){0,3}))?\s*$")
+
+
+def parse_runtime(spec: str) -> tuple[str, str | None]:
+    """`--runtime` -> (package, exact version or None): `tflite-runtime`, `ai-edge-litert==2.1.0`."""
+    m = _RUNTIME_RE.fullmatch(spec or "")
+    package = m[1].lower().replace("_", "-") if m else None
+    if package not in RUNTIME_PACKAGES:
+        raise UsageError(
+            f"--runtime must be {' or '.join(RUNTIME_PACKAGES)}, optionally pinned exactly "
+            f"(e.g. ai-edge-litert==2.1.0); received {spec!r}"
+        )
+    return package, m[2]
+
+
+def device_arch(uname_arch: str, pyinfo: dict | None) -> str:
+    """The architecture wheels must be built for: the device Python's, not the kernel's.
+
+    A 32-bit userland on a 64-bit kernel (Raspberry Pi OS 32-bit on a Pi 4/5) reports aarch64 from
+    `uname -m` and from platform.machine() alike (both ask the kernel); the interpreter's pointer width
+    gives it away, as pip's `packaging` tags do it (aarch64 -> armv7l/armv8l, x86_64 -> i686).
+    """
+    machine = (pyinfo or {}).get("machine") or uname_arch or ""
+    if (pyinfo or {}).get("pointer_bits") == 32:
+        if machine in ("aarch64", "arm64", "armv8l", "armv8b"):
+            return "armv7l"
+        if machine in ("x86_64", "amd64"):
+            return "i686"
+    return machine
+
 
 _PY_SNIPPET = r"""
-import importlib, json, platform, sys
-out = {"python": platform.python_version(), "executable": sys.executable, "implementation": platform.python_implementation(),
+import importlib, json, platform, struct, sys
+out = {"machine": platform.machine(), "pointer_bits": struct.calcsize("P") * 8,
+       "python": platform.python_version(), "executable": sys.executable, "implementation": platform.python_implementation(),
        "in_venv": sys.prefix != getattr(sys, "base_prefix", sys.prefix), "modules": {}}
 try:
     out["libc"] = "-".join(platform.libc_ver())
@@ -60,7 +93,7 @@ print(json.dumps(out))
 # Arguments: WORKDIR PYTHON SNIPPET. Prints key=value lines, then the snippet's JSON after @@python=.
 _PROBE = r"""
 wd=$1; py=$2
-echo "arch=$(uname -m)"
+echo "uname_arch=$(uname -m)"
 echo "kernel=$(uname -sr)"
 if [ -r /etc/os-release ]; then . /etc/os-release; echo "os=${PRETTY_NAME:-$NAME}"; fi
 echo "glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null)"
@@ -88,11 +121,10 @@ class RuntimeChoice:
     package: str | None  # None: no prebuilt wheel fits this device
     requirements: tuple[str, ...]
     reason: str
+    version: str | None = None  # an exact pin from `--runtime PACKAGE==VERSION`
 
 
 def _ver(text: str | None) -> tuple[int, ...]:
-    import re  # noqa: PLC0415
-
     m = re.search(r"(\d+)\.(\d+)", text or "")
     return (int(m[1]), int(m[2])) if m else ()
 
@@ -105,10 +137,10 @@ def choose_runtime(
     libc = _ver(glibc)
     base = ("numpy", "pillow")
     if override:
-        if override not in RUNTIME_PACKAGES:
-            raise UsageError(f"--runtime must be one of {', '.join(RUNTIME_PACKAGES)}; received {override!r}")
-        reqs = ("tflite-runtime", "numpy<2", "pillow") if override == "tflite-runtime" else (override, *base)
-        return RuntimeChoice(override, reqs, f"{override} requested with --runtime")
+        package, version = parse_runtime(override)
+        req = f"{package}=={version}" if version else package
+        reqs = (req, "numpy<2", "pillow") if package == "tflite-runtime" else (req, *base)
+        return RuntimeChoice(package, reqs, f"{req} requested with --runtime", version)
     where = f"{arch}, Python {python or '?'}, {glibc or 'unknown libc'}"
     if arch in ("aarch64", "arm64", "x86_64", "amd64"):
         if py and (3, 9) <= py <= (3, 14) and (not libc or libc >= (2, 17)):
@@ -170,9 +202,15 @@ def probe(target: Target, python: str | None = None) -> tuple[dict, dict | None]
     res = target.run(["sh", "-c", _PROBE, "sh", target.spec.workdir, py, _PY_SNIPPET], timeout=120)
     if res.returncode != 0:
         raise DeviceError(f"probing device {target.name!r} failed: {res.stderr.strip()[-300:]}")
+    return parse_probe(res.stdout)
+
+
+def parse_probe(stdout: str) -> tuple[dict, dict | None]:
+    """The probe's output -> (facts, Python snippet JSON or None). `arch` is the device Python's
+    architecture (device_arch); `uname_arch` the kernel's, kept as extra information."""
     facts: dict = {}
     pyinfo = None
-    for line in res.stdout.splitlines():
+    for line in stdout.splitlines():
         if line.startswith("@@python="):
             raw = line[len("@@python=") :].strip()
             try:
@@ -186,19 +224,29 @@ def probe(target: Target, python: str | None = None) -> tuple[dict, dict | None]
         facts[k] = int(facts[k]) if facts.get(k, "").isdigit() else None
     t = facts.pop("temp_millic", "")
     facts["temperature_c"] = round(int(t) / 1000, 1) if t.lstrip("-").isdigit() else None
+    facts.setdefault("uname_arch", "")
+    usable = isinstance(pyinfo, dict) and "python" in pyinfo
+    facts["arch"] = device_arch(facts["uname_arch"], pyinfo if usable else None)
+    facts["arch_source"] = "python" if usable and pyinfo.get("machine") else "uname"
     return facts, pyinfo
 
 
 def check(target: Target, *, runtime: str | None = None) -> DeviceReport:
     """Everything `devices check` reports, with the exact fix for each missing piece."""
-    name = target.name
     facts, pyinfo = probe(target)
+    return assess(target.name, target.spec.python, target.spec.workdir, facts, pyinfo, runtime=runtime)
+
+
+def assess(
+    name: str, python: str, workdir: str, facts: dict, pyinfo: dict | None, *, runtime: str | None = None
+) -> DeviceReport:
+    """The report for what a probe found (apart from `check` so recorded probes can be judged)."""
     fixes: list[str] = []
     py_ok = bool(pyinfo) and "python" in pyinfo
     if not py_ok:
         detail = (pyinfo or {}).get("error", "not found")
         fixes.append(
-            f"Python `{target.spec.python}` is not usable on the device ({detail}): "
+            f"Python `{python}` is not usable on the device ({detail}): "
             f"sudo apt install python3 python3-venv, then `edgekit devices setup {name}`"
         )
     choice = choose_runtime(
@@ -213,8 +261,8 @@ def check(target: Target, *, runtime: str | None = None) -> DeviceReport:
     if py_ok and (have is None or not mods.get("numpy", {}).get("ok")):
         if choice.package:
             fixes.append(
-                f"no TFLite interpreter/numpy in {target.spec.python}: run `edgekit devices setup {name}` "
-                f"(installs {', '.join(choice.requirements)} into {target.spec.workdir}/{VENV})"
+                f"no TFLite interpreter/numpy in {python}: run `edgekit devices setup {name}` "
+                f"(installs {', '.join(choice.requirements)} into {workdir}/{VENV}; {choice.reason})"
             )
         else:
             fixes.append(f"no TFLite interpreter importable and {choice.reason}")
@@ -229,9 +277,7 @@ def check(target: Target, *, runtime: str | None = None) -> DeviceReport:
         fixes.append("sha256sum is missing (deploy verifies checksums with it): sudo apt install coreutils")
     free = facts.get("disk_free_kb")
     if free is not None and free < 200_000:
-        fixes.append(
-            f"only {free // 1024} MB free near {target.spec.workdir}: free some space (200 MB recommended)"
-        )
+        fixes.append(f"only {free // 1024} MB free near {workdir}: free some space (200 MB recommended)")
     return DeviceReport(
         device=name,
         reachable=True,
@@ -270,7 +316,7 @@ def setup(
     reqs = list(choice.requirements) + (["opencv-python-headless"] if camera else [])
     _, current = probe(target, venv_py)
     wanted_mod = choice.package.replace("-", "_")
-    if current and _satisfied(current, wanted_mod, camera):
+    if current and _satisfied(current, wanted_mod, camera, choice.version):
         progress("already set up")
         return _setup_result(target, venv_py, choice, reqs, current, changed=False)
     if not (current and current.get("in_venv")):
@@ -308,18 +354,28 @@ def setup(
             hint="a real device needs network access to PyPI (or pass --find-links DIR with the wheels)",
         )
     _, after = probe(target, venv_py)
-    if not after or not _satisfied(after, wanted_mod, camera):
+    if not after or not _satisfied(after, wanted_mod, camera, choice.version):
         raise DeviceError(
-            f"set-up finished but {choice.package} still does not import on {target.name!r}: "
+            f"set-up finished but {choice.requirements[0]} still does not import on {target.name!r}: "
             f"{(after or {}).get('modules', {}).get(wanted_mod)}"
         )
     return _setup_result(target, venv_py, choice, reqs, after, changed=True)
 
 
-def _satisfied(pyinfo: dict, module: str, camera: bool) -> bool:
+def _satisfied(pyinfo: dict, module: str, camera: bool, version: str | None = None) -> bool:
     mods = pyinfo.get("modules", {})
     need = [module, "numpy"] + (["cv2"] if camera else [])
+    if version and _release(mods.get(module, {}).get("version")) != _release(version):
+        return False  # a pinned runtime: another installed version is not "already set up"
     return bool(pyinfo.get("in_venv")) and all(mods.get(m, {}).get("ok") for m in need)
+
+
+def _release(version: str | None) -> tuple[int, ...]:
+    """'2.1' and '2.1.0' are the same release (pip's == matches them so too)."""
+    parts = [int(x) for x in re.findall(r"\d+", (version or "").split("+")[0])[:4]]
+    while parts and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)
 
 
 def _setup_result(target, venv_py, choice, reqs, pyinfo, changed: bool) -> dict:

@@ -326,9 +326,9 @@ def _targets_for(ctx, names: str | None, all_: bool, config: str | None):
 @click.option("--all", "all_", is_flag=True, help="Every device in the inventory.")
 @click.option(
     "--runtime",
-    type=click.Choice(["ai-edge-litert", "tflite-runtime"]),
+    metavar="PACKAGE[==VERSION]",
     default=None,
-    help="Judge for this interpreter package instead of the automatic choice.",
+    help="Judge for ai-edge-litert or tflite-runtime (optionally pinned: ai-edge-litert==2.1.0).",
 )
 @config_option
 @json_option
@@ -338,8 +338,11 @@ def check(ctx, names, all_, runtime, config, as_json) -> None:
     from edgekit import fleet  # noqa: PLC0415
     from edgekit.cli.output import print_json  # noqa: PLC0415
     from edgekit.devicecheck import check as check_device  # noqa: PLC0415
+    from edgekit.devicecheck import parse_runtime  # noqa: PLC0415
     from edgekit.targets.base import make_target  # noqa: PLC0415
 
+    if runtime is not None:
+        parse_runtime(runtime)  # a bad value is a usage error before any connection
     specs = _targets_for(ctx, names, all_, config)
 
     def job(spec):
@@ -369,7 +372,9 @@ def _print_check(o) -> None:
     mem = f.get("mem_total_kb")
     lines = [
         f"{o.device}: reachable",
-        f"  os         {f.get('os', '?')} ({f.get('kernel', '?')}, {f.get('arch', '?')}, {f.get('glibc') or 'libc ?'})",
+        f"  os         {f.get('os', '?')} ({f.get('kernel', '?')}, {f.get('glibc') or 'libc ?'})",
+        f"  arch       {f.get('arch') or '?'} (from {f.get('arch_source', 'uname')}"
+        + (f"; kernel uname -m: {f['uname_arch']})" if f.get("uname_arch") else ")"),
         f"  cpu        {f.get('cpu_model') or '?'} x{f.get('cpu_cores') or '?'}"
         + (f", {f['temperature_c']} °C" if f.get("temperature_c") is not None else ""),
         f"  memory     {mem // 1024 if mem else '?'} MB total, "
@@ -393,9 +398,10 @@ def _print_check(o) -> None:
 @click.argument("name")
 @click.option(
     "--runtime",
-    type=click.Choice(["ai-edge-litert", "tflite-runtime"]),
+    metavar="PACKAGE[==VERSION]",
     default=None,
-    help="Install this interpreter package instead of the automatic choice.",
+    help="Install ai-edge-litert or tflite-runtime instead of the automatic choice, optionally pinned "
+    "exactly (ai-edge-litert==2.1.0, tflite-runtime==2.14.0).",
 )
 @click.option(
     "--python",
@@ -427,10 +433,13 @@ def setup(ctx, name, runtime, base_python, find_links, camera, system_site_packa
     """
     from edgekit import inventory  # noqa: PLC0415
     from edgekit.cli.output import print_json, progress_steps  # noqa: PLC0415
+    from edgekit.devicecheck import parse_runtime  # noqa: PLC0415
     from edgekit.devicecheck import setup as setup_device  # noqa: PLC0415
     from edgekit.errors import UsageError  # noqa: PLC0415
     from edgekit.targets.base import make_target  # noqa: PLC0415
 
+    if runtime is not None:
+        parse_runtime(runtime)  # a bad value is a usage error before any connection
     cfg = _cfg(ctx, config)
     spec = inventory.get(name, cfg)
     if spec.kind != "ssh":
