@@ -739,7 +739,18 @@ def top_k(scores: np.ndarray, k: int) -> list:
 
 
 def peak_rss_mb():
-    """Peak resident memory of this process (MB), or None where not readable."""
+    """Peak resident memory of this process (MB), or None where not readable.
+
+    Linux's VmHWM first: ru_maxrss survives fork+exec, so a script started from a big parent (the
+    desktop CLI with TensorFlow loaded) would report the parent's peak instead of its own.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)  # kB
+    except Exception:
+        pass
     try:
         import resource
 
