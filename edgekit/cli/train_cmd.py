@@ -47,8 +47,8 @@ def train(
     """Train MobileNet (any α/ρ) or ResNet-18/34 and write a run folder for `edgekit export --weights`.
 
     \b
-    Example:  edgekit train --model mobilenet --alpha 0.25 --resolution 32 --data builtin:mnist \\
-                  --epochs 3 -o runs/mnist
+    Example:  edgekit train --model mobilenet --alpha 0.25 --resolution 64 --data builtin:mnist:train \\
+                  --epochs 5 --batch-size 16 --lr 3e-3 -o runs/mnist
     """
     from edgekit.errors import UsageError  # noqa: PLC0415
     from edgekit.models import resolve_config  # noqa: PLC0415

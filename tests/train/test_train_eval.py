@@ -146,3 +146,20 @@ def test_eval_errors_are_one_line(run_bundle, tmp_path):
     shutil.copy(next(bundle.parent.rglob("*.tflite")), other / "zebra" / "not_an_image.png")
     proc = run_cli("eval", str(bundle), "--data", str(other), check=False)
     assert proc.returncode == 3 and "Traceback" not in proc.stderr
+
+
+def test_resume_continues_from_last_checkpoint(train_run, tmp_path):
+    run, info = train_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("tensorboard"))
+    best_before = (copy / "checkpoints" / "best.keras").read_bytes()
+    proc = run_cli("train", "--resume", "--epochs", "4", "-o", str(copy), "--json")
+    r = json.loads(proc.stdout)
+    assert "resuming at epoch 4/4" in proc.stderr
+    history = json.loads((copy / "history.json").read_text())
+    assert history["epoch"] == [1, 2, 3, 4] and len(history["val_top1"]) == 4
+    assert r["training"]["epochs_run"] == 4 and r["config"]["epochs"] == 4
+    assert r["config"]["data"] == info["config"]["data"]
+    # best.keras is replaced only by an epoch better than all before it
+    if history["val_top1"][3] <= max(history["val_top1"][:3]):
+        assert (copy / "checkpoints" / "best.keras").read_bytes() == best_before
