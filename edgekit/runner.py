@@ -290,6 +290,23 @@ def _device_info(target: Target) -> dict:
     return target.describe()
 
 
+def emulated_label(doc: dict) -> str | None:
+    """What emulated the device's CPU (edgelib.cpu_info: qemu-user), or None on real hardware."""
+    cpu = (doc.get("environment") or {}).get("cpu")
+    return (cpu.get("emulated") or None) if isinstance(cpu, dict) else None
+
+
+def _label(doc: dict, target: Target) -> dict:
+    """The device, and whether its CPU was emulated, on every result: an emulated device's latency is
+    never a device's speed, so JSON, the database and reports must be able to say so."""
+    label = emulated_label(doc)
+    doc["device"] = {**_device_info(target), "emulated": bool(label)}
+    doc["emulated"] = bool(label)
+    if label:
+        doc["latency_note"] = f"emulated ({label}): latency not meaningful"
+    return doc
+
+
 def _record(kind: str, result, manifest: dict | None, device: dict) -> None:
     from edgekit import store  # noqa: PLC0415
 
@@ -323,8 +340,7 @@ def profile(
                     progress(f"{label} {msg}")
 
             doc = run_script(target, paths, "profile_latency.py", args, progress=step)
-            doc["device"] = _device_info(target)
-            docs.append(doc)
+            docs.append(_label(doc, target))
     finally:
         cleanup(target, paths)
     return docs
@@ -335,12 +351,15 @@ def profile_rows(docs: list[dict]) -> list[dict]:
     rows = []
     for doc in docs:
         m = doc["model"]
+        label = emulated_label(doc)
         for c in doc["configurations"]:
             rows.append(
                 {
                     "model": m["file"],
                     "precision": m.get("precision"),
                     "device": doc.get("device", {}).get("name"),
+                    "emulated": bool(label),
+                    **({"latency_note": f"emulated ({label}): latency not meaningful"} if label else {}),
                     "runtime": doc["runtime"]["name"],
                     "runtime_version": doc["runtime"]["version"],
                     "xnnpack": doc["runtime"]["xnnpack"],
@@ -355,7 +374,7 @@ def profile_rows(docs: list[dict]) -> list[dict]:
         same = [r for r in rows if (r["threads"], r["batch"]) == key and r.get("supported")]
         for r in same:
             r["fastest"] = False
-        if len(precisions) > 1 and same:
+        if len(precisions) > 1 and same and not any(r["emulated"] for r in same):  # no speed claims
             best = min(same, key=lambda r: r["latency_ms"]["p50"])
             best["fastest"] = True
             others = ", ".join(
@@ -379,6 +398,7 @@ def record_profile(docs: list[dict], rows: list[dict], refs: list[ModelRef]) -> 
         "environment": docs[0]["environment"],
         "runtime": docs[0]["runtime"],
         "device": docs[0].get("device"),
+        "emulated": any(r.get("emulated") for r in rows),
         "models": [d["model"] for d in docs],
     }
     if len(docs) == 1:
@@ -414,8 +434,7 @@ def evaluate(
         doc = run_script(target, paths, "eval_images.py", args, progress=progress)
     finally:
         cleanup(target, paths)
-    doc["device"] = _device_info(target)
-    return doc
+    return _label(doc, target)
 
 
 def _csv_images(csv_path: Path) -> list[str]:
@@ -509,5 +528,4 @@ def camera(
             doc["log"] = str(Path(log).resolve())
     finally:
         cleanup(target, paths)
-    doc["device"] = _device_info(target)
-    return doc
+    return _label(doc, target)

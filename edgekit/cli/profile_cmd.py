@@ -106,6 +106,7 @@ def _profile_fleet(model_or_bundle, settings, device, all_devices, as_json) -> N
 
 def _print(docs: list[dict], rows: list[dict]) -> None:
     from rich import box  # noqa: PLC0415
+    from rich.markup import escape  # noqa: PLC0415  (the CPU model may say "[emulated ...]")
     from rich.table import Table  # noqa: PLC0415
 
     from edgekit.cli.output import console  # noqa: PLC0415
@@ -115,10 +116,22 @@ def _print(docs: list[dict], rows: list[dict]) -> None:
     rt = docs[0]["runtime"]
     cpu = env["cpu"]
     c.print(
-        f"[bold]{docs[0]['device']['name']}[/]: {cpu['model']} ({cpu['cores']} cores, {env['os']}), "
+        f"[bold]{escape(docs[0]['device']['name'])}[/]: {escape(cpu['model'])} ({cpu['cores']} cores, "
+        f"{escape(str(env['os']))}), "
         f"{rt['name']} {rt['version']}, XNNPACK {'on' if rt['xnnpack'] else 'off'}"
     )
-    t = Table(show_header=True, box=box.SIMPLE, pad_edge=False, padding=(0, 1), caption="times in ms")
+    emulated = [d["latency_note"] for d in docs if d.get("latency_note")]
+    if emulated:  # qemu-user timings: what the emulator costs, not what the device can do
+        c.print(
+            f"[bold yellow]{emulated[0]}[/]: the times below show that it runs, not how fast the device is"
+        )
+    t = Table(
+        show_header=True,
+        box=box.SIMPLE,
+        pad_edge=False,
+        padding=(0, 1),
+        caption="times in ms" + (" (emulated: not meaningful)" if emulated else ""),
+    )
     for col in ("precision", "thr", "batch", "p50", "p90", "p99", "img/s", "init", "RSS MB"):
         t.add_column(col, justify="left" if col == "precision" else "right", no_wrap=True, min_width=len(col))
     for r in rows:

@@ -56,6 +56,7 @@ def build_report(store: Store, opts: ReportOptions) -> dict:
     )
     rows, used = _rows(measured)
     blobs = store.results(sorted({*used, *(r["id"] for r in exports[:50])}))
+    _mark_emulated(rows, blobs)
     meas = store.measurements([r["profile_run"] for r in rows if r.get("profile_run")])
     models = _models(rows, exports, runs, blobs)
     chosen = _chosen_run(store, opts.run_id, [r for r in measured if r["kind"] == "eval"])
@@ -80,6 +81,29 @@ def build_report(store: Store, opts: ReportOptions) -> dict:
 
 
 # --------------------------------------------------------------------------- rows
+
+EMULATED_NOTE = "emulated CPU (qemu): latency not meaningful"
+
+
+def is_emulated(blob: dict | None) -> bool:
+    """A stored run whose device CPU was emulated (edgelib.cpu_info's `emulated`, or the runner's flag)."""
+    blob = blob or {}
+    res = blob.get("result")
+    cpu = environment_of(res).get("cpu")
+    if isinstance(cpu, dict) and cpu.get("emulated"):
+        return True
+    flags = [res.get("emulated") if isinstance(res, dict) else None]
+    flags += [(d or {}).get("emulated") for d in (blob.get("device_info"),) if isinstance(d, dict)]
+    return any(bool(f) for f in flags)
+
+
+def _mark_emulated(rows: list[dict], blobs: dict) -> None:
+    """Rows measured on an emulated device keep their numbers, flagged: shown greyed with a note,
+    left out of the Pareto front, the budget pick, the α × resolution grid and latency vs MACs."""
+    for r in rows:
+        r["emulated"] = any(is_emulated(blobs.get(r[k])) for k in ("eval_run", "profile_run") if r.get(k))
+        if r["emulated"]:
+            r["latency_note"] = EMULATED_NOTE
 
 
 def _split_precisions(measured: list[dict], meas: dict[int, list[dict]]) -> list[dict]:
@@ -261,10 +285,14 @@ def _latency(rows: list[dict], meas: dict[int, list[dict]]) -> list[dict]:
                     "max": m.get("max_ms"),
                     "batch": m.get("batch"),
                     "throttled": r["throttled"],
+                    "emulated": bool(r.get("emulated")),
                     "run": r["profile_run"],
                 }
             )
-    return [{"device": d, "items": items[:40]} for d, items in sorted(per_device.items())]
+    return [
+        {"device": d, "items": items[:40], "emulated": any(i["emulated"] for i in items)}
+        for d, items in sorted(per_device.items())
+    ]
 
 
 def _scatter(rows: list[dict]) -> list[dict]:
@@ -272,13 +300,20 @@ def _scatter(rows: list[dict]) -> list[dict]:
     out = []
     for device in sorted({r["device"] for r in rows}):
         pts = [
-            {"label": _label(r), "latency_ms": r["p50_ms"], "top1": r["top1"], "row": i}
+            {
+                "label": _label(r),
+                "latency_ms": r["p50_ms"],
+                "top1": r["top1"],
+                "row": i,
+                "emulated": bool(r.get("emulated")),
+            }
             for i, r in enumerate(rows)
             if r["device"] == device and r["p50_ms"] is not None and r["top1"] is not None
         ]
-        front = pareto_front(pts)
-        for i, p in enumerate(pts):
-            p["front"] = i in front
+        real = [p for p in pts if not p["emulated"]]  # emulated latency competes with nothing
+        front = {id(real[i]) for i in pareto_front(real)}
+        for p in pts:
+            p["front"] = id(p) in front
         if pts:
             out.append({"device": device, "points": pts})
     return out
@@ -294,6 +329,7 @@ def _macs_latency(rows: list[dict]) -> list[dict]:
             and r.get("macs")
             and r.get("p50_ms") is not None
             and r.get("profile_run")
+            and not r.get("emulated")
         ]
         if pts:
             out.append({"device": device, "points": pts})
@@ -314,6 +350,7 @@ def grid(rows: list[dict]) -> list[dict]:
             and r.get("alpha") is not None
             and r.get("resolution")
             and r.get("p50_ms")
+            and not r.get("emulated")
         ]
         if len(cells) < 2:
             continue
@@ -333,11 +370,12 @@ def _pareto_table(rows: list[dict], budget_ms: float | None) -> list[dict]:
     out = []
     for s in _scatter(rows):
         front = sorted((p for p in s["points"] if p["front"]), key=lambda p: p["latency_ms"])
-        best = best_within(s["points"], budget_ms)
+        best = best_within([p for p in s["points"] if not p["emulated"]], budget_ms)
         out.append(
             {
                 "device": s["device"],
                 "budget_ms": budget_ms,
+                "excluded_emulated": [p["label"] for p in s["points"] if p["emulated"]],
                 "front": [
                     {"label": p["label"], "latency_ms": p["latency_ms"], "top1": p["top1"]} for p in front
                 ],
@@ -540,6 +578,7 @@ def _environments(runs: list[dict], ids: set[int], blobs: dict, store: Store) ->
                 "temperature_c": r["temperature_c"],
                 "throttled": bool(r["throttled"]),
                 "throttling": env.get("throttling"),
+                "emulated": is_emulated(b),
             }
         )
     return out

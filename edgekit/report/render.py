@@ -17,6 +17,7 @@ tr.ref td{background:#f6f9ff;font-style:italic}
 .meta{color:#666;font-size:12px}.flag{color:#fff;background:#d62728;border-radius:3px;padding:0 4px;font-size:11px}
 .ok{color:#2ca02c}.best{font-weight:bold;background:#fff7d6}
 figure{margin:8px 0 20px}figcaption{font-size:12px;color:#555}
+.emu{color:#aaa}.emuflag{color:#555;background:#e6e6e6;border-radius:3px;padding:0 4px;font-size:11px}
 .scroll{overflow-x:auto}.grid{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
 """
 
@@ -56,6 +57,14 @@ ROW_COLUMNS = (
     ("size", lambda r: _size(r["size_bytes"])),
     ("peak RSS", lambda r: _size(r["peak_rss_bytes"])),
     ("runs", lambda r: " ".join(f"#{x}" for x in (r["eval_run"], r["profile_run"]) if x)),
+)
+
+
+LATENCY_COLUMNS = {"p50 ms", "p90 ms", "p99 ms", "images/s"}
+EMULATED = "emulated: latency not meaningful"
+EMULATED_MD_NOTE = (
+    "† measured on an emulated CPU (qemu-user): shows that the model runs there, not how fast the "
+    "device is; left out of the Pareto front and the budget pick."
 )
 
 
@@ -121,9 +130,16 @@ def to_html(data: dict) -> str:
             cells = [escape(str(f(r))) for _, f in ROW_COLUMNS]
             if r["throttled"]:
                 cells[0] += ' <span class="flag" title="throttling or latency drift flagged">throttled</span>'
-            p.append(
-                "<tr>" + "".join(f'<td class="{_cls(i)}">{c}</td>' for i, c in enumerate(cells)) + "</tr>"
-            )
+            emu = bool(r.get("emulated"))
+            if emu:
+                cells[0] += f' <span class="emuflag" title="measured under qemu">{EMULATED}</span>'
+            tds = []
+            for i, c in enumerate(cells):
+                if emu and ROW_COLUMNS[i][0] in LATENCY_COLUMNS:  # greyed: the figure is not a speed
+                    tds.append(f'<td class="{_cls(i)} emu" title="{EMULATED}">{c}</td>')
+                else:
+                    tds.append(f'<td class="{_cls(i)}">{c}</td>')
+            p.append(('<tr class="emulated">' if emu else "<tr>") + "".join(tds) + "</tr>")
         p.append("</table></div>")
     p += _html_plots(data)
     p += _html_chosen(data.get("chosen_run"))
@@ -149,10 +165,12 @@ def _html_plots(data: dict) -> list[str]:
             "points": [
                 {"x": q["latency_ms"], "y": q["top1"], "label": q["label"], "front": q["front"]}
                 for q in s["points"]
+                if not q.get("emulated")  # emulated latency is no position on a speed axis
             ],
         }
         for s in data["scatter"]
     ]
+    series = [x for x in series if x["points"]]
     plot = svg.scatter(
         series,
         xlabel="latency p50 (ms)",
@@ -165,6 +183,13 @@ def _html_plots(data: dict) -> list[str]:
         if plot
         else "<p>No run has both accuracy and latency yet (run eval and profile on the same bundle).</p>"
     )
+    emulated_pts = sorted({q["label"] for s in data["scatter"] for q in s["points"] if q.get("emulated")})
+    if emulated_pts:
+        p.append(
+            f'<p class="meta"><span class="emuflag">{EMULATED}</span> not plotted, not ranked: '
+            + escape(", ".join(emulated_pts))
+            + "</p>"
+        )
     for t in data["pareto"]:
         p.append(
             f'<h3>Pareto front on {escape(t["device"])}</h3><table class="pareto"><tr><th class="l">model</th><th>p50 ms</th><th>top-1</th></tr>'
@@ -176,6 +201,10 @@ def _html_plots(data: dict) -> list[str]:
                 f'<tr{cls}><td class="l">{escape(q["label"])}</td><td>{q["latency_ms"]:.2f}</td><td>{_pct(q["top1"])}</td></tr>'
             )
         p.append("</table>")
+        if t.get("excluded_emulated"):
+            p.append(
+                f'<p class="meta emu">Not ranked ({EMULATED}): {escape(", ".join(t["excluded_emulated"]))}</p>'
+            )
         if t["budget_ms"] is not None:
             p.append(
                 f"<p>Most accurate within {t['budget_ms']:g} ms: <b>{escape(best['label'])}</b> ({_pct(best['top1'])}, {best['latency_ms']:.2f} ms).</p>"
@@ -213,7 +242,8 @@ def _html_plots(data: dict) -> list[str]:
         p.append("<p>No profile runs.</p>")
     for d in data["latency"]:
         plot = svg.percentile_boxes(d["items"], title=f"latency on {d['device']}", xlabel="ms per batch")
-        p.append(f"<h3>{escape(d['device'])}</h3><figure>{plot}</figure>")
+        note = f' <span class="emuflag">{EMULATED}</span>' if d.get("emulated") else ""
+        p.append(f"<h3>{escape(d['device'])}{note}</h3><figure>{plot}</figure>")
     return p
 
 
@@ -311,6 +341,8 @@ def _html_environments(envs: list[dict]) -> list[str]:
     )
     for e in envs:
         cells = [escape(str(f(e))) for _, f in ENV_COLUMNS]
+        if e.get("emulated"):
+            cells[5] = f'<span class="emu">{cells[5]}</span> <span class="emuflag">{EMULATED}</span>'
         if e["throttled"]:
             cells[-1] = '<span class="flag">throttled / drifting</span>'
         p.append("<tr>" + "".join(f'<td class="l">{c}</td>' for c in cells) + "</tr>")
@@ -344,8 +376,16 @@ def to_markdown(data: dict) -> str:
             cells = [str(f(r)) for _, f in ROW_COLUMNS]
             if r["throttled"]:
                 cells[0] += " ⚠ throttled"
+            if r.get("emulated"):
+                cells[0] += f" ({EMULATED})"
+                cells = [
+                    f"{c} †" if h in LATENCY_COLUMNS and c != "–" else c
+                    for (h, _), c in zip(ROW_COLUMNS, cells, strict=True)
+                ]
             rows.append(cells)
         p += _md_table([h for h, _ in ROW_COLUMNS], rows) + [""]
+        if any(r.get("emulated") for r in m["rows"]):
+            p += [EMULATED_MD_NOTE, ""]
     for g in data.get("grid", []):
         headers, rows = grid_table(g)
         p += (
@@ -359,6 +399,8 @@ def to_markdown(data: dict) -> str:
             ["model", "p50 ms", "top-1"],
             [[q["label"], f"{q['latency_ms']:.2f}", _pct(q["top1"])] for q in t["front"]],
         )
+        if t.get("excluded_emulated"):
+            p += ["", f"Not ranked ({EMULATED}): {', '.join(t['excluded_emulated'])}"]
         best = t["best_within_budget"]
         if t["budget_ms"] is not None:
             p += [

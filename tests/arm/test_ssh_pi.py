@@ -45,7 +45,8 @@ def _check(env) -> dict:
 
 def test_check_reports_an_aarch64_bookworm_python(pi):
     r = _check(pi)
-    assert r["facts"]["arch"] == "aarch64"
+    assert r["facts"]["arch"] == "aarch64" and r["facts"]["arch_source"] == "python"
+    assert r["facts"]["uname_arch"] == "aarch64" and r["python"]["pointer_bits"] == 64
     assert r["facts"]["glibc"] == "glibc 2.36"
     assert r["python"]["python"].startswith("3.11.") and r["python"]["libc"] == "glibc-2.36"
     assert r["runtime"] is None  # a bare device: nothing importable yet
@@ -58,7 +59,7 @@ def set_up(pi, arm64):
     """`devices setup` with the interpreter that works under qemu 7.2 (see README): the emulated pip
     only sees the userland's wheel cache, whose ai-edge-litert is 2.1.0."""
     out = run_cli(
-        "devices", "setup", "pi", "--runtime", "ai-edge-litert", "--camera",
+        "devices", "setup", "pi", "--runtime", "ai-edge-litert==2.1.0", "--camera",
         "--python", str(arm64.device_bin / "python3"), "--json",
         env=pi, timeout=1200,
     )  # fmt: skip
@@ -68,9 +69,11 @@ def set_up(pi, arm64):
 def test_setup_installs_the_interpreter_and_is_idempotent(pi, set_up, arm64):
     assert set_up["changed"] is True
     assert set_up["runtime"] == "ai-edge-litert" and set_up["runtime_version"] == "2.1.0"
+    assert set_up["requirements"][0] == "ai-edge-litert==2.1.0"  # the pin, as pip was given it
+    assert set_up["reason"] == "ai-edge-litert==2.1.0 requested with --runtime"
     assert set_up["python_version"].startswith("3.11.")
     again = json.loads(
-        run_cli("devices", "setup", "pi", "--runtime", "ai-edge-litert", "--camera",
+        run_cli("devices", "setup", "pi", "--runtime", "ai-edge-litert==2.1.0", "--camera",
                 "--python", str(arm64.device_bin / "python3"), "--json", env=pi).stdout
     )  # fmt: skip
     assert again["changed"] is False
@@ -91,10 +94,17 @@ def test_deploy_profile_eval_camera_end_to_end(
                 "--min-seconds", "0", "--json", env=pi).stdout
     )  # fmt: skip
     assert rows and all(r["device"] == "pi" and r["runtime_version"] == "2.1.0" for r in rows)
+    assert all(r["emulated"] is True and LABEL in r["latency_note"] for r in rows)
+    assert not any(r["fastest"] for r in rows)  # no "int8 is fastest here" from emulated timings
+    text = run_cli("profile", str(biased_bundle), "--device", "pi", "--runs", "2", "--warmup", "0",
+                   "--min-seconds", "0", env={**pi, "COLUMNS": "200"}).stdout  # fmt: skip
+    assert "emulated (qemu-aarch64): latency not meaningful" in text
+    assert f"[emulated qemu-aarch64: {LABEL}]" in text  # the CPU model's label, not eaten as markup
 
     ev = json.loads(run_cli("eval", str(biased_bundle), "--device", "pi", "--data", str(digits_dir), "--json",
                             env=pi).stdout)  # fmt: skip
     device_doc = ev["device_result"]
+    assert ev["device"]["emulated"] is True and device_doc["emulated"] is True
     cpu = device_doc["environment"]["cpu"]
     assert cpu["machine"] == "aarch64" and cpu["emulated"] == "qemu-aarch64" and LABEL in cpu["model"]
     argv, env = host_python("ai_edge_litert", arm64)
@@ -109,6 +119,7 @@ def test_deploy_profile_eval_camera_end_to_end(
                 "--json", env=pi).stdout
     )  # fmt: skip
     assert cam["frames"] == 12 and cam["environment"]["cpu"]["emulated"] == "qemu-aarch64"
+    assert cam["emulated"] is True and cam["device"]["emulated"] is True and LABEL in cam["latency_note"]
     x86_log = tmp_path / "x86.jsonl"
     run_script(argv, "classify_camera.py", "--model", model, "--source", str(digits_video), "--headless",
                "--log", str(x86_log), env=env)  # fmt: skip
@@ -126,3 +137,9 @@ def test_deploy_profile_eval_camera_end_to_end(
     report = tmp_path / "report.md"
     run_cli("report", "--format", "md", "-o", str(report), env=pi)
     assert LABEL in report.read_text()
+    data = json.loads(run_cli("report", "--json", "--budget-ms", "1e9", env=pi).stdout)
+    rows = [r for m in data["models"] for r in m["rows"] if r["device"] == "pi"]
+    assert rows and all(r["emulated"] is True for r in rows)
+    assert any(r["p50_ms"] and r["top1"] is not None for r in rows)  # it would be on the front if real
+    (pareto,) = [t for t in data["pareto"] if t["device"] == "pi"]
+    assert pareto["front"] == [] and pareto["best_within_budget"] is None and pareto["excluded_emulated"]
