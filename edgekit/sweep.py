@@ -320,16 +320,16 @@ def evaluate(
 
 def summarize(store, keys: list[str], cfg: SweepConfig) -> dict:
     """Grid (α × resolution per device), Pareto front and the pick within the budget."""
-    from edgekit.report.compare import best_within, pareto_front  # noqa: PLC0415
+    from edgekit.report.compare import best_within, is_emulated, pareto_front  # noqa: PLC0415
 
     rows = store.conn.execute(
         f"SELECT id, kind, sweep_key, device, alpha, resolution, model_name, p50_ms, top1, top5, macs, params, "
-        f"size_bytes FROM runs WHERE kind IN ('profile', 'eval') AND sweep_key IN ({', '.join('?' * len(keys))}) "
-        "ORDER BY id",
+        f"size_bytes, result_json FROM runs WHERE kind IN ('profile', 'eval') "
+        f"AND sweep_key IN ({', '.join('?' * len(keys))}) ORDER BY id",
         keys,
     ).fetchall()
     cells: dict[tuple[str, str], dict] = {}
-    for rid, kind, key, device, alpha, res, name, p50, top1, top5, macs, params, size in rows:
+    for rid, kind, key, device, alpha, res, name, p50, top1, top5, macs, params, size, blob in rows:
         c = cells.setdefault(
             (key, device), {"model": name, "device": device, "alpha": alpha, "resolution": res, "runs": []}
         )
@@ -339,12 +339,18 @@ def summarize(store, keys: list[str], cfg: SweepConfig) -> dict:
         )
         if kind == "profile":
             c["latency_ms"] = p50
+            c["emulated"] = is_emulated({"result": _json(blob)})
         else:
             c.update(top1=top1, top5=top5)
     grid = sorted(cells.values(), key=lambda c: (c["device"], c["alpha"] or 0, c["resolution"] or 0))
     per_device = []
     for device in dict.fromkeys(c["device"] for c in grid):
-        pts = [c for c in grid if c["device"] == device and c.get("latency_ms") is not None]
+        # an emulated device's latency ranks nothing (it measures qemu, not the CPU)
+        pts = [
+            c
+            for c in grid
+            if c["device"] == device and c.get("latency_ms") is not None and not c.get("emulated")
+        ]
         metric = "top1" if all(c.get("top1") is not None for c in pts) and not cfg.latency_only else "macs"
         pts = [c for c in pts if c.get(metric) is not None]
         front = pareto_front(pts, y=metric)
@@ -372,3 +378,10 @@ def summarize(store, keys: list[str], cfg: SweepConfig) -> dict:
         "pareto": per_device,
         "run_ids": sorted({r for c in grid for r in c["runs"]}),
     }
+
+
+def _json(blob: str | None) -> dict | None:
+    try:
+        return json.loads(blob) if blob else None
+    except (TypeError, ValueError):
+        return None

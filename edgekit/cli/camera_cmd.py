@@ -86,6 +86,8 @@ def _camera_fleet(model_or_bundle, settings, log_file, device, all_devices, as_j
 
 
 def _print(doc: dict) -> None:
+    from rich.markup import escape  # noqa: PLC0415
+
     from edgekit.cli.output import console  # noqa: PLC0415
 
     c = console()
@@ -100,6 +102,8 @@ def _print(doc: dict) -> None:
             f"inference p50 {lat['p50']:.2f} ms  p90 {lat['p90']:.2f} ms  p99 {lat['p99']:.2f} ms "
             f"(runtime {doc['runtime']['name']} {doc['runtime']['version']})"
         )
+    if doc.get("latency_note"):
+        c.print(f"[yellow]note:[/] {escape(doc['latency_note'])}", soft_wrap=True)
     total = max(1, doc["frames"])
     for label, n in list(doc["top1_distribution"].items())[:10]:
         c.print(f"  {label:<20} {n:>6}  {n / total:.0%}")

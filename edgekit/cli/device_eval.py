@@ -105,6 +105,8 @@ def _vs_reference(bundle: Path | None, doc: dict) -> dict:
 
 
 def _print(result: dict) -> None:
+    from rich.markup import escape  # noqa: PLC0415
+
     from edgekit.cli.output import console  # noqa: PLC0415
 
     c = console()
@@ -120,6 +122,9 @@ def _print(result: dict) -> None:
         c.print(f"{len(doc['predictions'])} images predicted (no labels)")
     lat = t["latency_ms"]
     c.print(f"latency per image p50 {lat['p50']:.3f} ms  p90 {lat['p90']:.3f} ms  p99 {lat['p99']:.3f} ms")
+    note = result.get("latency_note") or doc.get("latency_note")
+    if note:
+        c.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
     if "top1_change" in result:
         c.print(f"vs desktop TFLite: top-1 change {result['top1_change'] * 100:+.2f} points")
     if "latency_ratio" in result:

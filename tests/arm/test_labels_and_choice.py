@@ -96,6 +96,8 @@ def test_report_marks_emulated_latency_not_meaningful(tmp_path, tiny_bundle, dig
     data = ["--data", str(digits_dir), "--json"]
     ev = json.loads(run_cli("eval", str(tiny_bundle), "--device", "emu", *data, env=emu).stdout)
     assert ev["device"]["emulated"] is True and ev["device_result"]["emulated"] is True
+    human = run_cli("eval", str(tiny_bundle), "--device", "emu", "--data", str(digits_dir), env=emu).stdout
+    assert "latency not meaningful" in human
     run_cli("eval", str(tiny_bundle), "--device", "local", *data, env=env)
 
     report = json.loads(run_cli("report", "--json", "--budget-ms", "1e9", env=env).stdout)

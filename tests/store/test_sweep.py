@@ -81,6 +81,27 @@ def test_latency_only_summary_ranks_by_macs(tmp_path):
     assert [g.get("top1") for g in summary["grid"]] == [None, None]
 
 
+def test_emulated_device_latency_ranks_nothing_in_a_sweep(tmp_path):
+    """A device whose CPU was emulated (qemu) keeps its figures but gets no Pareto front or pick."""
+    from edgekit.store import Store
+    from edgekit.sweep import SweepConfig, summarize
+
+    cfg = SweepConfig(latency_only=True, alphas=(0.25,), resolutions=(128,), budget_ms=50.0)
+    name = "mobilenet_v1_025_128"
+    manifest = {"name": name, "model": {"family": "mobilenet_v1", "alpha": 0.25, "resolution": 128,
+                                        "macs": 14e6, "params": 1e6}}  # fmt: skip
+    with Store.open(tmp_path / "r.db") as s:
+        for device, emulated in (("emu", True), ("pi", False)):
+            result = {"configurations": [{"threads": 1, "batch": 1, "latency_ms": {"p50": 3.0}}],
+                      "emulated": emulated, "sweep": {"key": name}}  # fmt: skip
+            s.add("profile", result, manifest=manifest, device={"name": device})
+        summary = summarize(s, [name], cfg)
+    pareto = {p["device"]: p for p in summary["pareto"]}
+    assert pareto["emu"]["front"] == [] and pareto["emu"]["best_within_budget"] is None
+    assert pareto["pi"]["front"] == [name] and pareto["pi"]["best_within_budget"] == name
+    assert {g["device"]: g["emulated"] for g in summary["grid"]} == {"emu": True, "pi": False}
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
