@@ -279,10 +279,13 @@ def _section(rows, results, ver, manifest, args, elapsed) -> str:
             + ("met" if a <= b else f"not met (LiteRT {a / b - 1:.0%} slower)")
             for t, a, b in ((1, li8, oi8), (2, li8_2, oi8_2))
         )
-        + ". This machine is shared (2 cores, other jobs running): differences of ~10 % are within its "
-        "noise, as the p90 columns show. With one thread both int8 paths run comparable kernels "
-        "(XNNPACK's QS8 vs MLAS's U8S8, both AVX2); with two, ONNX Runtime's intra-op thread pool "
-        "competes with the other load on this 2-core machine.",
+        + ". A likely reason (not profiled here) on x86 AVX2 without VNNI: ONNX Runtime's MLAS U8S8 kernels "
+        "multiply uint8 activations by int8 weights with VPMADDUBSW (two 8-bit products per 16-bit "
+        "lane), which the 7-bit weight range (reduce_range) keeps from saturating, while XNNPACK's "
+        "signed-int8 (QS8) AVX2 kernels widen both operands to 16 bits and use VPMADDWD: half the "
+        "multiply-accumulates per instruction. On ARM both have SDOT/NEON dot-product kernels "
+        "and the bundle's real target is there (not measured: no ARM device here); the shared 2-core machine adds noise of ~10 % "
+        "(see p90).",
         "",
         f"Why int8 is not faster than float here: {edgelib.int8_speed_note(cpu)} ONNX Runtime's QDQ int8 "
         "also uses 7-bit weights (reduce_range) to avoid the U8S8 saturation of AVX2 without VNNI "
