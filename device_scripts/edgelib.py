@@ -498,8 +498,8 @@ TFLITE_IDENTIFIER = b"TFL3"
 
 
 def check_tflite_bytes(data: bytes, name: str) -> None:
-    """Cheap flatbuffer sanity check before native code sees the bytes (same rules as the desktop's
-    converters/tflite_file.py, repeated here because device scripts cannot import edgekit)."""
+    """Cheap flatbuffer sanity check before native code sees the bytes (the desktop's
+    converters/tflite_file.py calls this same function)."""
     if len(data) < 16:
         raise ModelFailure(f"{name} is {len(data)} bytes: too small to be a TFLite model (truncated?)")
     if data[4:8] != TFLITE_IDENTIFIER:

@@ -393,7 +393,7 @@ def _manifest(cfg, name, meta, labels, calib, entries, converted, model) -> dict
     import tensorflow as tf  # noqa: PLC0415
 
     from edgekit.converters import onnx_check  # noqa: PLC0415
-    from edgekit.export import FLOAT_MODEL, _versions  # noqa: PLC0415
+    from edgekit.export import FLOAT_MODEL, _versions, calibration_record, host_record  # noqa: PLC0415
 
     versions = _versions(tf)
     for dist in ("onnx", "onnxruntime"):
@@ -418,22 +418,11 @@ def _manifest(cfg, name, meta, labels, calib, entries, converted, model) -> dict
             "backend": converted.backend,
             **converted.notes,
         },
-        "calibration": {
-            "source": calib.source,
-            "samples": int(calib.x.shape[0]),
-            "synthetic": calib.synthetic,
-            "skipped": list(calib.skipped),
-            "note": (
-                "calibrated on synthetic images: int8 scales are guesses and accuracy figures are "
-                "meaningless; pass --calibration DIR with real images"
-                if calib.synthetic
-                else "calibrated on real images"
-            ),
-        },
+        "calibration": calibration_record(calib),
         "models": [{k: v for k, v in e.items() if k != "_data"} for e in entries],
         "float_model": FLOAT_MODEL if converted.keras_model is not None else None,
         "versions": versions,
-        "host": {"cpu": edgelib.cpu_info(), "int8_note": edgelib.int8_speed_note(edgelib.cpu_info())},
+        "host": host_record(),
     }
 
 

@@ -132,8 +132,14 @@ def export_bundle(
             if precision == "int8" and (acc_data or max_drop is not None):
                 progress("measuring float vs int8 accuracy")
                 flat, accuracy = qz.export_accuracy(
-                    saved, flat, calib=calib.x, data=acc_data, float_out=acc_float, max_drop=max_drop,
-                    per_channel=q.per_channel, progress=progress,
+                    saved,
+                    flat,
+                    calib=calib.x,
+                    data=acc_data,
+                    float_out=acc_float,
+                    max_drop=max_drop,
+                    per_channel=q.per_channel,
+                    progress=progress,
                 )
             data = tflite_metadata.embed(flat, labels=list(src.labels), meta={**meta, "precision": precision})
             progress(f"verifying {precision}")
@@ -168,22 +174,11 @@ def export_bundle(
         "preprocessing": prep,
         "output_kind": "logits",
         "source": {"weights": src.origin, **src.extra},
-        "calibration": {
-            "source": calib.source,
-            "samples": int(calib.x.shape[0]),
-            "synthetic": calib.synthetic,
-            "skipped": list(calib.skipped),
-            "note": (
-                "calibrated on synthetic images: int8 scales are guesses and accuracy figures are "
-                "meaningless; pass --calibration DIR with real images"
-                if calib.synthetic
-                else "calibrated on real images"
-            ),
-        },
+        "calibration": calibration_record(calib),
         "models": [{k: v for k, v in e.items() if k != "_data"} for e in entries],
         "float_model": FLOAT_MODEL,
         "versions": _versions(tf),
-        "host": {"cpu": edgelib.cpu_info(), "int8_note": edgelib.int8_speed_note(edgelib.cpu_info())},
+        "host": host_record(),
     }
     extra_files = {}
     if extras is not None:  # e.g. ONNX models for `export --format onnx` (edgekit.convert.onnx_extras)
@@ -192,6 +187,28 @@ def export_bundle(
     progress("writing bundle")
     _write_bundle(out, manifest, entries, model, src.labels, extra_files)
     return out, manifest
+
+
+def calibration_record(calib: ImageBatch) -> dict:
+    """The manifest's `calibration` block: where the representative images came from."""
+    return {
+        "source": calib.source,
+        "samples": int(calib.x.shape[0]),
+        "synthetic": calib.synthetic,
+        "skipped": list(calib.skipped),
+        "note": (
+            "calibrated on synthetic images: int8 scales are guesses and accuracy figures are "
+            "meaningless; pass --calibration DIR with real images"
+            if calib.synthetic
+            else "calibrated on real images"
+        ),
+    }
+
+
+def host_record() -> dict:
+    """The manifest's `host` block: the CPU that converted and verified, and what it means for int8."""
+    cpu = edgelib.cpu_info()
+    return {"cpu": cpu, "int8_note": edgelib.int8_speed_note(cpu)}
 
 
 # --------------------------------------------------------------------------- verification
