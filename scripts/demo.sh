@@ -6,6 +6,8 @@ bash scripts/setup.sh
 EK=.venv/bin/edgekit
 OUT=${EDGEKIT_DEMO_OUT:-edgekit-out/demo}
 mkdir -p "$OUT"
+# Every export, eval and profile below is recorded in this SQLite file.
+export EDGEKIT_DB=${EDGEKIT_DB:-$OUT/results.db}
 $EK models
 $EK export --model mobilenet --alpha 0.5 -o "$OUT/mobilenet_v1_050_224"
 # Train briefly on the built-in MNIST digits (80 % part), export int8 calibrated on the run's training
@@ -15,3 +17,10 @@ $EK train --model mobilenet --alpha 0.25 --resolution 64 --data builtin:mnist:tr
   -o "$OUT/runs/mnist"
 $EK export --weights "$OUT/runs/mnist" --max-drop 1.0 -o "$OUT/mnist_int8"
 $EK eval "$OUT/mnist_int8" --data builtin:mnist:test
+# This machine as the device: the device scripts run in a subprocess exactly as on a Raspberry Pi.
+$EK profile "$OUT/mnist_int8" --threads 1,2
+$EK eval "$OUT/mnist_int8" --device local --data builtin:mnist:test
+# Results history and a self-contained HTML report (device beside the desktop reference).
+$EK runs list
+$EK report -o "$OUT/report.html"
+echo "demo: done; open $OUT/report.html (results in $EDGEKIT_DB)"
