@@ -415,10 +415,22 @@ def evaluate(
     threads: int | None = None,
     progress: Progress | None = None,
 ) -> dict:
-    """eval_images.py on the target over a folder, CSV or .npz on the host."""
+    """eval_images.py on the target over a folder, CSV, .npz or `builtin:NAME` on the host."""
+    from edgekit.data import is_builtin  # noqa: PLC0415
+
+    if is_builtin(data):
+        # A built-in dataset lives inside a desktop package: preprocess it here into the .npz form,
+        # which the device evaluates bit-for-bit without any image decoder.
+        with tempfile.TemporaryDirectory(prefix="edgekit-builtin-") as tmp:
+            npz = pack_builtin_npz(data, ref, Path(tmp) / "eval_inputs.npz")
+            doc = evaluate(target, ref, str(npz), labels=labels, threads=threads, progress=progress)
+        doc.setdefault("data", {})["source"] = data  # not the temporary file's name
+        return doc
     data_path = Path(data).expanduser()
     if not data_path.exists():
-        raise InputDataError(f"--data {data} does not exist", hint="pass an image folder, a CSV or an .npz")
+        raise InputDataError(
+            f"--data {data} does not exist", hint="pass an image folder, a CSV, an .npz or builtin:NAME"
+        )
     host = [str(ref.path), str(data_path)]
     if data_path.suffix.lower() == ".csv":
         host += _csv_images(data_path)
@@ -467,6 +479,30 @@ def pack_eval_npz(folder: str | Path, prep: dict, labels: list[str], out: str | 
         y.append(index.get(cls, -1))
     out = Path(out)
     np.savez(out, x=batch.x.astype(np.float32), y=np.asarray(y, np.int64), paths=np.asarray(batch.paths))
+    return out
+
+
+def pack_builtin_npz(spec: str, ref: ModelRef, out: str | Path) -> Path:
+    """`builtin:NAME[:part]` preprocessed with the model's own preprocessing, labels aligned by name."""
+    import numpy as np  # noqa: PLC0415
+
+    from edgekit import data as datasets  # noqa: PLC0415
+    from edgekit.device_scripts import edgelib  # noqa: PLC0415
+
+    labels, meta = edgelib.read_embedded(Path(ref.path).read_bytes())
+    manifest = ref.manifest or {}
+    prep = manifest.get("preprocessing") or (meta or {}).get("preprocessing")
+    if ref.bundle is not None and (ref.bundle / "labels.txt").is_file():
+        labels = [ln.strip() for ln in (ref.bundle / "labels.txt").read_text().splitlines() if ln.strip()]
+    if not prep or not labels:
+        raise InputDataError(
+            f"{spec} needs a model that carries its labels and preprocessing ({ref.path} does not)",
+            hint="evaluate an edgekit bundle, or pass an image folder with --labels",
+        )
+    batch = datasets.decode(datasets.open_dataset(spec), prep)
+    y = datasets.align_labels(batch.class_names, labels)[batch.y]
+    out = Path(out)
+    np.savez(out, x=batch.x.astype(np.float32), y=y.astype(np.int64), paths=np.asarray(batch.paths))
     return out
 
 
