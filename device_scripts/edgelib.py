@@ -504,7 +504,7 @@ def check_tflite_bytes(data: bytes, name: str) -> None:
         raise ModelFailure(f"{name} is {len(data)} bytes: too small to be a TFLite model (truncated?)")
     if data[4:8] != TFLITE_IDENTIFIER:
         raise ModelFailure(
-            f"{name} is not a TFLite model (identifier {data[4:8]!r}, expected {TFLITE_IDENTIFIER!r})"
+            f"{name} is not a TFLite flatbuffer (identifier {data[4:8]!r}, expected {TFLITE_IDENTIFIER!r})"
         )
     root = int.from_bytes(data[0:4], "little")
     if root < 8 or root + 4 > len(data):

@@ -41,9 +41,9 @@ def test_bare_flatbuffer_still_describes_its_io(tiny_bundle):
     ("mutate", "fragment"),
     [
         (lambda d: d[:10], "too small"),
-        (lambda d: b"\0" * 4 + b"NOPE" + d[8:], "not a TFLite model"),
+        (lambda d: b"\0" * 4 + b"NOPE" + d[8:], "not a TFLite flatbuffer"),
         (lambda d: (len(d) + 100).to_bytes(4, "little") + d[4:], "outside its"),
-        (lambda d: b"hello world, this is not a model at all", "not a TFLite model"),
+        (lambda d: b"hello world, this is not a model at all", "not a TFLite flatbuffer"),
     ],
 )
 def test_structural_check_rejects_corrupt_files(tiny_bundle, mutate, fragment):
