@@ -22,7 +22,9 @@ def _mnist_digits():
     return x.reshape(-1, 28, 28).astype(np.uint8), y.astype(int)
 
 
-def write_digit_folder(root: Path, classes=(0, 1, 2), per_class: int = 12, offset: int = 0, size: int = 32) -> Path:
+def write_digit_folder(
+    root: Path, classes=(0, 1, 2), per_class: int = 12, offset: int = 0, size: int = 32
+) -> Path:
     """DIR/<digit>/*.png with real MNIST digits, upscaled to `size` px RGB."""
     from PIL import Image
 
@@ -43,6 +45,10 @@ def _results_db_isolated(tmp_path_factory):
         os.environ["EDGEKIT_DB"] = str(tmp_path_factory.mktemp("results") / "results.db")
 
 
+# The smallest zoo model the export tests use: MobileNet α 0.25 at 32 px, 3 classes.
+TINY_MODEL = ("--model", "mobilenet", "--alpha", "0.25", "--resolution", "32", "--classes", "3")
+
+
 @pytest.fixture(scope="session")
 def digits_dir(tmp_path_factory) -> Path:
     """Three classes of real digits, 12 each, as PNG files."""
@@ -54,14 +60,24 @@ def tiny_bundle(tmp_path_factory, digits_dir) -> Path:
     """A MobileNet α 0.25 at 32 px, 3 classes, exported as int8 + float32 and calibrated on real digits."""
     out = tmp_path_factory.mktemp("bundle") / "tiny"
     run_cli(
-        "export", "--model", "mobilenet", "--alpha", "0.25", "--resolution", "32", "--classes", "3",
-        "--quantize", "int8,float32", "--calibration", str(digits_dir), "--calibration-samples", "36",
-        "-o", str(out), "--json",
+        "export",
+        *TINY_MODEL,
+        "--quantize",
+        "int8,float32",
+        "--calibration",
+        str(digits_dir),
+        "--calibration-samples",
+        "36",
+        "-o",
+        str(out),
+        "--json",
     )
     return out
 
 
-def run_cli(*args: str, check: bool = True, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, check: bool = True, env: dict | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     """Run the installed CLI in a subprocess, exactly as a user would."""
     proc = subprocess.run(
         [sys.executable, "-m", "edgekit", *args],
@@ -71,5 +87,7 @@ def run_cli(*args: str, check: bool = True, env: dict | None = None, timeout: fl
         timeout=timeout,
     )
     if check and proc.returncode != 0:
-        raise AssertionError(f"edgekit {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"edgekit {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc

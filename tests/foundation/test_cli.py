@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from edgekit.cli import COMMANDS
-from tests.conftest import run_cli
+from tests.conftest import TINY_MODEL, run_cli
 
 LEAK_CHECK = """
 import sys
@@ -93,14 +93,7 @@ def test_export_json_and_next_command(tmp_path, digits_dir):
     out = tmp_path / "b"
     proc = run_cli(
         "export",
-        "--model",
-        "mobilenet",
-        "--alpha",
-        "0.25",
-        "--resolution",
-        "32",
-        "--classes",
-        "3",
+        *TINY_MODEL,
         "--calibration",
         str(digits_dir),
         "-o",
@@ -111,14 +104,7 @@ def test_export_json_and_next_command(tmp_path, digits_dir):
     data = json.loads(
         run_cli(
             "export",
-            "--model",
-            "mobilenet",
-            "--alpha",
-            "0.25",
-            "--resolution",
-            "32",
-            "--classes",
-            "3",
+            *TINY_MODEL,
             "-o",
             str(out),
             "--json",

@@ -14,7 +14,7 @@ from edgekit.errors import VerificationError
 from edgekit.export import export_bundle, verify
 from edgekit.manifest import bundle_id, read_manifest, verify_checksums
 from edgekit.models import resolve_config
-from tests.conftest import run_cli
+from tests.conftest import TINY_MODEL, run_cli
 
 pytestmark = pytest.mark.tf
 
@@ -105,14 +105,7 @@ def test_float16_export_and_failed_export_leaves_previous_bundle(tmp_path, digit
     out = tmp_path / "b"
     run_cli(
         "export",
-        "--model",
-        "mobilenet",
-        "--alpha",
-        "0.25",
-        "--resolution",
-        "32",
-        "--classes",
-        "3",
+        *TINY_MODEL,
         "-q",
         "float16",
         "--calibration",
@@ -127,14 +120,7 @@ def test_float16_export_and_failed_export_leaves_previous_bundle(tmp_path, digit
     empty.mkdir()
     proc = run_cli(
         "export",
-        "--model",
-        "mobilenet",
-        "--alpha",
-        "0.25",
-        "--resolution",
-        "32",
-        "--classes",
-        "3",
+        *TINY_MODEL,
         "--calibration",
         str(empty),
         "-o",
