@@ -17,8 +17,8 @@ import numpy as np
 from benchmarks._common import command_line, machine_line, write_section
 from edgekit.config import ExportConfig
 from edgekit.device_scripts import edgelib
-from edgekit.export import export_bundle
 from edgekit.models import resolve_config
+from edgekit.pipeline.export import export_bundle
 
 MODELS = [("mobilenet", {"alpha": 0.5, "resolution": 160}), ("resnet18", {"resolution": 224})]
 

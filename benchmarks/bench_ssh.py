@@ -39,9 +39,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--bundle", default=None, help="an exported bundle (default: export a tiny one)")
     args = ap.parse_args(argv)
 
-    from edgekit.deploy import deploy, plan
-    from edgekit.targets.base import DeviceSpec
-    from edgekit.targets.ssh import SSHTarget
+    from edgekit.devices.deploy import deploy, plan
+    from edgekit.devices.targets.base import DeviceSpec
+    from edgekit.devices.targets.ssh import SSHTarget
     from tests.ssh.sshd import SSHServer, keygen
 
     work = Path(tempfile.mkdtemp(prefix="bench-ssh-"))

@@ -171,7 +171,7 @@ def _label_order(found: list[str], labels_file: Path | None, where: str) -> tupl
     """labels.txt order when given (it may list classes with no images), else sorted names."""
     if labels_file is None:
         return tuple(sorted(found))
-    from edgekit.manifest import read_labels  # noqa: PLC0415
+    from edgekit.bundle.manifest import read_labels  # noqa: PLC0415
 
     order = read_labels(labels_file)
     if len(set(order)) != len(order):

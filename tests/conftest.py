@@ -40,7 +40,7 @@ def write_digit_folder(
 
 @pytest.fixture(scope="session", autouse=True)
 def _results_db_isolated(tmp_path_factory):
-    """Runs recorded during tests (edgekit.store.record) go to a throw-away database, never the user's."""
+    """Runs recorded during tests (edgekit.results.store.record) go to a throw-away database, never the user's."""
     if "EDGEKIT_DB" not in os.environ:
         os.environ["EDGEKIT_DB"] = str(tmp_path_factory.mktemp("results") / "results.db")
 

@@ -32,8 +32,8 @@ def camera(
     \b
     Example:  edgekit camera edgekit-out/mobilenet_v1_050_160 --source clip.avi --log frames.jsonl
     """
-    from edgekit import runner  # noqa: PLC0415
     from edgekit.cli.output import print_json, progress_steps  # noqa: PLC0415
+    from edgekit.devices import runner  # noqa: PLC0415
     from edgekit.errors import UsageError  # noqa: PLC0415
 
     if sum(x is not None and x is not False for x in (source, camera_index, picamera2 or None)) > 1:
@@ -50,7 +50,7 @@ def camera(
         realtime=realtime,
         labels=labels,
     )
-    from edgekit import fleet  # noqa: PLC0415
+    from edgekit.devices import fleet  # noqa: PLC0415
 
     if fleet.is_fleet(device, all_devices):
         _camera_fleet(model_or_bundle, settings, log_file, device, all_devices, as_json)
@@ -59,7 +59,7 @@ def camera(
     (ref,) = runner.resolve_models(model_or_bundle, all_precisions=False)
     with progress_steps(f"camera on {target.name}", quiet=as_json) as step:
         doc = runner.camera(target, ref, settings, log=log_file, progress=step)
-    from edgekit import store  # noqa: PLC0415
+    from edgekit.results import store  # noqa: PLC0415
 
     store.record("camera", doc, manifest=ref.manifest, device=doc["device"])
     if as_json:
@@ -72,7 +72,8 @@ def _camera_fleet(model_or_bundle, settings, log_file, device, all_devices, as_j
     """`--device a,b,c` / `--all`: each device classifies the same source; logs get the device's name."""
     from pathlib import Path  # noqa: PLC0415
 
-    from edgekit import fleet, runner, store  # noqa: PLC0415
+    from edgekit.devices import fleet, runner  # noqa: PLC0415
+    from edgekit.results import store  # noqa: PLC0415
 
     (ref,) = runner.resolve_models(model_or_bundle, all_precisions=False)
 

@@ -90,7 +90,7 @@ def convert(
         _print_backends(backend_status(), as_json)
         return
     if install_backend:
-        from edgekit.convert import install_backend as install  # noqa: PLC0415
+        from edgekit.pipeline.onnx import install_backend as install  # noqa: PLC0415
 
         with progress_steps("install", quiet=as_json) as step:
             info = install(install_backend, step)
@@ -102,8 +102,8 @@ def convert(
         raise UsageError("missing ONNX_FILE", hint="edgekit convert model.onnx [--calibration DIR]")
     if calibration_samples < 1:
         raise UsageError(f"--calibration-samples must be at least 1; received {calibration_samples}")
-    from edgekit.convert import ConvertConfig, convert_bundle  # noqa: PLC0415
-    from edgekit.manifest import read_labels  # noqa: PLC0415
+    from edgekit.bundle.manifest import read_labels  # noqa: PLC0415
+    from edgekit.pipeline.onnx import ConvertConfig, convert_bundle  # noqa: PLC0415
 
     cfg = ConvertConfig(
         onnx=onnx_file,

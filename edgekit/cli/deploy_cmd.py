@@ -36,12 +36,12 @@ def deploy(bundle_or_tflite, device, all_, parallel, timeout, config, as_json) -
     """
     import tempfile  # noqa: PLC0415
 
-    from edgekit import fleet, inventory  # noqa: PLC0415
     from edgekit.cli.output import print_json  # noqa: PLC0415
-    from edgekit.deploy import deploy as deploy_bundle  # noqa: PLC0415
-    from edgekit.deploy import plan, resolve_bundle  # noqa: PLC0415
+    from edgekit.devices import fleet, inventory  # noqa: PLC0415
+    from edgekit.devices.deploy import deploy as deploy_bundle  # noqa: PLC0415
+    from edgekit.devices.deploy import plan, resolve_bundle  # noqa: PLC0415
+    from edgekit.devices.targets.base import make_target  # noqa: PLC0415
     from edgekit.errors import UsageError  # noqa: PLC0415
-    from edgekit.targets.base import make_target  # noqa: PLC0415
 
     if not device and not all_:
         raise UsageError("name the device(s) with --device NAME[,NAME...] or pass --all")

@@ -16,8 +16,9 @@ def run_device_eval(
 ) -> None:  # fmt: skip
     """Evaluate MODEL (a .tflite or a bundle's primary model) on DATA with the device script on DEVICE,
     compare with the desktop reference stored in the bundle when there is one, record and print."""
-    from edgekit import fleet, runner, store  # noqa: PLC0415
     from edgekit.cli.output import print_json, progress_steps  # noqa: PLC0415
+    from edgekit.devices import fleet, runner  # noqa: PLC0415
+    from edgekit.results import store  # noqa: PLC0415
 
     if fleet.is_fleet(device, all_devices):
         _eval_fleet(
@@ -54,8 +55,9 @@ def _eval_fleet(
     *, model: str, data: str, labels: str | None, device: str, threads: int, as_json: bool,
     all_devices: bool = False,
 ) -> None:  # fmt: skip
-    """`--device a,b,c`: the same evaluation on each device in parallel (edgekit.fleet)."""
-    from edgekit import fleet, runner, store  # noqa: PLC0415
+    """`--device a,b,c`: the same evaluation on each device in parallel (edgekit.devices.fleet)."""
+    from edgekit.devices import fleet, runner  # noqa: PLC0415
+    from edgekit.results import store  # noqa: PLC0415
 
     (ref,) = runner.resolve_models(model, all_precisions=False)
 

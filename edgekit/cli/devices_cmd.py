@@ -43,7 +43,7 @@ def _spec_dict(spec) -> dict:
         **spec.options,
     }
     if spec.kind == "ssh" and spec.options.get("host_keys"):
-        from edgekit.targets.ssh import fingerprint  # noqa: PLC0415
+        from edgekit.devices.targets.ssh import fingerprint  # noqa: PLC0415
 
         d["host_key_fingerprints"] = [fingerprint(k) for k in spec.options["host_keys"]]
     return d
@@ -51,8 +51,8 @@ def _spec_dict(spec) -> dict:
 
 def _accept_host_keys(name: str, host: str, port: int, *, host_key, known_hosts, yes: bool, as_json: bool):
     """The keys to record for a new SSH device, and where they came from. Never accepts silently."""
+    from edgekit.devices.targets.ssh import fingerprint, keyscan, known_hosts_keys  # noqa: PLC0415
     from edgekit.errors import HostKeyError  # noqa: PLC0415
-    from edgekit.targets.ssh import fingerprint, keyscan, known_hosts_keys  # noqa: PLC0415
 
     if host_key:
         keys = sorted({" ".join(k.split()[:2]) for k in host_key})
@@ -129,10 +129,10 @@ def add(
     """
     from pathlib import Path  # noqa: PLC0415
 
-    from edgekit import inventory  # noqa: PLC0415
     from edgekit.cli.output import print_json  # noqa: PLC0415
+    from edgekit.devices import inventory  # noqa: PLC0415
+    from edgekit.devices.targets.base import DeviceSpec  # noqa: PLC0415
     from edgekit.errors import UsageError  # noqa: PLC0415
-    from edgekit.targets.base import DeviceSpec  # noqa: PLC0415
 
     cfg = _cfg(ctx, config)
     inventory.check_name(name)
@@ -174,7 +174,7 @@ def add(
         source = None
     login = None
     if spec.kind == "ssh" and not no_connect:
-        from edgekit.targets.ssh import SSHTarget  # noqa: PLC0415
+        from edgekit.devices.targets.ssh import SSHTarget  # noqa: PLC0415
 
         target = SSHTarget(spec)
         try:
@@ -206,8 +206,8 @@ def add(
 @click.pass_context
 def list_(ctx, config, as_json) -> None:
     """List registered devices."""
-    from edgekit import inventory  # noqa: PLC0415
     from edgekit.cli.output import console, print_json  # noqa: PLC0415
+    from edgekit.devices import inventory  # noqa: PLC0415
 
     cfg = _cfg(ctx, config)
     devs = inventory.load(cfg)
@@ -241,8 +241,8 @@ def list_(ctx, config, as_json) -> None:
 @click.pass_context
 def show(ctx, name, config, as_json) -> None:
     """Show one device entry (with host key fingerprints)."""
-    from edgekit import inventory  # noqa: PLC0415
     from edgekit.cli.output import print_json  # noqa: PLC0415
+    from edgekit.devices import inventory  # noqa: PLC0415
 
     d = _spec_dict(inventory.get(name, _cfg(ctx, config)))
     if as_json:
@@ -261,8 +261,8 @@ def show(ctx, name, config, as_json) -> None:
 @click.pass_context
 def remove(ctx, name, config, as_json) -> None:
     """Remove a device entry (nothing on the device is touched)."""
-    from edgekit import inventory  # noqa: PLC0415
     from edgekit.cli.output import print_json  # noqa: PLC0415
+    from edgekit.devices import inventory  # noqa: PLC0415
 
     spec = inventory.remove(name, _cfg(ctx, config))
     if as_json:
@@ -282,10 +282,10 @@ def remove(ctx, name, config, as_json) -> None:
 @click.pass_context
 def trust(ctx, name, yes, host_key, config, as_json) -> None:
     """Deliberately accept a device's current SSH host key (after a reinstall or key change)."""
-    from edgekit import inventory  # noqa: PLC0415
     from edgekit.cli.output import print_json  # noqa: PLC0415
+    from edgekit.devices import inventory  # noqa: PLC0415
+    from edgekit.devices.targets.ssh import fingerprint  # noqa: PLC0415
     from edgekit.errors import UsageError  # noqa: PLC0415
-    from edgekit.targets.ssh import fingerprint  # noqa: PLC0415
 
     cfg = _cfg(ctx, config)
     spec = inventory.get(name, cfg)
@@ -313,7 +313,7 @@ def trust(ctx, name, yes, host_key, config, as_json) -> None:
 
 
 def _targets_for(ctx, names: str | None, all_: bool, config: str | None):
-    from edgekit import inventory  # noqa: PLC0415
+    from edgekit.devices import inventory  # noqa: PLC0415
     from edgekit.errors import UsageError  # noqa: PLC0415
 
     if not names and not all_:
@@ -335,11 +335,11 @@ def _targets_for(ctx, names: str | None, all_: bool, config: str | None):
 @click.pass_context
 def check(ctx, names, all_, runtime, config, as_json) -> None:
     """Reachability, arch, OS, Python, interpreter packages, disk, memory, CPU, temperature, fixes."""
-    from edgekit import fleet  # noqa: PLC0415
     from edgekit.cli.output import print_json  # noqa: PLC0415
-    from edgekit.devicecheck import check as check_device  # noqa: PLC0415
-    from edgekit.devicecheck import parse_runtime  # noqa: PLC0415
-    from edgekit.targets.base import make_target  # noqa: PLC0415
+    from edgekit.devices import fleet  # noqa: PLC0415
+    from edgekit.devices.check import check as check_device  # noqa: PLC0415
+    from edgekit.devices.check import parse_runtime  # noqa: PLC0415
+    from edgekit.devices.targets.base import make_target  # noqa: PLC0415
 
     if runtime is not None:
         parse_runtime(runtime)  # a bad value is a usage error before any connection
@@ -431,12 +431,12 @@ def setup(ctx, name, runtime, base_python, find_links, camera, system_site_packa
     The interpreter package is chosen from the device's architecture, Python and glibc (and why is
     printed). Needs the device to reach PyPI, unless --find-links gives the wheels.
     """
-    from edgekit import inventory  # noqa: PLC0415
     from edgekit.cli.output import print_json, progress_steps  # noqa: PLC0415
-    from edgekit.devicecheck import parse_runtime  # noqa: PLC0415
-    from edgekit.devicecheck import setup as setup_device  # noqa: PLC0415
+    from edgekit.devices import inventory  # noqa: PLC0415
+    from edgekit.devices.check import parse_runtime  # noqa: PLC0415
+    from edgekit.devices.check import setup as setup_device  # noqa: PLC0415
+    from edgekit.devices.targets.base import make_target  # noqa: PLC0415
     from edgekit.errors import UsageError  # noqa: PLC0415
-    from edgekit.targets.base import make_target  # noqa: PLC0415
 
     if runtime is not None:
         parse_runtime(runtime)  # a bad value is a usage error before any connection

@@ -46,7 +46,7 @@ def eval_(
             all_devices=all_devices,
         )  # fmt: skip
         return
-    from edgekit.reference import check_data_spec, evaluate  # noqa: PLC0415
+    from edgekit.pipeline.reference import check_data_spec, evaluate  # noqa: PLC0415
 
     check_data_spec(data)
     with progress_steps("eval", quiet=as_json) as step:

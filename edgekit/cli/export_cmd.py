@@ -76,9 +76,9 @@ def export(
     \b
     Example:  edgekit export --model mobilenet --alpha 0.5
     """
+    from edgekit.bundle.manifest import read_labels  # noqa: PLC0415
     from edgekit.config import ExportConfig  # noqa: PLC0415
     from edgekit.errors import UsageError  # noqa: PLC0415
-    from edgekit.manifest import read_labels  # noqa: PLC0415
     from edgekit.models import resolve_config  # noqa: PLC0415
 
     labels = tuple(read_labels(labels_file)) if labels_file else ()
@@ -100,11 +100,11 @@ def export(
         labels=labels,
         output=output,
     )
-    from edgekit.export import export_bundle  # noqa: PLC0415
+    from edgekit.pipeline.export import export_bundle  # noqa: PLC0415
 
     with progress_steps("export", quiet=as_json) as step:
         out, manifest = export_bundle(cfg, progress=step, max_drop=max_drop, extras=_format_extras(formats, cfg))
-    from edgekit.store import record  # noqa: PLC0415
+    from edgekit.results.store import record  # noqa: PLC0415
 
     record("export", {"bundle": str(out.resolve()), **manifest}, manifest=manifest, db=db)
     if as_json:
@@ -122,7 +122,7 @@ def _format_extras(formats: str, cfg):
         raise UsageError(f"--format must be tflite, onnx or tflite,onnx; received {formats!r}")
     if "onnx" not in items:
         return None
-    from edgekit.convert import onnx_extras  # noqa: PLC0415
+    from edgekit.pipeline.onnx import onnx_extras  # noqa: PLC0415
 
     return onnx_extras(cfg.precisions)
 
@@ -174,7 +174,7 @@ def _summary(out, manifest: dict) -> None:
 
 
 def _accuracy_lines(c, a: dict) -> None:
-    """Float vs int8 top-1 and the --max-drop outcome (edgekit.quantize)."""
+    """Float vs int8 top-1 and the --max-drop outcome (edgekit.pipeline.quantize)."""
     c.print(
         f"[bold]accuracy[/] on {a['n']} labelled images ({a['data']}): float {a['float_top1']:.2%}, "
         f"int8 {a['int8_top1']:.2%} ({0.0 - a['drop_points']:+.2f} points), agreement {a['agreement']:.2%}"

@@ -38,8 +38,8 @@ def profile(
     \b
     Example:  edgekit profile edgekit-out/mobilenet_v1_050_160 --threads 1,2 --batch 1,4
     """
-    from edgekit import runner  # noqa: PLC0415
     from edgekit.cli.output import print_json, progress_steps  # noqa: PLC0415
+    from edgekit.devices import runner  # noqa: PLC0415
 
     settings = runner.ProfileSettings(
         threads=parse_int_list(threads, "--threads"),
@@ -50,7 +50,7 @@ def profile(
         input=input_kind,
         xnnpack=not no_xnnpack,
     )
-    from edgekit import fleet  # noqa: PLC0415
+    from edgekit.devices import fleet  # noqa: PLC0415
 
     if fleet.is_fleet(device, all_devices):
         _profile_fleet(model_or_bundle, settings, device, all_devices, as_json)
@@ -71,10 +71,10 @@ def profile(
 
 
 def _profile_adb(target, model_or_bundle, settings, as_json) -> None:
-    """Android over adb: LiteRT's benchmark_model on the phone (edgekit.targets.adb)."""
-    from edgekit import runner  # noqa: PLC0415
+    """Android over adb: LiteRT's benchmark_model on the phone (edgekit.devices.targets.adb)."""
     from edgekit.cli.output import print_json  # noqa: PLC0415
-    from edgekit.targets.adb import print_benchmark, profile_with_benchmark_model  # noqa: PLC0415
+    from edgekit.devices import runner  # noqa: PLC0415
+    from edgekit.devices.targets.adb import print_benchmark, profile_with_benchmark_model  # noqa: PLC0415
 
     refs = runner.resolve_models(model_or_bundle, all_precisions=True)
     docs = [
@@ -88,8 +88,8 @@ def _profile_adb(target, model_or_bundle, settings, as_json) -> None:
 
 
 def _profile_fleet(model_or_bundle, settings, device, all_devices, as_json) -> None:
-    """`--device a,b,c` / `--all`: the same profile on each device in parallel (edgekit.fleet)."""
-    from edgekit import fleet, runner  # noqa: PLC0415
+    """`--device a,b,c` / `--all`: the same profile on each device in parallel (edgekit.devices.fleet)."""
+    from edgekit.devices import fleet, runner  # noqa: PLC0415
 
     refs = runner.resolve_models(model_or_bundle, all_precisions=True)
 

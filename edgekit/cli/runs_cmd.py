@@ -39,7 +39,7 @@ def _filter_options(f):
 
 
 def _run_filter(kind, model, device, since, bundle, limit=None):
-    from edgekit.store import RunFilter  # noqa: PLC0415
+    from edgekit.results.store import RunFilter  # noqa: PLC0415
 
     return RunFilter(kind=kind, model=model, device=device, since=since, bundle=bundle, limit=limit)
 
@@ -56,7 +56,7 @@ def runs() -> None:
 @json_option
 def list_(kind, model, device, since, bundle, limit, db, as_json) -> None:
     """List runs, newest first."""
-    from edgekit.store import open_store  # noqa: PLC0415
+    from edgekit.results.store import open_store  # noqa: PLC0415
 
     if limit < 0:
         raise click.BadParameter(f"must be 0 or more; received {limit}", param_hint="--limit")
@@ -109,7 +109,7 @@ def _fmt(v, fmt: str) -> str:
 @json_option
 def show(run_id, db, as_json) -> None:
     """Everything recorded for one run."""
-    from edgekit.store import open_store  # noqa: PLC0415
+    from edgekit.results.store import open_store  # noqa: PLC0415
 
     with open_store(db, create=False) as store:
         run = store.get(run_id)
@@ -162,7 +162,7 @@ def export_(kind, model, device, since, bundle, as_csv, output, measurements, db
     import csv  # noqa: PLC0415
     import io  # noqa: PLC0415
 
-    from edgekit.store import MEASUREMENT_COLUMNS, SUMMARY_COLUMNS, open_store  # noqa: PLC0415
+    from edgekit.results.store import MEASUREMENT_COLUMNS, SUMMARY_COLUMNS, open_store  # noqa: PLC0415
 
     with open_store(db, create=False) as store:
         rows = store.query(_run_filter(kind, model, device, since, bundle))[::-1]  # oldest first
@@ -184,7 +184,7 @@ def export_(kind, model, device, since, bundle, as_csv, output, measurements, db
     if output:
         from pathlib import Path  # noqa: PLC0415
 
-        from edgekit.report.files import write_text_atomic  # noqa: PLC0415
+        from edgekit.results.report.files import write_text_atomic  # noqa: PLC0415
 
         write_text_atomic(Path(output), buf.getvalue())
         click.echo(f"{len(rows)} rows written to {output}", err=True)
@@ -197,7 +197,7 @@ def export_(kind, model, device, since, bundle, as_csv, output, measurements, db
 @json_option
 def info(db, as_json) -> None:
     """Where the database is, its schema version and how many runs of each kind it holds."""
-    from edgekit.store import open_store, resolve_db_path  # noqa: PLC0415
+    from edgekit.results.store import open_store, resolve_db_path  # noqa: PLC0415
 
     path = resolve_db_path(db)
     exists = path is not None and path.is_file()

@@ -73,7 +73,7 @@ def sweep(model, alpha, resolution, rho, classes, data, val_data, epochs, latenc
       edgekit sweep --data photos/ --epochs 10 --alpha 0.25,0.5 --rho 0.571,0.714 --budget-ms 20
     """
     from edgekit.errors import UsageError  # noqa: PLC0415
-    from edgekit.sweep import SweepConfig, run_sweep  # noqa: PLC0415
+    from edgekit.pipeline.sweep import SweepConfig, run_sweep  # noqa: PLC0415
 
     if rho and resolution:
         raise UsageError(f"give either --rho or --resolution, not both; received {rho!r} and {resolution!r}")
@@ -123,10 +123,10 @@ def sweep(model, alpha, resolution, rho, classes, data, val_data, epochs, latenc
 
 def _write_report(summary: dict, cfg) -> str | None:
     """sweep.html beside the bundles: the report restricted to this sweep's runs."""
-    from edgekit.report import render_report  # noqa: PLC0415
-    from edgekit.report.compare import ReportOptions, build_report  # noqa: PLC0415
-    from edgekit.report.files import write_text_atomic  # noqa: PLC0415
-    from edgekit.store import open_store  # noqa: PLC0415
+    from edgekit.results.report import render_report  # noqa: PLC0415
+    from edgekit.results.report.compare import ReportOptions, build_report  # noqa: PLC0415
+    from edgekit.results.report.files import write_text_atomic  # noqa: PLC0415
+    from edgekit.results.store import open_store  # noqa: PLC0415
 
     if not summary["run_ids"]:
         return None

@@ -1,4 +1,4 @@
-"""`edgekit train`: train a zoo model and write a run folder (see edgekit.train)."""
+"""`edgekit train`: train a zoo model and write a run folder (see edgekit.pipeline.train)."""
 
 from __future__ import annotations
 
@@ -52,8 +52,8 @@ def train(
     """
     from edgekit.errors import UsageError  # noqa: PLC0415
     from edgekit.models import resolve_config  # noqa: PLC0415
-    from edgekit.train import TrainConfig  # noqa: PLC0415
-    from edgekit.train import train as run_training
+    from edgekit.pipeline.train import TrainConfig  # noqa: PLC0415
+    from edgekit.pipeline.train import train as run_training
 
     if classes is not None:
         raise UsageError("--classes comes from the data when training; drop it")

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from edgekit.device_scripts import edgelib
-from edgekit.devicecheck import choose_runtime, device_arch
+from edgekit.devices.check import choose_runtime, device_arch
 from tests.conftest import REPO, run_cli
 
 

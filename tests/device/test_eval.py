@@ -60,8 +60,8 @@ def test_folder_eval_matches_host_and_skips_corrupt(tiny_bundle, named_digits):
 
 
 def test_csv_and_npz_give_the_folder_predictions(tiny_bundle, named_digits, tmp_path):
-    from edgekit.manifest import read_labels, read_manifest
-    from edgekit.runner import pack_eval_npz
+    from edgekit.bundle.manifest import read_labels, read_manifest
+    from edgekit.devices.runner import pack_eval_npz
 
     model = str(int8_model(tiny_bundle))
     folder = last_json(
@@ -154,7 +154,7 @@ def test_eval_device_errors(tiny_bundle, named_digits, tmp_path):
 
 
 def test_device_commands_record_their_results(tiny_bundle, digit_video, tmp_path):
-    from edgekit.store import open_store
+    from edgekit.results.store import open_store
 
     db = tmp_path / "results.db"
     env = {"EDGEKIT_DB": str(db)}

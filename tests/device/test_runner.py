@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
+from edgekit.devices.runner import parse_result, prepare, resolve_device, run_script
+from edgekit.devices.targets.base import CommandResult
 from edgekit.errors import DeviceError, InputDataError, ModelFileError, UsageError
-from edgekit.runner import parse_result, prepare, resolve_device, run_script
-from edgekit.targets.base import CommandResult
 from tests.device.conftest import SCRIPTS, int8_model
 
 
@@ -64,7 +64,7 @@ def test_a_real_crash_is_contained(tmp_path):
 @pytest.mark.tf
 def test_probe_contains_a_crashing_interpreter(tmp_path, bare_model):
     """modelcheck.probe runs the model in another process: a segfault there is a ModelFileError here."""
-    from edgekit.modelcheck import probe
+    from edgekit.bundle.modelcheck import probe
 
     crasher = tmp_path / "python-that-crashes"
     crasher.write_text("#!/bin/sh\nkill -SEGV $$\n")

@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 
+from edgekit.bundle.manifest import bundle_id, read_manifest, verify_checksums
 from edgekit.config import ExportConfig
 from edgekit.data import load_folder
 from edgekit.device_scripts import edgelib
 from edgekit.errors import VerificationError
-from edgekit.export import export_bundle, verify
-from edgekit.manifest import bundle_id, read_manifest, verify_checksums
 from edgekit.models import resolve_config
+from edgekit.pipeline.export import export_bundle, verify
 from tests.conftest import TINY_MODEL, run_cli
 
 pytestmark = pytest.mark.tf

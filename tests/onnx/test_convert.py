@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekit.convert import FLOAT32_MAX_REL_DIFF, INT8_MIN_AGREEMENT
-from edgekit.manifest import read_manifest, verify_checksums
+from edgekit.bundle.manifest import read_manifest, verify_checksums
+from edgekit.pipeline.onnx import FLOAT32_MAX_REL_DIFF, INT8_MIN_AGREEMENT
 from tests.conftest import run_cli
 
 pytest.importorskip("onnx")

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from edgekit.devices.targets.adb import ADBTarget, benchmark_argv, parse_benchmark_output, to_configuration
+from edgekit.devices.targets.base import DeviceSpec, make_target
 from edgekit.errors import DeviceError
-from edgekit.targets.adb import ADBTarget, benchmark_argv, parse_benchmark_output, to_configuration
-from edgekit.targets.base import DeviceSpec, make_target
 
 DATA = Path(__file__).parent / "data"
 

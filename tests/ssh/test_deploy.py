@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edgekit.manifest import read_manifest, sha256_file, write_json_atomic
+from edgekit.bundle.manifest import read_manifest, sha256_file, write_json_atomic
 from tests.conftest import run_cli
 
 from .proxy import CuttingProxy

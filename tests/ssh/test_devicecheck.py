@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edgekit.devicecheck import assess, choose_runtime, parse_probe, parse_runtime
+from edgekit.devices.check import assess, choose_runtime, parse_probe, parse_runtime
 from edgekit.errors import UsageError
 from tests.conftest import run_cli
 

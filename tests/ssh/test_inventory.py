@@ -7,9 +7,9 @@ import json
 import pytest
 import tomllib
 
-from edgekit import inventory
+from edgekit.devices import inventory
+from edgekit.devices.targets.base import DeviceSpec
 from edgekit.errors import UsageError
-from edgekit.targets.base import DeviceSpec
 from tests.conftest import run_cli
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOnwNsqcTtWt3KVmwnrQ/X93RryBP13WdEWAoJFUkTKH"
@@ -131,7 +131,7 @@ def test_device_commands_never_import_tensorflow(tmp_path, ek_env):
         "import sys\n"
         "from click.testing import CliRunner\n"
         "from edgekit.cli import cli\n"
-        "import edgekit.deploy, edgekit.devicecheck, edgekit.fleet, edgekit.targets.ssh, edgekit.targets.adb\n"
+        "import edgekit.devices.deploy, edgekit.devices.check, edgekit.devices.fleet, edgekit.devices.targets.ssh, edgekit.devices.targets.adb\n"
         "r = CliRunner()\n"
         "for args in (['devices', 'add', 'x', '--local'], ['devices', 'list', '--json'], ['devices', 'show', 'x'],\n"
         "             ['deploy', '--help'], ['devices', 'check', '--help']):\n"

@@ -12,9 +12,9 @@ import time
 
 import pytest
 
+from edgekit.devices.targets.base import DeviceSpec
+from edgekit.devices.targets.ssh import SSHTarget, fingerprint, keyscan, known_hosts_keys
 from edgekit.errors import DeviceError, HostKeyError
-from edgekit.targets.base import DeviceSpec
-from edgekit.targets.ssh import SSHTarget, fingerprint, keyscan, known_hosts_keys
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.ssh
@@ -89,8 +89,8 @@ def test_ctrl_c_stops_the_remote_process(sshd, user_key, tmp_path):
     """SIGINT to the desktop process ends the command on the device too (no tty involved)."""
     marker = tmp_path / "pid"
     code = textwrap.dedent(f"""
-        from edgekit.targets.base import DeviceSpec
-        from edgekit.targets.ssh import SSHTarget
+        from edgekit.devices.targets.base import DeviceSpec
+        from edgekit.devices.targets.ssh import SSHTarget
         spec = DeviceSpec("dev", "ssh", {sshd.address!r}, {str(user_key)!r}, options={{"host_keys": [{sshd.host_key()!r}]}})
         t = SSHTarget(spec)
         try:

@@ -30,8 +30,8 @@ def chromium() -> str | None:
 @pytest.fixture(scope="session")
 def report_db(tmp_path_factory, tiny_bundle, digits_dir) -> Path:
     """export + `edgekit profile` (int8 and float32, 1 and 2 threads) + `edgekit eval` on the desktop and on `local`."""
-    from edgekit import store
-    from edgekit.manifest import read_manifest
+    from edgekit.bundle.manifest import read_manifest
+    from edgekit.results import store
 
     db = tmp_path_factory.mktemp("report") / "results.db"
     env = {"EDGEKIT_DB": str(db)}

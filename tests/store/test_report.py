@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekit.report.compare import best_within, pareto_front
+from edgekit.results.report.compare import best_within, pareto_front
 from tests.conftest import run_cli
 from tests.store.conftest import CHROMIUM_FLAGS, chromium
 
@@ -141,7 +141,7 @@ def test_report_renders_in_chromium(report_db, tmp_path):
 
 
 def test_throttled_runs_are_flagged_in_html():
-    from edgekit.report.render import to_html, to_markdown
+    from edgekit.results.report.render import to_html, to_markdown
 
     row = {
         "model": "m", "device": "pi", "precision": "int8", "interpreter": "tflite_runtime",
@@ -167,8 +167,8 @@ def test_throttled_runs_are_flagged_in_html():
 @pytest.mark.tf
 def test_export_records_itself(tiny_bundle):
     """`edgekit export` (the tiny_bundle fixture ran it) recorded the bundle in EDGEKIT_DB."""
-    from edgekit.manifest import bundle_id, read_manifest
-    from edgekit.store import RunFilter, open_store
+    from edgekit.bundle.manifest import bundle_id, read_manifest
+    from edgekit.results.store import RunFilter, open_store
 
     bid = bundle_id(read_manifest(tiny_bundle))
     with open_store(os.environ["EDGEKIT_DB"], create=False) as s:

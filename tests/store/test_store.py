@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekit import store
 from edgekit.errors import InputDataError, UsageError
+from edgekit.results import store
 from tests.conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -191,7 +191,7 @@ WRITER = textwrap.dedent(
     """
     import sys, os
     sys.path.insert(0, {repo!r})
-    from edgekit import store
+    from edgekit.results import store
     from tests.store.test_store import profile_result
     db, worker, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     for i in range(n):
@@ -232,7 +232,7 @@ HALF_WRITTEN = textwrap.dedent(
     """
     import sys
     sys.path.insert(0, {repo!r})
-    from edgekit import store
+    from edgekit.results import store
     from tests.store.test_store import profile_result
     s = store.Store.open(sys.argv[1])
     with s.transaction():

@@ -61,8 +61,8 @@ def test_sweep_end_to_end_then_resumed(tmp_path, digits_dir):
 
 def test_latency_only_summary_ranks_by_macs(tmp_path):
     """Without accuracy (random weights) the Pareto table and the budget pick rank by MACs."""
-    from edgekit.store import Store
-    from edgekit.sweep import SweepConfig, summarize
+    from edgekit.pipeline.sweep import SweepConfig, summarize
+    from edgekit.results.store import Store
 
     cfg = SweepConfig(latency_only=True, alphas=(0.25, 0.5), resolutions=(128,), budget_ms=5.0)
     with Store.open(tmp_path / "r.db") as s:
@@ -83,8 +83,8 @@ def test_latency_only_summary_ranks_by_macs(tmp_path):
 
 def test_emulated_device_latency_ranks_nothing_in_a_sweep(tmp_path):
     """A device whose CPU was emulated (qemu) keeps its figures but gets no Pareto front or pick."""
-    from edgekit.store import Store
-    from edgekit.sweep import SweepConfig, summarize
+    from edgekit.pipeline.sweep import SweepConfig, summarize
+    from edgekit.results.store import Store
 
     cfg = SweepConfig(latency_only=True, alphas=(0.25,), resolutions=(128,), budget_ms=50.0)
     name = "mobilenet_v1_025_128"

@@ -9,7 +9,7 @@ import pytest
 
 from edgekit import data as D
 from edgekit.errors import InputDataError, ModelFileError
-from edgekit.reference import resolve_labels, scores
+from edgekit.pipeline.reference import resolve_labels, scores
 from tests.conftest import run_cli, write_digit_folder
 
 PREP = {"size": [32, 32], "mean": [127.5] * 3, "std": [127.5] * 3}

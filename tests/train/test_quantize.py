@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from edgekit import data as D
-from edgekit import quantize as Q
 from edgekit.device_scripts import edgelib
+from edgekit.pipeline import quantize as Q
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]
 

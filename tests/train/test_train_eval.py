@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from edgekit.manifest import read_labels, verify_checksums
+from edgekit.bundle.manifest import read_labels, verify_checksums
 from tests.conftest import run_cli
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]

@@ -10,7 +10,7 @@ import datetime as _dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgekit.store import RunFilter, Store, profile_entries
+from edgekit.results.store import RunFilter, Store, profile_entries
 
 REPORT_SCHEMA_VERSION = 1
 
@@ -108,7 +108,7 @@ def _mark_emulated(rows: list[dict], blobs: dict) -> None:
 
 def _split_precisions(measured: list[dict], meas: dict[int, list[dict]]) -> list[dict]:
     """A profile of a bundle with several precisions becomes one entry per precision (one table row each)."""
-    from edgekit.store import headline  # noqa: PLC0415
+    from edgekit.results.store import headline  # noqa: PLC0415
 
     out = []
     for r in measured:

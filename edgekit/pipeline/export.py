@@ -1,7 +1,7 @@
 """`edgekit export`: build or load a model, calibrate, convert, verify, and write a bundle.
 
 Orchestration only: architectures come from edgekit.models, converter settings from
-edgekit.quantize presets, file formats from edgekit.converters, the manifest from edgekit.manifest.
+edgekit.pipeline.quantize presets, file formats from edgekit.converters, the manifest from edgekit.bundle.manifest.
 The bundle is written into a temporary folder beside the target and renamed into place, so an
 interrupted export never leaves half a bundle (and an existing bundle survives a failed one).
 """
@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from edgekit import __version__
+from edgekit.bundle.manifest import LABELS, MANIFEST, SCHEMA_VERSION, file_entries, write_json_atomic
 from edgekit.config import ExportConfig, ModelConfig, Preprocessing, QuantizeConfig
 from edgekit.data import ImageBatch, load_calibration
 from edgekit.device_scripts import edgelib
 from edgekit.errors import ModelFileError, VerificationError, require_tensorflow
-from edgekit.manifest import LABELS, MANIFEST, SCHEMA_VERSION, file_entries, write_json_atomic
 from edgekit.models import build_model, variant_name
 from edgekit.models.batchnorm import recalibrate_batchnorm
 from edgekit.models.counting import count_macs, count_params
@@ -56,7 +56,7 @@ def build_source(cfg: ExportConfig) -> SourceModel:
     """Build a fresh model (random weights) or load `--weights`."""
     require_tensorflow()
     if cfg.weights:
-        from edgekit.weights import load_weights  # noqa: PLC0415
+        from edgekit.pipeline.weights import load_weights  # noqa: PLC0415
 
         return load_weights(cfg)
     labels = cfg.labels or default_labels(cfg.model.classes)
@@ -71,7 +71,7 @@ def export_bundle(
     max_drop: float | None = None,
     extras: Callable | None = None,
 ) -> tuple[Path, dict]:
-    """Run the whole export; returns (bundle folder, manifest). `max_drop`: see edgekit.quantize."""
+    """Run the whole export; returns (bundle folder, manifest). `max_drop`: see edgekit.pipeline.quantize."""
     tf = require_tensorflow()
     from edgekit.converters import keras_tflite, tflite_metadata  # noqa: PLC0415
 
@@ -92,7 +92,7 @@ def export_bundle(
         # makes latency fine but verification meaningless: give BN the statistics of the inputs.
         recalibrate_batchnorm(model, calib.x)
     float_out = _keras_predict(model, calib.x)
-    from edgekit import quantize as qz  # noqa: PLC0415
+    from edgekit.pipeline import quantize as qz  # noqa: PLC0415
 
     acc_data = qz.labelled_eval_data(src.eval_data, calib, src.labels)
     acc_float = _keras_predict(model, acc_data[0]) if acc_data else None
@@ -181,7 +181,7 @@ def export_bundle(
         "host": host_record(),
     }
     extra_files = {}
-    if extras is not None:  # e.g. ONNX models for `export --format onnx` (edgekit.convert.onnx_extras)
+    if extras is not None:  # e.g. ONNX models for `export --format onnx` (edgekit.pipeline.onnx.onnx_extras)
         add, extra_files = extras(model, calib, name, progress)
         manifest.update(add)
     progress("writing bundle")
@@ -314,7 +314,7 @@ def _versions(tf) -> dict:
 def _write_bundle(
     out: Path, manifest: dict, entries: list[dict], model, labels, extra_files: dict | None = None
 ) -> None:
-    """Write everything into a temporary folder, then swap it into place (also used by edgekit.convert).
+    """Write everything into a temporary folder, then swap it into place (also used by edgekit.pipeline.onnx).
 
     `model` may be None (no Keras float model); `extra_files` maps further file names to bytes.
     """

@@ -23,8 +23,8 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from edgekit.devices.targets.base import DeviceSpec
 from edgekit.errors import InputDataError, UsageError
-from edgekit.targets.base import DeviceSpec
 
 SCHEMA_VERSION = 1
 FILENAME = "devices.toml"

@@ -69,9 +69,9 @@ class Target(ABC):
 
 TARGETS: dict[str, str] = {
     # kind -> "module:Class"; imported lazily so SSH/adb libraries load only when used
-    "local": "edgekit.targets.local:LocalTarget",
-    "ssh": "edgekit.targets.ssh:SSHTarget",
-    "adb": "edgekit.targets.adb:ADBTarget",
+    "local": "edgekit.devices.targets.local:LocalTarget",
+    "ssh": "edgekit.devices.targets.ssh:SSHTarget",
+    "adb": "edgekit.devices.targets.adb:ADBTarget",
 }
 
 

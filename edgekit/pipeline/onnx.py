@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.bundle.manifest import LABELS, SCHEMA_VERSION
 from edgekit.config import PRECISIONS, Preprocessing
 from edgekit.data import ImageBatch, load_calibration
 from edgekit.device_scripts import edgelib
@@ -28,7 +29,6 @@ from edgekit.errors import (
     VerificationError,
     require_tensorflow,
 )
-from edgekit.manifest import LABELS, SCHEMA_VERSION
 
 Progress = Callable[[str], None]
 
@@ -139,7 +139,7 @@ def convert_bundle(cfg: ConvertConfig, progress: Progress = lambda _m: None) -> 
         ver = verify_against_onnx(ref, data, calib, p, cfg.min_agreement)
         ver["size_ratio_vs_float32"] = round(len(flat) / len(converted.tflite["float32"]), 4)
         ver["convert_s"] = round(convert_s, 2)
-        from edgekit.export import _io_details  # noqa: PLC0415
+        from edgekit.pipeline.export import _io_details  # noqa: PLC0415
 
         entries.append(
             {
@@ -154,7 +154,7 @@ def convert_bundle(cfg: ConvertConfig, progress: Progress = lambda _m: None) -> 
         )
     manifest = _manifest(cfg, name, meta, labels, calib, entries, converted, model)
     progress("writing bundle")
-    from edgekit.export import _write_bundle  # noqa: PLC0415
+    from edgekit.pipeline.export import _write_bundle  # noqa: PLC0415
 
     _write_bundle(
         out, manifest, entries, converted.keras_model, labels, {ONNX_FILE: Path(cfg.onnx).read_bytes()}
@@ -268,7 +268,7 @@ def verify_against_onnx(
 ) -> dict:
     """LiteRT on the `.tflite` vs ONNX Runtime on the ONNX model, same images, every output."""
     from edgekit.converters import onnx_tflite  # noqa: PLC0415
-    from edgekit.export import _correlation  # noqa: PLC0415
+    from edgekit.pipeline.export import _correlation  # noqa: PLC0415
 
     outs = _litert_outputs(tflite, calib.x)
     if len(outs) != len(ref):
@@ -393,7 +393,7 @@ def _manifest(cfg, name, meta, labels, calib, entries, converted, model) -> dict
     import tensorflow as tf  # noqa: PLC0415
 
     from edgekit.converters import onnx_check  # noqa: PLC0415
-    from edgekit.export import FLOAT_MODEL, _versions, calibration_record, host_record  # noqa: PLC0415
+    from edgekit.pipeline.export import FLOAT_MODEL, _versions, calibration_record, host_record  # noqa: PLC0415
 
     versions = _versions(tf)
     for dist in ("onnx", "onnxruntime"):
@@ -454,7 +454,7 @@ def onnx_extras(precisions) -> Callable:
 def export_onnx(model, calib: ImageBatch, name: str, precisions, progress: Progress = lambda _m: None):
     """(manifest additions, {file name: bytes}) with the Keras `model` as ONNX."""
     from edgekit.converters import keras_onnx, onnx_check, onnx_quantize  # noqa: PLC0415
-    from edgekit.export import _correlation, _keras_predict  # noqa: PLC0415
+    from edgekit.pipeline.export import _correlation, _keras_predict  # noqa: PLC0415
 
     try:
         import tf2onnx  # noqa: F401, PLC0415

@@ -109,7 +109,7 @@ class Target:
 
 
 def open_target(target: str, labels_file: str | None = None) -> Target:
-    from edgekit.manifest import LABELS, MANIFEST, primary_model, read_labels, read_manifest  # noqa: PLC0415
+    from edgekit.bundle.manifest import LABELS, MANIFEST, primary_model, read_labels, read_manifest  # noqa: PLC0415
 
     p = Path(target)
     given = read_labels(labels_file) if labels_file else None
@@ -122,7 +122,7 @@ def open_target(target: str, labels_file: str | None = None) -> Target:
             "bundle", p, labels, m["preprocessing"], keras_path if keras_path.is_file() else None, tfl, m
         )
     if p.is_dir() and (p / "run.json").is_file():
-        from edgekit.train import MODEL_FILE, load_samples, read_run  # noqa: PLC0415
+        from edgekit.pipeline.train import MODEL_FILE, load_samples, read_run  # noqa: PLC0415
 
         run = read_run(p)
         samples = load_samples(p) or {}
@@ -213,7 +213,7 @@ def evaluate(
     if "reference" in outs and "tflite" in outs:
         result.update(compare(outs["reference"], outs["tflite"], result["reference"], result["tflite"]))
     if t.kind == "bundle" and write:
-        from edgekit.manifest import bundle_id, write_json_atomic  # noqa: PLC0415
+        from edgekit.bundle.manifest import bundle_id, write_json_atomic  # noqa: PLC0415
 
         ref = {**result, "bundle_id": bundle_id(t.manifest)}
         for k, v in outs.items():  # per-image predictions, so a device run can be compared image by image
@@ -301,7 +301,7 @@ def _convert_int8(keras_model, t: Target, x_eval: np.ndarray, prep: dict):
 
 def _record(result: dict, manifest: dict | None, db: str | None) -> None:
     try:
-        from edgekit.store import record  # noqa: PLC0415
+        from edgekit.results.store import record  # noqa: PLC0415
 
         result["record_id"] = record(
             "eval", {k: v for k, v in result.items() if k != "predictions"}, manifest=manifest, db=db

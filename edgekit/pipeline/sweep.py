@@ -101,7 +101,7 @@ def _model_config(cfg: SweepConfig, point: Point, classes: int):
 
 def run_sweep(cfg: SweepConfig, progress: Progress = lambda _m: None) -> dict:
     """The whole sweep; returns the summary (grid, Pareto table, best within budget, timings)."""
-    from edgekit.store import open_store  # noqa: PLC0415
+    from edgekit.results.store import open_store  # noqa: PLC0415
 
     t_start = time.perf_counter()
     labels = _data_labels(cfg.data) if cfg.data else ()
@@ -188,7 +188,7 @@ def _bundle(
     cfg: SweepConfig, mcfg, key: str, labels, tag: str, progress: Progress, store
 ) -> tuple[Path, dict]:
     """The int8 bundle for one configuration: reused when this sweep key already exported it."""
-    from edgekit.manifest import read_manifest, verify_checksums  # noqa: PLC0415
+    from edgekit.bundle.manifest import read_manifest, verify_checksums  # noqa: PLC0415
     from edgekit.models import variant_name  # noqa: PLC0415
 
     out = Path(cfg.output) / variant_name(mcfg)
@@ -199,7 +199,7 @@ def _bundle(
             progress(f"{tag}: reusing bundle {out}")
             return out, manifest
     from edgekit.config import ExportConfig  # noqa: PLC0415
-    from edgekit.export import export_bundle  # noqa: PLC0415
+    from edgekit.pipeline.export import export_bundle  # noqa: PLC0415
 
     weights = None
     if cfg.data and cfg.epochs > 0:
@@ -222,12 +222,12 @@ def _bundle(
 
 
 def train(cfg: SweepConfig, mcfg, run_dir: Path, progress: Progress) -> str:
-    """Train with edgekit.train; returns the run folder (what `export --weights` takes).
+    """Train with edgekit.pipeline.train; returns the run folder (what `export --weights` takes).
 
     A finished run folder from an interrupted sweep is reused; a started one is resumed.
     """
-    from edgekit.train import RUN_JSON, TrainConfig  # noqa: PLC0415
-    from edgekit.train import train as train_model  # noqa: PLC0415
+    from edgekit.pipeline.train import RUN_JSON, TrainConfig  # noqa: PLC0415
+    from edgekit.pipeline.train import train as train_model  # noqa: PLC0415
 
     if (run_dir / RUN_JSON).is_file():
         return str(run_dir)
@@ -262,8 +262,8 @@ def _data_labels(data: str) -> tuple[str, ...]:
 def profile(
     bundle: Path, manifest: dict, device: str, cfg: SweepConfig, progress: Progress
 ) -> tuple[dict, dict]:
-    """profile_latency.py on the device through edgekit.runner; (result to record, device description)."""
-    from edgekit import runner  # noqa: PLC0415
+    """profile_latency.py on the device through edgekit.devices.runner; (result to record, device description)."""
+    from edgekit.devices import runner  # noqa: PLC0415
 
     target = runner.resolve_device(device)
     try:
@@ -292,8 +292,8 @@ def profile(
 def evaluate(
     bundle: Path, manifest: dict, device: str, cfg: SweepConfig, progress: Progress
 ) -> tuple[dict, dict]:
-    """eval_images.py on the device over the validation images (or --data), through edgekit.runner."""
-    from edgekit import runner  # noqa: PLC0415
+    """eval_images.py on the device over the validation images (or --data), through edgekit.devices.runner."""
+    from edgekit.devices import runner  # noqa: PLC0415
 
     target = runner.resolve_device(device)
     data = cfg.val_data or cfg.data
@@ -320,7 +320,7 @@ def evaluate(
 
 def summarize(store, keys: list[str], cfg: SweepConfig) -> dict:
     """Grid (α × resolution per device), Pareto front and the pick within the budget."""
-    from edgekit.report.compare import best_within, is_emulated, pareto_front  # noqa: PLC0415
+    from edgekit.results.report.compare import best_within, is_emulated, pareto_front  # noqa: PLC0415
 
     rows = store.conn.execute(
         f"SELECT id, kind, sweep_key, device, alpha, resolution, model_name, p50_ms, top1, top5, macs, params, "

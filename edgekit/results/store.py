@@ -652,7 +652,7 @@ def _truthy(val) -> bool:
 
 def extract(kind: str, result, manifest: dict | None, device: dict | None) -> tuple[dict, list[dict]]:
     """(columns for `runs`, rows for `measurements`) from one run's JSON; missing keys stay NULL."""
-    from edgekit.manifest import bundle_id  # noqa: PLC0415 - keeps `import edgekit.store` light
+    from edgekit.bundle.manifest import bundle_id  # noqa: PLC0415 - keeps `import edgekit.results.store` light
 
     r = result if isinstance(result, dict) else {}
     if manifest is None and kind == "export" and isinstance(r.get("models"), list):
@@ -669,7 +669,7 @@ def extract(kind: str, result, manifest: dict | None, device: dict | None) -> tu
         else []
     )
     if precision is None and models:
-        # the primary model: int8 when exported, else the first (as edgekit.manifest.primary_model)
+        # the primary model: int8 when exported, else the first (as edgekit.bundle.manifest.primary_model)
         precision = next((m.get("precision") for m in models if m.get("precision") == "int8"), None)
         precision = precision or models[0].get("precision")
     primary = next((m for m in models if m.get("precision") == precision), {})

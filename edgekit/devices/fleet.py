@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from edgekit.devices.targets.base import DeviceSpec
 from edgekit.errors import EdgekitError, ExitCode, PartialFailure
-from edgekit.targets.base import DeviceSpec
 
 DEFAULT_PARALLEL = 4  # SSH connections at once: enough for a small fleet, gentle on a laptop's uplink
 
@@ -104,8 +104,8 @@ def run_cli_fleet(
     PartialFailure (exit 9) if some failed: the successful devices' results are printed and kept."""
     import click  # noqa: PLC0415
 
-    from edgekit import inventory, runner  # noqa: PLC0415
     from edgekit.cli.output import print_json  # noqa: PLC0415
+    from edgekit.devices import inventory, runner  # noqa: PLC0415
 
     specs = inventory.resolve(device, all_devices)
 

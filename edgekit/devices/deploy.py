@@ -27,9 +27,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from edgekit.bundle.manifest import MANIFEST, bundle_id, read_manifest, verify_checksums
+from edgekit.devices.targets.base import Target
 from edgekit.errors import DeviceError, InputDataError, ModelFileError, VerificationError
-from edgekit.manifest import MANIFEST, bundle_id, read_manifest, verify_checksums
-from edgekit.targets.base import Target
 
 DEPLOY_MARKER = ".edgekit_deploy.json"
 SUMS = "SHA256SUMS"
@@ -195,7 +195,7 @@ def deploy(
         if res.returncode != 0:
             raise DeviceError(f"switching `current` on {target.name} failed: {res.stderr.strip()}")
     root = f"{wd}/{dep_id}"
-    from edgekit.manifest import primary_model  # noqa: PLC0415
+    from edgekit.bundle.manifest import primary_model  # noqa: PLC0415
 
     return Deployment(
         device=target.name,
@@ -212,9 +212,9 @@ def deploy(
 
 def wrap_tflite(tflite: str | Path, out_dir: str | Path) -> Path:
     """A bare `.tflite` -> a minimal bundle (labels and preprocessing from its embedded metadata)."""
+    from edgekit.bundle.manifest import SCHEMA_VERSION, file_entries, write_json_atomic  # noqa: PLC0415
     from edgekit.converters.tflite_file import NotTFLiteError, check_file  # noqa: PLC0415
     from edgekit.device_scripts.edgelib import read_embedded  # noqa: PLC0415
-    from edgekit.manifest import SCHEMA_VERSION, file_entries, write_json_atomic  # noqa: PLC0415
 
     src = Path(tflite)
     try:
@@ -270,7 +270,7 @@ def prepare_remote(target: Target, host_paths: list[str]):
     is wrapped first), push any other input (images, video, labels) to a scratch folder."""
     import tempfile  # noqa: PLC0415
 
-    from edgekit.runner import RemotePaths  # noqa: PLC0415
+    from edgekit.devices.runner import RemotePaths  # noqa: PLC0415
 
     files: dict[str, str] = {}
     deployments: dict[str, Deployment] = {}

@@ -15,8 +15,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from edgekit.devices.targets.base import CommandResult, Target
 from edgekit.errors import DeviceError
-from edgekit.targets.base import CommandResult, Target
 
 INTERRUPT_GRACE_S = 10.0  # after Ctrl-C a script gets this long to write its summary
 

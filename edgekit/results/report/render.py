@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
-from edgekit.report import svg
+from edgekit.results.report import svg
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:24px auto;max-width:1400px;color:#222;padding:0 16px}

@@ -28,8 +28,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from edgekit.devices.targets.base import CommandResult, DeviceSpec, Target
 from edgekit.errors import DependencyError, DeviceError, HostKeyError
-from edgekit.targets.base import CommandResult, DeviceSpec, Target
 
 CONNECT_TIMEOUT_S = 10.0
 
@@ -139,7 +139,7 @@ class SSHTarget(Target):
 
     def __init__(self, spec: DeviceSpec, connect_timeout: float = CONNECT_TIMEOUT_S) -> None:
         super().__init__(spec)
-        from edgekit.inventory import parse_ssh_address  # noqa: PLC0415
+        from edgekit.devices.inventory import parse_ssh_address  # noqa: PLC0415
 
         self.addr = parse_ssh_address(spec.address)
         self.connect_timeout = connect_timeout

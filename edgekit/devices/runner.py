@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgekit.bundle.modelcheck import scripts_dir
+from edgekit.devices.targets.base import CommandResult, DeviceSpec, Target
 from edgekit.errors import (
     DependencyError,
     DeviceError,
@@ -28,8 +30,6 @@ from edgekit.errors import (
     ModelFileError,
     UsageError,
 )
-from edgekit.modelcheck import scripts_dir
-from edgekit.targets.base import CommandResult, DeviceSpec, Target
 
 Progress = Callable[[str], None]
 
@@ -49,7 +49,7 @@ INTERRUPTED = 130
 
 def resolve_device(name: str | None) -> Target:
     """`--device NAME` -> a Target: this machine ("local", or no --device) or an inventory entry."""
-    from edgekit.targets.local import LocalTarget  # noqa: PLC0415
+    from edgekit.devices.targets.local import LocalTarget  # noqa: PLC0415
 
     if name is None or name.strip() in ("", "local"):
         return LocalTarget(DeviceSpec(name="local", kind="local", python=sys.executable))
@@ -58,8 +58,8 @@ def resolve_device(name: str | None) -> Target:
 
 def _inventory_target(name: str) -> Target:
     """A device registered with `edgekit devices add` (SSH, adb, or a named local entry)."""
-    from edgekit import inventory  # noqa: PLC0415
-    from edgekit.targets.base import make_target  # noqa: PLC0415
+    from edgekit.devices import inventory  # noqa: PLC0415
+    from edgekit.devices.targets.base import make_target  # noqa: PLC0415
 
     if "," in name:
         raise UsageError(f"one device expected here; received the list {name!r}")
@@ -83,8 +83,8 @@ class ModelRef:
 def resolve_models(spec: str, *, all_precisions: bool) -> list[ModelRef]:
     """MODEL_OR_BUNDLE -> the models to run: every precision of a bundle (or its primary one), or the
     file itself. Each is checked first (structure; a subprocess probe when not from a verified bundle)."""
-    from edgekit.manifest import MANIFEST, primary_model, read_manifest, verify_checksums  # noqa: PLC0415
-    from edgekit.modelcheck import check_model  # noqa: PLC0415
+    from edgekit.bundle.manifest import MANIFEST, primary_model, read_manifest, verify_checksums  # noqa: PLC0415
+    from edgekit.bundle.modelcheck import check_model  # noqa: PLC0415
 
     p = Path(spec).expanduser()
     if p.is_dir():
@@ -154,18 +154,18 @@ def _cleanup_local(target: Target, paths: RemotePaths) -> None:
 
 
 def _prepare_ssh(target: Target, host_paths: list[str]) -> RemotePaths:
-    from edgekit.deploy import prepare_remote  # noqa: PLC0415
+    from edgekit.devices.deploy import prepare_remote  # noqa: PLC0415
 
     return prepare_remote(target, host_paths)
 
 
 def _cleanup_ssh(target: Target, paths: RemotePaths) -> None:
-    from edgekit.deploy import cleanup_remote  # noqa: PLC0415
+    from edgekit.devices.deploy import cleanup_remote  # noqa: PLC0415
 
     cleanup_remote(target, paths)
 
 
-# kind -> (prepare, cleanup). SSH: deploy the bundle + scripts (edgekit.deploy), push data.
+# kind -> (prepare, cleanup). SSH: deploy the bundle + scripts (edgekit.devices.deploy), push data.
 PREPARERS: dict[str, tuple[Preparer, Callable[[Target, RemotePaths], None]]] = {
     "local": (_prepare_local, _cleanup_local),
     "ssh": (_prepare_ssh, _cleanup_ssh),
@@ -308,7 +308,7 @@ def _label(doc: dict, target: Target) -> dict:
 
 
 def _record(kind: str, result, manifest: dict | None, device: dict) -> None:
-    from edgekit import store  # noqa: PLC0415
+    from edgekit.results import store  # noqa: PLC0415
 
     store.record(kind, result, manifest=manifest, device=device)
 

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from edgekit import data as D
+from edgekit.bundle.manifest import LABELS, SCHEMA_VERSION, write_json_atomic
 from edgekit.config import ModelConfig, Preprocessing
 from edgekit.errors import DependencyError, InputDataError, UsageError, require_tensorflow
-from edgekit.manifest import LABELS, SCHEMA_VERSION, write_json_atomic
 
 Progress = Callable[[str], None]
 RUN_JSON = "run.json"
@@ -235,7 +235,7 @@ def train(
 
     from edgekit.models import build_model, resolve_config  # noqa: PLC0415
     from edgekit.models.batchnorm import recalibrate_batchnorm  # noqa: PLC0415
-    from edgekit.reference import scores  # noqa: PLC0415
+    from edgekit.pipeline.reference import scores  # noqa: PLC0415
 
     keras.utils.set_random_seed(cfg.seed)
     strategy, device = select_device(cfg.mixed_precision)

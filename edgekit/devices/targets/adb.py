@@ -25,8 +25,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from edgekit.devices.targets.base import CommandResult, Target
 from edgekit.errors import DependencyError, DeviceError
-from edgekit.targets.base import CommandResult, Target
 
 DEFAULT_WORKDIR = "/data/local/tmp/edgekit"  # writable by the shell user without root
 

@@ -18,8 +18,8 @@ import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+from edgekit.devices.targets.base import Target
 from edgekit.errors import DeviceError, UsageError
-from edgekit.targets.base import Target
 
 RUNTIME_PACKAGES = ("ai-edge-litert", "tflite-runtime")
 VENV = "venv"

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.bundle.manifest import LABELS, read_labels
 from edgekit.config import ExportConfig, ModelConfig, Preprocessing
 from edgekit.data import ImageBatch, normalise
 from edgekit.errors import ModelFileError, UsageError, require_tensorflow
-from edgekit.manifest import LABELS, read_labels
 
 
 def load_weights(cfg: ExportConfig):
     """The SourceModel for `cfg.weights` (imports TensorFlow)."""
-    from edgekit.export import SourceModel  # noqa: PLC0415
+    from edgekit.pipeline.export import SourceModel  # noqa: PLC0415
 
     p = Path(cfg.weights)
     if p.is_dir():
@@ -53,7 +53,7 @@ def _load(path: Path):
 
 
 def _from_run(run: Path, cfg: ExportConfig, SourceModel):
-    from edgekit.train import MODEL_FILE, load_samples, read_run  # noqa: PLC0415
+    from edgekit.pipeline.train import MODEL_FILE, load_samples, read_run  # noqa: PLC0415
 
     info = read_run(run)
     labels = tuple(read_labels(run / LABELS))

@@ -1,0 +1,1 @@
+"""The bundle on disk: manifest (validated on read), model check."""

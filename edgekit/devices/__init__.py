@@ -1,0 +1,1 @@
+"""Inventory, device check, deploy, remote jobs, fleets; targets/ move files and run commands."""

@@ -1,0 +1,1 @@
+"""Desktop work: weight sources, train, quantize, export, evaluate, ONNX, sweep."""

@@ -1,0 +1,1 @@
+"""History (SQLite store), comparison and reports. Never imports TensorFlow."""
