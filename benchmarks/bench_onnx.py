@@ -150,8 +150,9 @@ def main(argv=None) -> int:
     from PIL import Image  # noqa: PLC0415
 
     from edgekit.converters import onnx_fold, onnx_quantize  # noqa: PLC0415
-    from edgekit.data import load_folder  # noqa: PLC0415
-    from edgekit.pipeline.onnx import ConvertConfig, convert_bundle, export_onnx  # noqa: PLC0415
+    from edgekit.data.datasets import load_folder  # noqa: PLC0415
+    from edgekit.pipeline.onnx import ConvertConfig, convert_bundle  # noqa: PLC0415
+    from edgekit.pipeline.onnx_export import export_onnx  # noqa: PLC0415
 
     t0 = time.time()
     print("loading digits", flush=True)

@@ -19,10 +19,6 @@ import numpy as np
 BACKENDS = ("auto", "edgekit", "onnx2tf", "onnx-tf")
 
 
-class BackendUnavailable(RuntimeError):
-    """A back end cannot run in this environment; the message says why (exact versions)."""
-
-
 @dataclass
 class Converted:
     """What a back end produced: one flatbuffer per precision plus what it knows about the graph."""

@@ -1,4 +1,6 @@
-"""Frozen configuration dataclasses, one per step; field names follow the CLI flags."""
+"""Frozen configuration dataclasses shared across steps (model, preprocessing, quantization, export);
+field names follow the CLI flags. Configs of a single step live beside it (TrainConfig, SweepConfig,
+ConvertConfig in edgekit.pipeline)."""
 
 from __future__ import annotations
 
@@ -72,7 +74,6 @@ class QuantizeConfig:
     precision: str = "int8"
     io: str = "int8"  # int8 / uint8 / float32 input+output for the int8 model
     per_channel: bool = True
-    calibration_steps: int = 100
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -81,8 +82,8 @@ class QuantizeConfig:
             raise UsageError(f"--io must be one of {', '.join(IO_TYPES)}; received {self.io!r}")
 
     @classmethod
-    def for_int8(cls, io: str = "int8", calibration_steps: int = 100) -> QuantizeConfig:
-        return cls("int8", io=io, calibration_steps=calibration_steps)
+    def for_int8(cls, io: str = "int8") -> QuantizeConfig:
+        return cls("int8", io=io)
 
     @classmethod
     def for_float16(cls) -> QuantizeConfig:

@@ -9,6 +9,9 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
+    """The one exit-code table: the CLI, the device scripts (device_scripts/edgelib.py spells the same
+    numbers; a test pins them) and the shell snippets run on devices all use these."""
+
     OK = 0
     INTERNAL = 1  # a bug: the traceback is printed
     USAGE = 2  # bad flags or values (click uses 2 as well)
@@ -66,6 +69,24 @@ class DependencyError(EdgekitError):
 
 class PartialFailure(EdgekitError):
     exit_code = ExitCode.PARTIAL
+
+
+def error_class(code: int) -> type[EdgekitError]:
+    """The error class a (device script's, device shell's) exit code stands for; DeviceError otherwise."""
+    for cls in (UsageError, InputDataError, ModelFileError, VerificationError, DeviceError, HostKeyError,
+                DependencyError, PartialFailure):  # fmt: skip
+        if int(cls.exit_code) == code:
+            return cls
+    return DeviceError
+
+
+def describe_exit_codes() -> str:
+    """The table as one line, for `edgekit --help`."""
+    words = {ExitCode.OK: "ok", ExitCode.INTERNAL: "internal error", ExitCode.USAGE: "usage",
+             ExitCode.INPUT: "input data", ExitCode.MODEL: "model file", ExitCode.VERIFY: "verification failed",
+             ExitCode.DEVICE: "device", ExitCode.HOSTKEY: "SSH host key", ExitCode.DEPENDENCY: "missing dependency",
+             ExitCode.PARTIAL: "partial fleet failure", ExitCode.INTERRUPTED: "interrupted"}  # fmt: skip
+    return "Exit codes: " + ", ".join(f"{int(c)} {words[c]}" for c in ExitCode) + "."
 
 
 def require_tensorflow():

@@ -105,3 +105,8 @@ def primary_model(manifest: dict) -> dict:
         if m["precision"] == "int8":
             return m
     return models[0]
+
+
+def default_labels(classes: int) -> tuple[str, ...]:
+    """Names for a model without labels: `class_<output index>` (the device scripts use the same)."""
+    return tuple(f"class_{i}" for i in range(classes))

@@ -12,6 +12,7 @@ import sys
 import click
 
 from edgekit import __version__
+from edgekit.errors import describe_exit_codes
 
 # name -> ("module", "attribute", "one-line help shown by `edgekit --help` without importing it")
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -50,10 +51,7 @@ class LazyGroup(click.Group):
                 formatter.write_dl(rows)
 
 
-EPILOG = (
-    "Exit codes: 0 ok, 1 internal error, 2 usage, 3 input data, 4 model file, 5 verification failed, "
-    "6 device, 7 SSH host key, 8 missing dependency, 9 partial fleet failure, 130 interrupted."
-)
+EPILOG = describe_exit_codes()
 
 
 @click.group(cls=LazyGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
@@ -64,8 +62,10 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line and an exit code, never a traceback."""
+    from edgekit.cli.output import install_warning_printer  # noqa: PLC0415
     from edgekit.errors import EdgekitError, ExitCode  # noqa: PLC0415
 
+    install_warning_printer()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ banner is noise for users
     try:
         rv = cli.main(args=argv, prog_name="edgekit", standalone_mode=False)

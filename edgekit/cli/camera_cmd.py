@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from edgekit.cli.options import all_devices_option, device_option, json_option
+from edgekit.cli.fleet import is_fleet
+from edgekit.cli.options import all_devices_option, device_option, json_option, labels_option, threads_option
 
 
 @click.command()
@@ -16,15 +19,15 @@ from edgekit.cli.options import all_devices_option, device_option, json_option
 @click.option(
     "--log", "log_file", type=click.Path(dir_okay=False), default=None, help="Per-frame JSON lines."
 )
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Interpreter threads.")
+@threads_option(default=None)
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="Labels per frame.")
-@click.option("--labels", type=click.Path(), default=None, help="labels.txt (default: the bundle's).")
+@labels_option("labels.txt (default: the bundle's).")
 @click.option("--realtime", is_flag=True, help="Pace a video file like a live camera (frames may drop).")
-@device_option
+@device_option()
 @all_devices_option
 @json_option
 def camera(
-    model_or_bundle, source, camera_index, picamera2, max_frames, log_file, threads, top_k, labels, realtime,
+    model_or_bundle, source, camera_index, picamera2, max_frames, log_file, threads, top_k, labels_file, realtime,
     device, all_devices, as_json,
 ) -> None:  # fmt: skip
     """Classify frames: every frame of a video in order, or the newest frame of a live camera.
@@ -32,15 +35,16 @@ def camera(
     \b
     Example:  edgekit camera edgekit-out/mobilenet_v1_050_160 --source clip.avi --log frames.jsonl
     """
-    from edgekit.cli.output import print_json, progress_steps  # noqa: PLC0415
-    from edgekit.devices import runner  # noqa: PLC0415
+    from edgekit.cli.fleet import run_on_devices  # noqa: PLC0415
+    from edgekit.devices import jobs, resolve  # noqa: PLC0415
     from edgekit.errors import UsageError  # noqa: PLC0415
+    from edgekit.results import store  # noqa: PLC0415
 
     if sum(x is not None and x is not False for x in (source, camera_index, picamera2 or None)) > 1:
         raise UsageError("give one of --source, --camera or --picamera2")
     if source is None and camera_index is None and not picamera2:
         raise UsageError("give --source VIDEO_OR_URL or --camera INDEX (or --picamera2)")
-    settings = runner.CameraSettings(
+    settings = jobs.CameraSettings(
         source=source,
         camera=camera_index,
         picamera2=picamera2,
@@ -48,42 +52,20 @@ def camera(
         top_k=top_k,
         max_frames=max_frames,
         realtime=realtime,
-        labels=labels,
+        labels=labels_file,
     )
-    from edgekit.devices import fleet  # noqa: PLC0415
-
-    if fleet.is_fleet(device, all_devices):
-        _camera_fleet(model_or_bundle, settings, log_file, device, all_devices, as_json)
-        return
-    target = runner.resolve_device(device)
-    (ref,) = runner.resolve_models(model_or_bundle, all_precisions=False)
-    with progress_steps(f"camera on {target.name}", quiet=as_json) as step:
-        doc = runner.camera(target, ref, settings, log=log_file, progress=step)
-    from edgekit.results import store  # noqa: PLC0415
-
-    store.record("camera", doc, manifest=ref.manifest, device=doc["device"])
-    if as_json:
-        print_json(doc)
-        return
-    _print(doc)
-
-
-def _camera_fleet(model_or_bundle, settings, log_file, device, all_devices, as_json) -> None:
-    """`--device a,b,c` / `--all`: each device classifies the same source; logs get the device's name."""
-    from pathlib import Path  # noqa: PLC0415
-
-    from edgekit.devices import fleet, runner  # noqa: PLC0415
-    from edgekit.results import store  # noqa: PLC0415
-
-    (ref,) = runner.resolve_models(model_or_bundle, all_precisions=False)
+    (ref,) = resolve.resolve_models(model_or_bundle, all_precisions=False)
+    several = is_fleet(device, all_devices)
 
     def job(target, step):
-        log = str(Path(log_file).with_suffix(f".{target.name}{Path(log_file).suffix}")) if log_file else None
-        doc = runner.camera(target, ref, settings, log=log, progress=step)
+        log = log_file
+        if log_file and several:  # each device's log gets the device's name
+            log = str(Path(log_file).with_suffix(f".{target.name}{Path(log_file).suffix}"))
+        doc = jobs.camera(target, ref, settings, log=log, progress=step)
         store.record("camera", doc, manifest=ref.manifest, device=doc["device"])
         return doc
 
-    fleet.run_cli_fleet(device, all_devices, job, as_json=as_json, to_json=lambda d: d, show=_print)
+    run_on_devices(device, all_devices, job, title="camera", as_json=as_json, show=_print)
 
 
 def _print(doc: dict) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edgekit.cli.options import io_option, json_option, output_option, quantize_option
+from edgekit.cli.options import io_option, json_option, labels_option, output_option, quantize_option
 from edgekit.cli.output import console, print_json, progress_steps
 
 
@@ -26,9 +26,7 @@ def _floats(ctx, param, value):
 @click.option("--calibration-samples", type=int, default=100, show_default=True, help="Images used.")
 @quantize_option
 @io_option
-@click.option(
-    "--labels", "labels_file", type=click.Path(), default=None, help="labels.txt, one class per line."
-)
+@labels_option()
 @click.option(
     "--mean",
     callback=_floats,
@@ -58,7 +56,7 @@ def _floats(ctx, param, value):
     default=None,
     help="Create onnx2tf's isolated environment (~2.6 GB download) and exit.",
 )
-@output_option
+@output_option()
 @json_option
 def convert(
     onnx_file,

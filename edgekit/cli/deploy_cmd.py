@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import click
 
-from edgekit.cli.options import json_option
+from edgekit.cli.options import device_option, json_option
 
 
 @click.command()
 @click.argument("bundle_or_tflite", type=click.Path(exists=True))
-@click.option(
-    "--device", "-d", "device", default=None, help="Device name(s) from `edgekit devices`, comma list."
-)
+@device_option()
 @click.option("--all", "all_", is_flag=True, help="Every device in the inventory.")
 @click.option(
     "--parallel",

@@ -16,53 +16,14 @@ def run_device_eval(
 ) -> None:  # fmt: skip
     """Evaluate MODEL (a .tflite or a bundle's primary model) on DATA with the device script on DEVICE,
     compare with the desktop reference stored in the bundle when there is one, record and print."""
-    from edgekit.cli.output import print_json, progress_steps  # noqa: PLC0415
-    from edgekit.devices import fleet, runner  # noqa: PLC0415
+    from edgekit.cli.fleet import run_on_devices  # noqa: PLC0415
+    from edgekit.devices import jobs, resolve  # noqa: PLC0415
     from edgekit.results import store  # noqa: PLC0415
 
-    if fleet.is_fleet(device, all_devices):
-        _eval_fleet(
-            model=model, data=data, labels=labels, device=device, threads=threads, as_json=as_json,
-            all_devices=all_devices,
-        )  # fmt: skip
-        return
-    target = runner.resolve_device(device)
-    (ref,) = runner.resolve_models(model, all_precisions=False)
-    with progress_steps(f"eval on {target.name}", quiet=as_json) as step:
-        doc = runner.evaluate(target, ref, data, labels=labels, threads=threads or None, progress=step)
-    result = {
-        "schema_version": 1,
-        "device": doc["device"],
-        "precision": doc["model"].get("precision"),
-        "tflite": {
-            "top1": doc["top1"],
-            "top5": doc["top5"],
-            "n": doc["n"],
-            "latency_ms": doc["latency_ms"],
-            "runtime": doc["runtime"],
-        },
-        **_vs_reference(ref.bundle, doc),
-        "device_result": doc,
-    }
-    store.record("eval", result, manifest=ref.manifest, device=doc["device"])
-    if as_json:
-        print_json(result)
-        return
-    _print(result)
-
-
-def _eval_fleet(
-    *, model: str, data: str, labels: str | None, device: str, threads: int, as_json: bool,
-    all_devices: bool = False,
-) -> None:  # fmt: skip
-    """`--device a,b,c`: the same evaluation on each device in parallel (edgekit.devices.fleet)."""
-    from edgekit.devices import fleet, runner  # noqa: PLC0415
-    from edgekit.results import store  # noqa: PLC0415
-
-    (ref,) = runner.resolve_models(model, all_precisions=False)
+    (ref,) = resolve.resolve_models(model, all_precisions=False)
 
     def job(target, step):
-        doc = runner.evaluate(target, ref, data, labels=labels, threads=threads or None, progress=step)
+        doc = jobs.evaluate(target, ref, data, labels=labels, threads=threads or None, progress=step)
         result = {
             "schema_version": 1,
             "device": doc["device"],
@@ -74,7 +35,7 @@ def _eval_fleet(
         store.record("eval", result, manifest=ref.manifest, device=doc["device"])
         return result
 
-    fleet.run_cli_fleet(device, all_devices, job, as_json=as_json, to_json=lambda r: r, show=_print)
+    run_on_devices(device, all_devices, job, title="eval", as_json=as_json, show=_print)
 
 
 def _vs_reference(bundle: Path | None, doc: dict) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from edgekit.cli.options import json_option
+from edgekit.devices.targets.ssh import parse_ssh_address
 
 config_option = click.option(
     "--config",
@@ -142,7 +143,7 @@ def add(
         raise UsageError(f"device {name!r} already exists", hint="use --replace, or `edgekit devices remove`")
     options: dict = {}
     if ssh_addr:
-        addr = inventory.parse_ssh_address(ssh_addr)
+        addr = parse_ssh_address(ssh_addr)
         if identity and not Path(identity).expanduser().is_file():
             raise UsageError(f"--identity {identity} does not exist")
         if no_connect and not host_key:
@@ -291,7 +292,7 @@ def trust(ctx, name, yes, host_key, config, as_json) -> None:
     spec = inventory.get(name, cfg)
     if spec.kind != "ssh":
         raise UsageError(f"device {name!r} is a {spec.kind} device; host keys apply to SSH devices only")
-    addr = inventory.parse_ssh_address(spec.address)
+    addr = parse_ssh_address(spec.address)
     old = [fingerprint(k) for k in spec.options.get("host_keys", [])]
     if old:
         click.echo(f"recorded now: {', '.join(old)}", err=True)

@@ -4,24 +4,27 @@ from __future__ import annotations
 
 import click
 
-from edgekit.cli.options import all_devices_option, db_option, json_option
+from edgekit.cli.options import (
+    all_devices_option,
+    db_option,
+    device_option,
+    json_option,
+    labels_option,
+    threads_option,
+)
 from edgekit.cli.output import console, print_json, progress_steps
 
 
 @click.command("eval")
 @click.argument("target")
 @click.option("--data", required=True, help="DIR/<class>/*.jpg, a CSV of path,label, or builtin:mnist.")
-@click.option(
-    "--labels", "labels_file", type=click.Path(), default=None, help="The model's labels (one per line)."
-)
+@labels_option("The model's labels (one per line).")
 @click.option("--limit", type=int, default=None, help="Evaluate a seeded sample of at most N images.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --limit sample.")
 @click.option("--no-write", is_flag=True, help="Do not write reference.json into a bundle.")
-@click.option("--device", "-d", default=None, help="Evaluate on this device (see `edgekit devices`) instead.")
+@device_option(help="Evaluate on this device (see `edgekit devices`) instead.")
 @all_devices_option
-@click.option(
-    "--threads", type=int, default=1, show_default=True, help="Interpreter threads (with --device)."
-)
+@threads_option(help="Interpreter threads (with --device).")
 @db_option
 @json_option
 def eval_(

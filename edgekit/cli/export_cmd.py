@@ -8,6 +8,7 @@ from edgekit.cli.options import (
     db_option,
     io_option,
     json_option,
+    labels_option,
     model_options,
     output_option,
     quantize_option,
@@ -17,9 +18,7 @@ from edgekit.cli.output import console, print_json, progress_steps
 
 @click.command()
 @model_options
-@click.option(
-    "--labels", "labels_file", type=click.Path(), default=None, help="labels.txt, one class per line."
-)
+@labels_option()
 @click.option(
     "--weights",
     type=click.Path(),
@@ -49,7 +48,7 @@ from edgekit.cli.output import console, print_json, progress_steps
 )
 @quantize_option
 @io_option
-@output_option
+@output_option()
 @db_option
 @json_option
 def export(
@@ -122,7 +121,7 @@ def _format_extras(formats: str, cfg):
         raise UsageError(f"--format must be tflite, onnx or tflite,onnx; received {formats!r}")
     if "onnx" not in items:
         return None
-    from edgekit.pipeline.onnx import onnx_extras  # noqa: PLC0415
+    from edgekit.pipeline.onnx_export import onnx_extras  # noqa: PLC0415
 
     return onnx_extras(cfg.precisions)
 

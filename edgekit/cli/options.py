@@ -27,16 +27,41 @@ shortcut_option = click.option(
     default=None,
     help="ResNet shortcut: A zero-pad identity, B projection where shape changes (default), C always.",
 )
-threads_option = click.option(
-    "--threads", default="1", show_default=True, help="Interpreter threads, e.g. 1,2,4."
-)
-device_option = click.option(
-    "--device", "-d", default=None, help="Device name(s) from `edgekit devices`, comma list."
-)
+
+
+def threads_option(*, several: bool = False, default: int | None = 1, help: str = "Interpreter threads."):
+    """`--threads N` (a positive int), or with `several` a comma list `1,2,4` parsed to a tuple."""
+    if several:
+        return click.option(
+            "--threads",
+            default=str(default),
+            show_default=True,
+            callback=lambda ctx, p, v: parse_int_list(v, "--threads"),
+            help=help,
+        )
+    return click.option(
+        "--threads", type=click.IntRange(min=1), default=default, show_default=default is not None, help=help
+    )
+
+
+def device_option(*, default: str | None = None, help: str = "Device name(s) from `edgekit devices`, comma list."):
+    return click.option("--device", "-d", "device", default=default, show_default=default is not None, help=help)
+
+
+def labels_option(help: str = "labels.txt, one class per line."):
+    return click.option("--labels", "labels_file", type=click.Path(), default=None, help=help)
+
+
+def output_option(*, help: str = "Output folder.", **kwargs):
+    """`-o/--output`: a folder unless the command says otherwise (`type=`, `default=`, `required=`)."""
+    kwargs.setdefault("type", click.Path())
+    kwargs.setdefault("default", None)
+    return click.option("-o", "--output", help=help, **kwargs)
+
+
 all_devices_option = click.option(
     "--all", "all_devices", is_flag=True, help="Run on every device in the inventory (in parallel)."
 )
-output_option = click.option("-o", "--output", type=click.Path(), default=None, help="Output folder.")
 
 
 def model_options(f):

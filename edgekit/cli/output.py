@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import os
 import sys
 from collections.abc import Iterator
 
@@ -27,16 +29,24 @@ def _default(o):
     return str(o)
 
 
-def console():
+# Rich cuts everything to 80 columns when the stream is not a terminal; logs and CI output would lose
+# model names (`mobilene…`). Off a terminal, lines are as wide as they need to be (up to this).
+LOG_WIDTH = 1000
+
+
+def _console(stream) -> object:
     from rich.console import Console  # noqa: PLC0415
 
-    return Console(highlight=False)
+    wide = not stream.isatty() and not os.environ.get("COLUMNS")
+    return Console(file=stream, highlight=False, width=LOG_WIDTH if wide else None)
+
+
+def console():
+    return _console(sys.stdout)
 
 
 def err_console():
-    from rich.console import Console  # noqa: PLC0415
-
-    return Console(stderr=True, highlight=False)
+    return _console(sys.stderr)
 
 
 @contextlib.contextmanager
@@ -60,3 +70,23 @@ def progress_steps(title: str, quiet: bool = False) -> Iterator:
             status.update(f"{title}: {msg}…")
 
         yield update
+
+
+class _WarningHandler(logging.Handler):
+    """edgekit's own warnings (lower layers log them; only the CLI prints), escaped: a device's text
+    (paths, "[1/4]") must never be read as rich markup."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from rich.markup import escape  # noqa: PLC0415
+
+        try:
+            err_console().print(f"[yellow]{escape(record.getMessage())}[/]", highlight=False, soft_wrap=True)
+        except Exception:  # noqa: BLE001 - a warning must never end the command
+            self.handleError(record)
+
+
+def install_warning_printer() -> None:
+    """Print warnings logged under `edgekit.*` on stderr (once per process)."""
+    root = logging.getLogger("edgekit")
+    if not any(isinstance(h, _WarningHandler) for h in root.handlers):
+        root.addHandler(_WarningHandler(logging.WARNING))

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import click
 
-from edgekit.cli.options import all_devices_option, device_option, json_option, parse_int_list
+from edgekit.cli.options import all_devices_option, device_option, json_option, parse_int_list, threads_option
 
 
 @click.command()
 @click.argument("model_or_bundle")
-@click.option("--threads", default="1", show_default=True, help="Interpreter threads, comma list: 1,2,4.")
+@threads_option(several=True, help="Interpreter threads, comma list: 1,2,4.")
 @click.option("--batch", default="1", show_default=True, help="Batch sizes, comma list: 1,4,8.")
 @click.option("--runs", type=int, default=50, show_default=True, help="At least this many timed runs.")
 @click.option("--warmup", type=int, default=5, show_default=True, help="Untimed runs first.")
@@ -24,7 +26,7 @@ from edgekit.cli.options import all_devices_option, device_option, json_option, 
     help="random, zeros, or a folder of real images.",
 )
 @click.option("--no-xnnpack", is_flag=True, help="Plain TFLite kernels instead of the XNNPACK delegate.")
-@device_option
+@device_option()
 @all_devices_option
 @json_option
 def profile(
@@ -38,11 +40,11 @@ def profile(
     \b
     Example:  edgekit profile edgekit-out/mobilenet_v1_050_160 --threads 1,2 --batch 1,4
     """
-    from edgekit.cli.output import print_json, progress_steps  # noqa: PLC0415
-    from edgekit.devices import runner  # noqa: PLC0415
+    from edgekit.cli.fleet import run_on_devices  # noqa: PLC0415
+    from edgekit.devices import jobs, resolve  # noqa: PLC0415
 
-    settings = runner.ProfileSettings(
-        threads=parse_int_list(threads, "--threads"),
+    settings = jobs.ProfileSettings(
+        threads=threads,
         batch=parse_int_list(batch, "--batch"),
         runs=runs,
         warmup=warmup,
@@ -50,58 +52,55 @@ def profile(
         input=input_kind,
         xnnpack=not no_xnnpack,
     )
-    from edgekit.devices import fleet  # noqa: PLC0415
-
-    if fleet.is_fleet(device, all_devices):
-        _profile_fleet(model_or_bundle, settings, device, all_devices, as_json)
-        return
-    target = runner.resolve_device(device)
-    if target.spec.kind == "adb":
-        _profile_adb(target, model_or_bundle, settings, as_json)
-        return
-    refs = runner.resolve_models(model_or_bundle, all_precisions=True)
-    with progress_steps(f"profile on {target.name}", quiet=as_json) as step:
-        docs = runner.profile(target, refs, settings, progress=step)
-    rows = runner.profile_rows(docs)
-    runner.record_profile(docs, rows, refs)
-    if as_json:
-        print_json(rows)
-        return
-    _print(docs, rows)
-
-
-def _profile_adb(target, model_or_bundle, settings, as_json) -> None:
-    """Android over adb: LiteRT's benchmark_model on the phone (edgekit.devices.targets.adb)."""
-    from edgekit.cli.output import print_json  # noqa: PLC0415
-    from edgekit.devices import runner  # noqa: PLC0415
-    from edgekit.devices.targets.adb import print_benchmark, profile_with_benchmark_model  # noqa: PLC0415
-
-    refs = runner.resolve_models(model_or_bundle, all_precisions=True)
-    docs = [
-        profile_with_benchmark_model(
-            target, r.path, threads=settings.threads, runs=settings.runs, warmup=settings.warmup,
-            min_seconds=settings.min_seconds, xnnpack=settings.xnnpack, precision=r.precision,
-        )
-        for r in refs
-    ]  # fmt: skip
-    print_json(docs) if as_json else print_benchmark(docs)
-
-
-def _profile_fleet(model_or_bundle, settings, device, all_devices, as_json) -> None:
-    """`--device a,b,c` / `--all`: the same profile on each device in parallel (edgekit.devices.fleet)."""
-    from edgekit.devices import fleet, runner  # noqa: PLC0415
-
-    refs = runner.resolve_models(model_or_bundle, all_precisions=True)
+    refs = resolve.resolve_models(model_or_bundle, all_precisions=True)
 
     def job(target, step):
-        docs = runner.profile(target, refs, settings, progress=step)
-        rows = runner.profile_rows(docs)
-        runner.record_profile(docs, rows, refs)
+        if target.spec.kind == "adb":  # Android: LiteRT's benchmark_model on the phone
+            from edgekit.devices.benchmark_model import profile_with_benchmark_model  # noqa: PLC0415
+
+            docs = [
+                profile_with_benchmark_model(
+                    target, r.path, threads=settings.threads, runs=settings.runs, warmup=settings.warmup,
+                    min_seconds=settings.min_seconds, xnnpack=settings.xnnpack, precision=r.precision,
+                    progress=step,
+                )
+                for r in refs
+            ]  # fmt: skip
+            return _Adb(docs)
+        docs = jobs.profile(target, refs, settings, progress=step)
+        rows = jobs.profile_rows(docs)
+        jobs.record_profile(docs, rows, refs)
         return docs, rows
 
-    fleet.run_cli_fleet(
-        device, all_devices, job, as_json=as_json, to_json=lambda r: r[1], show=lambda r: _print(*r)
-    )
+    run_on_devices(
+        device, all_devices, job, title="profile", as_json=as_json,
+        to_json=lambda r: r.docs if isinstance(r, _Adb) else r[1],
+        show=lambda r: print_benchmark(r.docs) if isinstance(r, _Adb) else _print(*r),
+    )  # fmt: skip
+
+
+class _Adb(NamedTuple):
+    """benchmark_model documents from an Android device (their own shape: no percentiles)."""
+
+    docs: list[dict]
+
+
+def print_benchmark(docs: list[dict]) -> None:
+    """A short table of benchmark_model results (mean latency: the tool prints no percentiles)."""
+    from edgekit.cli.output import console  # noqa: PLC0415
+
+    c = console()
+    for d in docs:
+        dev = d["device"]["name"]
+        for r in d["configurations"]:
+            mem = r.get("memory_mb") or {}
+            c.print(
+                f"{dev}: {d['model']['file']} ({d['model'].get('precision') or '?'}) threads={r['threads']}: "
+                f"mean {r['latency_ms']['mean']:.3f} ms (min {r['latency_ms']['min']:.3f}, "
+                f"std {r['latency_ms']['std']:.3f}), {r['images_per_s']:.1f} img/s, init {r['init_ms']:.1f} ms"
+                + (f", memory {mem['kind']} {mem['overall']:.1f} MB" if mem else "")
+                + " [benchmark_model]"
+            )
 
 
 def _print(docs: list[dict], rows: list[dict]) -> None:

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import click
 
-from edgekit.cli.options import db_option, json_option
+from edgekit.cli.options import db_option, device_option, json_option, output_option
 from edgekit.cli.output import print_json
 
 
 @click.command()
 @click.option("--model", "-m", default=None, help="Model variant, family or glob (mobilenet*).")
-@click.option("--device", "-d", default=None, help="Device name(s), comma list.")
+@device_option(help="Device name(s), comma list.")
 @click.option("--since", default=None, help="Age (30m, 24h, 7d) or ISO date (2026-05-01).")
 @click.option("--run", "run_id", type=int, default=None, help="Eval run whose confusion matrix is shown.")
 @click.option(
@@ -25,7 +25,7 @@ from edgekit.cli.output import print_json
     default=None,
     help="html (default; or from the -o suffix) or md (Markdown for pull requests).",
 )
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Output file.")
+@output_option(type=click.Path(dir_okay=False), help="Output file.")
 @click.option("--title", default="edgekit report", show_default=True, help="Report title.")
 @db_option
 @json_option

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edgekit.cli.options import db_option, json_option
+from edgekit.cli.options import db_option, device_option, json_option, output_option
 from edgekit.cli.output import console, print_json
 
 # Columns `runs list` prints, in order: (column, header, format)
@@ -29,7 +29,7 @@ def _filter_options(f):
         [
             click.option("--kind", default=None, help="export, eval, profile, camera (comma list)."),
             click.option("--model", "-m", default=None, help="Model variant, family or glob (mobilenet*)."),
-            click.option("--device", "-d", default=None, help="Device name(s), comma list."),
+            device_option(help="Device name(s), comma list."),
             click.option("--since", default=None, help="Age (30m, 24h, 7d) or ISO date (2026-05-01)."),
             click.option("--bundle", default=None, help="Bundle id prefix."),
         ]
@@ -152,7 +152,7 @@ def show(run_id, db, as_json) -> None:
 @runs.command("export")
 @_filter_options
 @click.option("--csv", "as_csv", is_flag=True, default=True, help="Comma-separated values (the default).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="File (default: stdout).")
+@output_option(type=click.Path(dir_okay=False), help="File (default: stdout).")
 @click.option(
     "--measurements", is_flag=True, help="One row per profiled setting (threads × batch) instead of per run."
 )

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from edgekit.cli.options import db_option, json_option, parse_int_list
+from edgekit.cli.options import (
+    db_option,
+    device_option,
+    json_option,
+    output_option,
+    parse_int_list,
+    threads_option,
+)
 from edgekit.cli.output import console, print_json, progress_steps
 
 
@@ -46,21 +53,19 @@ def _floats(value: str, name: str) -> tuple[float, ...]:
     help="Training epochs per configuration (with --data).",
 )
 @click.option("--latency-only", is_flag=True, help="Random weights: the latency/size grid only, quickly.")
-@click.option("--device", "-d", default="local", show_default=True, help="Device name(s), comma list.")
+@device_option(default="local", help="Device name(s), comma list.")
 @click.option(
     "--budget-ms", type=float, default=None, help="Latency budget: name the most accurate model within it."
 )
-@click.option(
-    "--threads", type=int, default=1, show_default=True, help="Interpreter threads while profiling."
-)
+@threads_option(help="Interpreter threads while profiling.")
 @click.option(
     "--runs", type=int, default=30, show_default=True, help="Timed inferences per profile, at least."
 )
 @click.option(
     "--min-seconds", type=float, default=1.0, show_default=True, help="Time each profile at least this long."
 )
-@click.option("-o", "--output", type=click.Path(file_okay=False), default="edgekit-out/sweep", show_default=True,
-              help="Folder for the bundles and sweep.html.")  # fmt: skip
+@output_option(type=click.Path(file_okay=False), default="edgekit-out/sweep", show_default=True,
+               help="Folder for the bundles and sweep.html.")  # fmt: skip
 @db_option
 @json_option
 def sweep(model, alpha, resolution, rho, classes, data, val_data, epochs, latency_only, device, budget_ms, threads,

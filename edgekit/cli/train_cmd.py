@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edgekit.cli.options import json_option, model_options
+from edgekit.cli.options import json_option, labels_option, model_options, output_option
 from edgekit.cli.output import console, print_json, progress_steps
 
 
@@ -17,9 +17,7 @@ from edgekit.cli.output import console, print_json, progress_steps
 @click.option(
     "--val-split", type=float, default=0.2, show_default=True, help="Validation fraction, stratified."
 )
-@click.option(
-    "--labels", "labels_file", type=click.Path(), default=None, help="labels.txt fixing the class order."
-)
+@labels_option("labels.txt fixing the class order.")
 @click.option("--epochs", type=int, default=None, help="Epochs (default 20; with --resume: the run's own).")
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Peak learning rate.")
@@ -37,7 +35,7 @@ from edgekit.cli.output import console, print_json, progress_steps
 @click.option(
     "--qat", is_flag=True, help="Quantization-aware training (not available with Keras 3: see README)."
 )
-@click.option("-o", "--output", required=True, type=click.Path(), help="Run folder, e.g. runs/NAME.")
+@output_option(required=True, help="Run folder, e.g. runs/NAME.")
 @json_option
 def train(
     model, alpha, rho, resolution, classes, shortcut, data, val_data, val_split, labels_file, epochs,

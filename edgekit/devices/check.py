@@ -23,7 +23,6 @@ from edgekit.errors import DeviceError, UsageError
 
 RUNTIME_PACKAGES = ("ai-edge-litert", "tflite-runtime")
 VENV = "venv"
-RUNTIME_METAVAR = "PACKAGE[==VERSION]"
 _RUNTIME_RE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_.-]*)\s*(?:==\s*(\d+(?:\.\d+){0,3}))?\s*$")
 
 
@@ -190,10 +189,6 @@ class DeviceReport:
 
     def to_dict(self) -> dict:
         return {"schema_version": 1, **asdict(self), "fixes": list(self.fixes)}
-
-    @property
-    def ready(self) -> bool:
-        return self.reachable and self.runtime is not None and bool(self.python) and not self.fixes
 
 
 def probe(target: Target, python: str | None = None) -> tuple[dict, dict | None]:

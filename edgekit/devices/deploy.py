@@ -21,15 +21,26 @@ import hashlib
 import io
 import json
 import secrets
+import shutil
 import tarfile
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edgekit.bundle.manifest import MANIFEST, bundle_id, read_manifest, verify_checksums
+from edgekit.bundle.modelcheck import scripts_dir
+from edgekit.devices.remote import RemotePaths
 from edgekit.devices.targets.base import Target
-from edgekit.errors import DeviceError, InputDataError, ModelFileError, VerificationError
+from edgekit.errors import (
+    DeviceError,
+    ExitCode,
+    InputDataError,
+    ModelFileError,
+    VerificationError,
+    error_class,
+)
 
 DEPLOY_MARKER = ".edgekit_deploy.json"
 SUMS = "SHA256SUMS"
@@ -104,11 +115,11 @@ def _tar(files: dict[str, bytes], extra: dict[str, bytes]) -> io.BytesIO:
 
 
 # Runs on the device (POSIX sh + coreutils): unpack into a fresh folder, verify, rename into place,
-# switch `current`. Arguments: WORKDIR ID TMPNAME.
+# switch `current`. Arguments: WORKDIR ID TMPNAME. Exits with edgekit's own codes (edgekit.errors.ExitCode).
 _INSTALL = r"""
 set -e
 wd=$1; id=$2; tmp=$wd/$3
-command -v sha256sum >/dev/null 2>&1 || { echo "edgekit: sha256sum is missing on the device (install coreutils)" >&2; exit 69; }
+command -v sha256sum >/dev/null 2>&1 || { echo "edgekit: sha256sum is missing on the device (install coreutils)" >&2; exit @DEPENDENCY@; }
 mkdir -p "$wd"
 find "$wd" -maxdepth 1 -name '.incoming-*' -mmin +10 -exec rm -rf {} + 2>/dev/null || true
 mkdir "$tmp"
@@ -117,13 +128,13 @@ tar -xf - -C "$tmp"
 cd "$tmp"
 if ! sha256sum -c --quiet SHA256SUMS >"$tmp/.check" 2>&1; then
   echo "edgekit: checksum mismatch on the device: $(head -n 3 "$tmp/.check" | tr '\n' ' ')" >&2
-  exit 65
+  exit @VERIFY@
 fi
 rm -f "$tmp/.check"
 cd "$wd"
 if [ -d "$wd/$id" ]; then rm -rf "$tmp"; else mv "$tmp" "$wd/$id"; fi
 trap - EXIT
-"""
+""".replace("@DEPENDENCY@", str(int(ExitCode.DEPENDENCY))).replace("@VERIFY@", str(int(ExitCode.VERIFY)))
 
 # Arguments: WORKDIR ID. `ln -s` + `mv -T` is a rename(2): readers see the old or the new link.
 _SWITCH = r"""
@@ -186,7 +197,7 @@ def deploy(
             ) from None
         if res.returncode != 0:
             err = res.stderr.strip().splitlines()
-            raise (VerificationError if res.returncode == 65 else DeviceError)(
+            raise error_class(res.returncode)(
                 f"deploy to {target.name} failed: {err[-1] if err else f'exit {res.returncode}'}"
             )
     if current != dep_id:
@@ -266,11 +277,8 @@ def resolve_bundle(path: str | Path, scratch: str | Path) -> Path:
 
 
 def prepare_remote(target: Target, host_paths: list[str]):
-    """The runner's `prepare` for SSH devices: deploy the bundles the models belong to (a bare .tflite
+    """`prepare` for SSH devices: deploy the bundles the models belong to (a bare .tflite
     is wrapped first), push any other input (images, video, labels) to a scratch folder."""
-    import tempfile  # noqa: PLC0415
-
-    from edgekit.devices.runner import RemotePaths  # noqa: PLC0415
 
     files: dict[str, str] = {}
     deployments: dict[str, Deployment] = {}
@@ -316,8 +324,6 @@ def _push_inputs(target: Target, paths: list[Path], dest: str) -> dict[str, str]
     rewritten to their new relative places (the device never sees a desktop path).
     """
     import csv  # noqa: PLC0415
-    import tempfile  # noqa: PLC0415
-
     mapping: dict[str, str] = {}
     paths = sorted(paths, key=lambda q: q.suffix.lower() != ".csv")  # CSVs first: they claim their images
     with tempfile.TemporaryFile() as buf:
@@ -361,3 +367,57 @@ def cleanup_remote(target: Target, paths) -> None:
 
     with contextlib.suppress(Exception):
         target.run(["rm", "-rf", paths.scratch], timeout=60)
+
+
+Preparer = Callable[[Target, list[str]], RemotePaths]
+
+
+
+def _prepare_local(target: Target, host_paths: list[str]) -> RemotePaths:
+    scratch = tempfile.mkdtemp(prefix="edgekit-run-")
+    return RemotePaths(
+        scripts=str(scripts_dir()),
+        python=target.spec.python,
+        scratch=scratch,
+        files={p: str(Path(p).expanduser().resolve()) for p in host_paths},
+    )
+
+
+
+def _cleanup_local(target: Target, paths: RemotePaths) -> None:
+    shutil.rmtree(paths.scratch, ignore_errors=True)
+
+
+
+def _prepare_ssh(target: Target, host_paths: list[str]) -> RemotePaths:
+    from edgekit.devices.deploy import prepare_remote  # noqa: PLC0415
+
+    return prepare_remote(target, host_paths)
+
+
+
+def _cleanup_ssh(target: Target, paths: RemotePaths) -> None:
+    from edgekit.devices.deploy import cleanup_remote  # noqa: PLC0415
+
+    cleanup_remote(target, paths)
+
+
+
+# kind -> (prepare, cleanup). SSH: deploy the bundle + scripts (edgekit.devices.deploy), push data.
+PREPARERS: dict[str, tuple[Preparer, Callable[[Target, RemotePaths], None]]] = {
+    "local": (_prepare_local, _cleanup_local),
+    "ssh": (prepare_remote, cleanup_remote),
+}
+
+
+
+def prepare(target: Target, host_paths: list[str]) -> RemotePaths:
+    """Make the device scripts and `host_paths` (models with their bundles, data) available on target."""
+    if target.spec.kind not in PREPARERS:
+        raise DeviceError(f"running device scripts on {target.spec.kind} devices is not available yet")
+    return PREPARERS[target.spec.kind][0](target, [str(p) for p in host_paths])
+
+
+
+def cleanup(target: Target, paths: RemotePaths) -> None:
+    PREPARERS[target.spec.kind][1](target, paths)

@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from edgekit.devices.targets.base import DeviceSpec
 from edgekit.errors import EdgekitError, ExitCode, PartialFailure
 
 DEFAULT_PARALLEL = 4  # SSH connections at once: enough for a small fleet, gentle on a laptop's uplink
@@ -37,23 +36,25 @@ class Outcome:
 
 
 def run_fleet(
-    specs: list[DeviceSpec],
-    job: Callable[[DeviceSpec], Any],
+    specs: list,
+    job: Callable[[Any], Any],
     *,
     max_parallel: int = DEFAULT_PARALLEL,
     on_done: Callable[[Outcome], None] | None = None,
+    name: Callable[[Any], str] = lambda spec: spec.name,
 ) -> list[Outcome]:
-    """`job(spec)` for every device, at most `max_parallel` at a time; outcomes in the given order."""
+    """`job(spec)` for every device (a DeviceSpec, or whatever `name` names), at most `max_parallel` at a
+    time; outcomes in the given order."""
     lock = threading.Lock()
 
-    def one(spec: DeviceSpec) -> Outcome:
+    def one(spec) -> Outcome:
         try:
-            out = Outcome(spec.name, True, result=job(spec))
+            out = Outcome(name(spec), True, result=job(spec))
         except EdgekitError as exc:
-            out = Outcome(spec.name, False, error=str(exc), exit_code=int(exc.exit_code))
+            out = Outcome(name(spec), False, error=str(exc), exit_code=int(exc.exit_code))
         except Exception as exc:  # a bug must not take the other devices down with it
             out = Outcome(
-                spec.name,
+                name(spec),
                 False,
                 error=f"internal error: {exc.__class__.__name__}: {exc}",
                 exit_code=int(ExitCode.INTERNAL),
@@ -80,65 +81,3 @@ def raise_for_outcomes(outcomes: list[Outcome]) -> None:
         raise exc
     names = ", ".join(f"{o.device} ({o.error})" for o in failed)
     raise PartialFailure(f"{len(failed)} of {len(outcomes)} devices failed: {names}")
-
-
-# --------------------------------------------------------------------------- the commands' side
-
-
-def is_fleet(device: str | None, all_devices: bool = False) -> bool:
-    """`--device a,b` or `--all`: run on several devices (a single name keeps the one-device output)."""
-    return bool(all_devices or (device and "," in device))
-
-
-def run_cli_fleet(
-    device: str | None,
-    all_devices: bool,
-    job: Callable,
-    *,
-    as_json: bool,
-    to_json: Callable[[Any], Any],
-    show: Callable[[Any], None],
-    max_parallel: int = DEFAULT_PARALLEL,
-) -> list[Outcome]:
-    """Run `job(target, progress)` on each device in parallel, print every outcome, then raise
-    PartialFailure (exit 9) if some failed: the successful devices' results are printed and kept."""
-    import click  # noqa: PLC0415
-
-    from edgekit.cli.output import print_json  # noqa: PLC0415
-    from edgekit.devices import inventory, runner  # noqa: PLC0415
-
-    specs = inventory.resolve(device, all_devices)
-
-    def one(spec: DeviceSpec):
-        target = runner.resolve_device(spec.name)
-        try:
-            return job(target, lambda msg: None if as_json else click.echo(f"{spec.name}: {msg}", err=True))
-        finally:
-            target.close()
-
-    def done(o: Outcome) -> None:
-        if not as_json:
-            click.echo(f"{o.device}: {'done' if o.ok else 'FAILED: ' + str(o.error)}", err=True)
-
-    outcomes = run_fleet(specs, one, max_parallel=max_parallel, on_done=done)
-    if as_json:
-        print_json(
-            {
-                "schema_version": 1,
-                "devices": [
-                    Outcome(o.device, o.ok, to_json(o.result), o.error, o.exit_code).to_dict()
-                    if o.ok
-                    else o.to_dict()
-                    for o in outcomes
-                ],
-            }
-        )
-    else:
-        for o in outcomes:
-            click.echo(f"\n== {o.device} ==")
-            if o.ok:
-                show(o.result)
-            else:
-                click.echo(f"failed: {o.error}")
-    raise_for_outcomes(outcomes)
-    return outcomes

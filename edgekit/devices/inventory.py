@@ -20,7 +20,7 @@ import os
 import re
 import sys
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from edgekit.devices.targets.base import DeviceSpec
@@ -32,29 +32,6 @@ KINDS = ("ssh", "adb", "local")
 LOCAL = DeviceSpec(name="local", kind="local")  # always available, even with an empty inventory
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _CORE_KEYS = ("kind", "address", "identity", "python", "workdir")
-_ADDR_RE = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>\[[0-9A-Fa-f:]+\]|[^:@\s\[\]]+)(?::(?P<port>\d+))?$")
-
-
-@dataclass(frozen=True)
-class SSHAddress:
-    user: str | None
-    host: str
-    port: int = 22
-
-    def __str__(self) -> str:
-        user = f"{self.user}@" if self.user else ""
-        return f"{user}{self.host}:{self.port}"
-
-
-def parse_ssh_address(value: str) -> SSHAddress:
-    """USER@HOST[:PORT] (IPv6 hosts in brackets) -> SSHAddress."""
-    m = _ADDR_RE.match(value.strip())
-    if not m:
-        raise UsageError(f"--ssh expects USER@HOST[:PORT]; received {value!r}")
-    port = int(m["port"]) if m["port"] else 22
-    if not 0 < port < 65536:
-        raise UsageError(f"SSH port must be in 1..65535; received {port}")
-    return SSHAddress(m["user"], m["host"].strip("[]"), port)
 
 
 def default_path() -> Path:

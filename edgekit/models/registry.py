@@ -64,13 +64,23 @@ def get_family(name: str) -> Family:
 
 
 _MOBILENET_NAME = re.compile(r"^mobilenet_v1_(\d{3})_(\d+)$")
+_SHORTCUT_NAME = re.compile(r"^(?P<family>[a-z0-9]+?)(?:_(?P<res>\d+))?(?:_(?P<shortcut>[abc]))?$")
 
 
 def parse_variant_name(name: str) -> ModelConfig | None:
-    """`mobilenet_v1_050_160` -> ModelConfig(alpha=0.5, resolution=160)."""
+    """The inverse of variant_name: `mobilenet_v1_050_160` -> ModelConfig(alpha=0.5, resolution=160),
+    `resnet18_192_a` -> ModelConfig("resnet18", resolution=192, shortcut="A"); None for other names."""
     m = _MOBILENET_NAME.match(name.lower())
     if m:
         return ModelConfig("mobilenet_v1", alpha=int(m.group(1)) / 100, resolution=int(m.group(2)))
+    m = _SHORTCUT_NAME.match(name.lower())
+    if m and m["family"] in _FAMILIES and _FAMILIES[m["family"]].uses_shortcut and (m["res"] or m["shortcut"]):
+        fam = _FAMILIES[m["family"]]
+        return ModelConfig(
+            fam.name,
+            resolution=int(m["res"]) if m["res"] else fam.default_resolution,
+            shortcut=(m["shortcut"] or "b").upper(),
+        )
     return None
 
 

@@ -1,4 +1,5 @@
-"""ResNet-18/34 with basic blocks (He et al. 2015), built from a stack function like Keras' ResNet().
+"""ResNet-18/34 with basic blocks (He et al. 2015): a stem, then the stages given by the block counts
+(the `stack` of Keras' ResNet(stack_fn), fixed per depth), then global pooling and the classifier.
 
 Shortcut options of the paper (section 4.1):
   A  identity; where the shape changes, subsample spatially and zero-pad the extra channels
@@ -15,49 +16,6 @@ STAGES = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}
 WIDTHS = (64, 128, 256, 512)
 
 
-def _zero_pad_shortcut_layer():
-    import keras  # noqa: PLC0415
-
-    @keras.saving.register_keras_serializable(package="edgekit")
-    class ZeroPadShortcut(keras.layers.Layer):
-        """Option A: x[:, ::s, ::s, :] with the new channels filled by zeros."""
-
-        def __init__(self, filters: int, stride: int, **kwargs):
-            super().__init__(**kwargs)
-            self.filters = filters
-            self.stride = stride
-
-        def call(self, x):
-            if self.stride > 1:
-                x = x[:, :: self.stride, :: self.stride, :]
-            extra = self.filters - x.shape[-1]
-            if extra > 0:
-                x = keras.ops.pad(x, [[0, 0], [0, 0], [0, 0], [0, extra]])
-            return x
-
-        def compute_output_shape(self, input_shape):
-            n, h, w, _ = input_shape
-            s = self.stride
-            h = None if h is None else (h + s - 1) // s
-            w = None if w is None else (w + s - 1) // s
-            return (n, h, w, self.filters)
-
-        def get_config(self):
-            return {**super().get_config(), "filters": self.filters, "stride": self.stride}
-
-    return ZeroPadShortcut
-
-
-_ZERO_PAD = None
-
-
-def _zero_pad(filters: int, stride: int, name: str):
-    global _ZERO_PAD
-    if _ZERO_PAD is None:
-        _ZERO_PAD = _zero_pad_shortcut_layer()
-    return _ZERO_PAD(filters, stride, name=name)
-
-
 def _basic_block(x, filters: int, stride: int, shortcut: str, name: str):
     from keras import layers  # noqa: PLC0415
 
@@ -66,7 +24,9 @@ def _basic_block(x, filters: int, stride: int, shortcut: str, name: str):
         sc = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_proj")(x)
         sc = layers.BatchNormalization(name=f"{name}_proj_bn")(sc)
     elif shape_changes:  # option A
-        sc = _zero_pad(filters, stride, name=f"{name}_pad")(x)
+        from edgekit.models.layers import ZeroPadShortcut  # noqa: PLC0415
+
+        sc = ZeroPadShortcut(filters, stride, name=f"{name}_pad")(x)
     else:
         sc = x
     y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv1")(x)

@@ -1,9 +1,9 @@
-"""`edgekit convert model.onnx` and `edgekit export --format onnx`: ONNX in and out of the bundle.
+"""`edgekit convert model.onnx`: an ONNX classifier in, the same verified bundle out.
 
-ONNX in: load + check the ONNX file, pick a back end (converters/onnx_tflite.py), convert to each
-precision, verify every result against ONNX Runtime on the same images, and write the same bundle as
-`edgekit export` (its bundle writer, temporary folder + rename), so deploy/profile/eval/report take it
-unchanged. ONNX out: a hook for export_bundle that adds float32 and int8 (QDQ) ONNX files.
+Load + check the ONNX file, pick a back end (converters/onnx_tflite.py), convert to each precision,
+verify every result against ONNX Runtime on the same images (edgekit.pipeline.onnx_verify), and write
+the same bundle as `edgekit export` (edgekit.bundle.writer), so deploy/profile/eval/report take it
+unchanged. ONNX out (`export --format onnx`) is edgekit.pipeline.onnx_export.
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.bundle.manifest import LABELS, SCHEMA_VERSION
+from edgekit.bundle.manifest import LABELS, SCHEMA_VERSION, default_labels
 from edgekit.config import PRECISIONS, Preprocessing
-from edgekit.data import ImageBatch, load_calibration
-from edgekit.device_scripts import edgelib
+from edgekit.data.datasets import ImageBatch, load_calibration
 from edgekit.errors import (
     DependencyError,
     ModelFileError,
@@ -29,13 +28,10 @@ from edgekit.errors import (
     VerificationError,
     require_tensorflow,
 )
+from edgekit.pipeline.onnx_verify import INT8_MIN_AGREEMENT, verify_against_onnx
 
 Progress = Callable[[str], None]
 
-# Named tolerances, pinned by tests/onnx/test_tolerances.py so they cannot drift silently.
-FLOAT32_MAX_REL_DIFF = 1e-4  # max |LiteRT - ONNX Runtime| / max |ONNX Runtime output|
-FLOAT16_MAX_REL_DIFF = 1e-2
-INT8_MIN_AGREEMENT = 0.98  # top-1 agreement with ONNX Runtime float on real calibration images
 ONNX_FILE = "source.onnx"
 
 
@@ -69,7 +65,7 @@ class ConvertConfig:
             raise UsageError("--std must not contain 0")
 
 
-def _onnx(fn, *args, **kwargs):
+def onnx_call(fn, *args, **kwargs):
     """Call an ONNX helper, turning its errors into edgekit's (one line + exit code)."""
     from edgekit.converters.onnx_check import MissingOnnxPackage, OnnxModelError  # noqa: PLC0415
 
@@ -86,7 +82,7 @@ def convert_bundle(cfg: ConvertConfig, progress: Progress = lambda _m: None) -> 
     from edgekit.converters import onnx_check, onnx_keras  # noqa: PLC0415
 
     progress("loading ONNX model")
-    model = _onnx(onnx_check.load, cfg.onnx)
+    model = onnx_call(onnx_check.load, cfg.onnx)
     inputs = onnx_check.graph_inputs(model)
     if len(inputs) != 1:
         raise ModelFileError(f"{cfg.onnx} has {len(inputs)} inputs; an image classifier has exactly one")
@@ -106,10 +102,10 @@ def convert_bundle(cfg: ConvertConfig, progress: Progress = lambda _m: None) -> 
         raise ModelFileError(f"{cfg.onnx} expects {c} input channels; edgekit feeds RGB images (3)")
     onnx_x = calib.x.transpose(0, 3, 1, 2) if layout == "NCHW" else calib.x
     progress("running ONNX Runtime (reference)")
-    sess = _onnx(onnx_check.session, model)
-    ref = _onnx(onnx_check.run, sess, onnx_x)
+    sess = onnx_call(onnx_check.session, model)
+    ref = onnx_call(onnx_check.run, sess, onnx_x)
     classes = int(ref[0].shape[-1])
-    labels = cfg.labels or tuple(f"class_{i}" for i in range(classes))
+    labels = cfg.labels or default_labels(classes)
     if len(labels) != classes:
         raise UsageError(f"--labels has {len(labels)} labels but the model outputs {classes} classes")
 
@@ -139,13 +135,13 @@ def convert_bundle(cfg: ConvertConfig, progress: Progress = lambda _m: None) -> 
         ver = verify_against_onnx(ref, data, calib, p, cfg.min_agreement)
         ver["size_ratio_vs_float32"] = round(len(flat) / len(converted.tflite["float32"]), 4)
         ver["convert_s"] = round(convert_s, 2)
-        from edgekit.pipeline.export import _io_details  # noqa: PLC0415
+        from edgekit.bundle.writer import io_details  # noqa: PLC0415
 
         entries.append(
             {
                 "file": f"{name}_{p}.tflite",
                 "precision": p,
-                "io": _io_details(data),
+                "io": io_details(data),
                 "size_bytes": len(data),
                 "flatbuffer_bytes": len(flat),
                 "verification": ver,
@@ -154,9 +150,9 @@ def convert_bundle(cfg: ConvertConfig, progress: Progress = lambda _m: None) -> 
         )
     manifest = _manifest(cfg, name, meta, labels, calib, entries, converted, model)
     progress("writing bundle")
-    from edgekit.pipeline.export import _write_bundle  # noqa: PLC0415
+    from edgekit.bundle.writer import write_bundle  # noqa: PLC0415
 
-    _write_bundle(
+    write_bundle(
         out, manifest, entries, converted.keras_model, labels, {ONNX_FILE: Path(cfg.onnx).read_bytes()}
     )
     return out, manifest
@@ -263,107 +259,6 @@ def _run_onnxtf(cfg: ConvertConfig, precisions, rep, progress):
 # --------------------------------------------------------------------------- verification
 
 
-def verify_against_onnx(
-    ref: list[np.ndarray], tflite: bytes, calib: ImageBatch, precision: str, min_agreement: float
-) -> dict:
-    """LiteRT on the `.tflite` vs ONNX Runtime on the ONNX model, same images, every output."""
-    from edgekit.converters import onnx_tflite  # noqa: PLC0415
-    from edgekit.pipeline.export import _correlation  # noqa: PLC0415
-
-    outs = _litert_outputs(tflite, calib.x)
-    if len(outs) != len(ref):
-        raise VerificationError(f"the converted model has {len(outs)} outputs; the ONNX model has {len(ref)}")
-    per_output = []
-    for i, (r, o) in enumerate(zip(ref, outs, strict=True)):
-        if o.shape != r.shape:
-            o = o.reshape(r.shape) if o.size == r.size else o
-        if not np.all(np.isfinite(o)):
-            raise VerificationError(f"the {precision} model outputs NaN or Inf (output {i})")
-        diff = np.abs(o - r)
-        scale = float(np.abs(r).max()) or 1.0
-        fig = {
-            "index": i,
-            "max_abs_diff": float(diff.max()),
-            "mean_abs_diff": float(diff.mean()),
-            "output_scale": scale,
-            "max_rel_diff": float(diff.max() / scale),
-            "correlation": round(_correlation(r, o), 6),
-        }
-        if r.ndim == 2 and r.shape[-1] > 1:
-            fig["top1_agreement"] = round(float(np.mean(o.argmax(-1) == r.argmax(-1))), 4)
-        per_output.append(fig)
-    main = per_output[0]
-    ops = onnx_tflite.op_counts(tflite)
-    result = {
-        "reference": "onnxruntime",
-        "images": int(calib.x.shape[0]),
-        "synthetic_inputs": calib.synthetic,
-        "top1_agreement": main.get("top1_agreement"),
-        "output_correlation": main["correlation"],
-        "max_abs_diff": main["max_abs_diff"],
-        "mean_abs_diff": main["mean_abs_diff"],
-        "max_rel_diff": main["max_rel_diff"],
-        "float_output_range": float(ref[0].max() - ref[0].min()),
-        "outputs": per_output,
-        "ops": ops,
-        "transposes": int(ops.get("TRANSPOSE", 0)),
-    }
-    tol = {"float32": FLOAT32_MAX_REL_DIFF, "float16": FLOAT16_MAX_REL_DIFF}.get(precision)
-    if tol is not None:
-        result["tolerance_rel"] = tol
-        worst = max(f["max_rel_diff"] for f in per_output)
-        result["passed"] = worst <= tol
-        if not result["passed"]:
-            raise VerificationError(
-                f"{precision} model differs from ONNX Runtime by {worst:.2e} of the output scale "
-                f"(tolerance {tol:.0e})",
-                hint="a converter bug: try --backend onnx2tf and report the model",
-            )
-    elif precision == "int8":
-        agree = main.get("top1_agreement")
-        result["min_agreement"] = min_agreement
-        if calib.synthetic:
-            result["passed"] = None  # synthetic inputs: agreement says nothing about real accuracy
-            result["note"] = "synthetic calibration images: agreement not checked; pass --calibration DIR"
-        else:
-            result["passed"] = agree is None or agree >= min_agreement
-            if not result["passed"]:
-                raise VerificationError(
-                    f"int8 top-1 agreement with ONNX Runtime is {agree:.1%} on {calib.x.shape[0]} "
-                    f"images (needs {min_agreement:.0%})",
-                    hint="calibrate on more representative images, or use --quantize float16",
-                )
-    return result
-
-
-def _litert_outputs(tflite: bytes, x: np.ndarray) -> list[np.ndarray]:
-    """Every output of a `.tflite` (dequantized), one image per invoke, in ONNX output order."""
-    m = edgelib.Model(tflite)
-    it = m.interpreter
-    details = it.get_output_details()
-    outs: list[list[np.ndarray]] = [[] for _ in details]
-    for i in range(x.shape[0]):
-        it.set_tensor(m.input["index"], m.quantize_input(x[i : i + 1]))
-        it.invoke()
-        for k, d in enumerate(details):
-            y = it.get_tensor(d["index"])
-            scale, zp = d["quantization"]
-            y = (
-                (y.astype(np.float32) - zp) * scale
-                if d["dtype"] != np.float32 and scale
-                else y.astype(np.float32)
-            )
-            outs[k].append(y)
-    # TFLite may list outputs in another order than ONNX; names keep ONNX's order (StatefulPartitionedCall:k).
-    order = sorted(range(len(details)), key=lambda k: _output_rank(details[k]["name"], k))
-    return [np.concatenate(outs[k]) for k in order]
-
-
-def _output_rank(name: str, k: int) -> int:
-    m = re.search(r":(\d+)$", name)
-    return int(m.group(1)) if m else k
-
-
 # --------------------------------------------------------------------------- manifest
 
 
@@ -392,12 +287,12 @@ def _model_block(model, converted, h: int, w: int, classes: int) -> dict:
 def _manifest(cfg, name, meta, labels, calib, entries, converted, model) -> dict:
     import tensorflow as tf  # noqa: PLC0415
 
+    from edgekit.bundle.writer import FLOAT_MODEL, calibration_record, host_record, versions  # noqa: PLC0415
     from edgekit.converters import onnx_check  # noqa: PLC0415
-    from edgekit.pipeline.export import FLOAT_MODEL, _versions, calibration_record, host_record  # noqa: PLC0415
 
-    versions = _versions(tf)
+    versions = versions(tf)
     for dist in ("onnx", "onnxruntime"):
-        versions[dist] = _dist_version(dist)
+        versions[dist] = dist_version(dist)
     if converted.backend == "onnx2tf":
         versions["onnx2tf"] = converted.notes.get("onnx2tf_version")
     return {
@@ -426,7 +321,7 @@ def _manifest(cfg, name, meta, labels, calib, entries, converted, model) -> dict
     }
 
 
-def _dist_version(dist: str) -> str | None:
+def dist_version(dist: str) -> str | None:
     from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
 
     try:
@@ -436,92 +331,6 @@ def _dist_version(dist: str) -> str | None:
 
 
 # --------------------------------------------------------------------------- ONNX out
-
-
-def onnx_extras(precisions) -> Callable:
-    """A hook for export_bundle: float32 (+ int8 QDQ when int8 is exported) ONNX files, verified.
-
-    float32 is checked against the Keras model (ONNX Runtime, same inputs); int8 QDQ is calibrated on
-    the same images as the TFLite int8 and its top-1 agreement with Keras is recorded.
-    """
-
-    def hook(model, calib: ImageBatch, name: str, progress: Progress) -> tuple[dict, dict]:
-        return export_onnx(model, calib, name, precisions, progress)
-
-    return hook
-
-
-def export_onnx(model, calib: ImageBatch, name: str, precisions, progress: Progress = lambda _m: None):
-    """(manifest additions, {file name: bytes}) with the Keras `model` as ONNX."""
-    from edgekit.converters import keras_onnx, onnx_check, onnx_quantize  # noqa: PLC0415
-    from edgekit.pipeline.export import _correlation, _keras_predict  # noqa: PLC0415
-
-    try:
-        import tf2onnx  # noqa: F401, PLC0415
-    except ImportError as exc:
-        raise DependencyError(
-            f"tf2onnx is not installed ({exc})", hint="pip install 'edgekit[onnx]'"
-        ) from None
-    progress("exporting ONNX (tf2onnx)")
-    float_model, folded = keras_onnx.to_onnx(model)
-    ref = _keras_predict(model, calib.x)
-    entries, files = [], {}
-    wanted = ["float32", *(["int8"] if "int8" in precisions else [])]
-    for p in wanted:
-        if p == "int8":
-            progress("quantizing ONNX to int8 (ONNX Runtime static QDQ)")
-            m = _onnx(onnx_quantize.quantize_qdq, float_model, calib.x)
-        else:
-            m = float_model
-        data = m.SerializeToString()
-        out = _onnx(onnx_check.run, _onnx(onnx_check.session, data), calib.x)[0]
-        diff = np.abs(out - ref)
-        scale = float(np.abs(ref).max()) or 1.0
-        ver = {
-            "reference": "keras",
-            "images": int(calib.x.shape[0]),
-            "synthetic_inputs": calib.synthetic,
-            "top1_agreement": round(float(np.mean(out.argmax(-1) == ref.argmax(-1))), 4),
-            "output_correlation": round(_correlation(ref, out), 6),
-            "max_abs_diff": float(diff.max()),
-            "max_rel_diff": float(diff.max() / scale),
-        }
-        if p == "float32" and ver["max_rel_diff"] > FLOAT32_MAX_REL_DIFF:
-            raise VerificationError(
-                f"ONNX float32 differs from Keras by {ver['max_rel_diff']:.2e} of the output scale "
-                f"(tolerance {FLOAT32_MAX_REL_DIFF:.0e})"
-            )
-        fname = f"{name}_{p}.onnx"
-        files[fname] = data
-        entries.append(
-            {
-                "file": fname,
-                "precision": p,
-                "format": "onnx" if p == "float32" else "onnx-qdq",
-                "size_bytes": len(data),
-                "ops": _op_histogram(m),
-                "verification": ver,
-            }
-        )
-    add = {
-        "onnx_models": entries,
-        "onnx_export": {
-            "converter": f"tf2onnx {_dist_version('tf2onnx')}",
-            "opset": keras_onnx.OPSET,
-            "input_layout": "NHWC",
-            "folded_into_conv": {k: getattr(folded, k) for k in ("batchnorm", "mul", "add", "gemm")},
-            "quantization": "onnxruntime static QDQ, uint8 activations, int8 per-channel 7-bit-range weights, MinMax",
-            "onnxruntime": _dist_version("onnxruntime"),
-        },
-    }
-    return add, files
-
-
-def _op_histogram(model) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for n in model.graph.node:
-        out[n.op_type] = out.get(n.op_type, 0) + 1
-    return out
 
 
 def install_backend(name: str, progress: Progress = lambda _m: None) -> dict:

@@ -236,7 +236,7 @@ def labelled_eval_data(eval_data, calib, labels) -> tuple[np.ndarray, np.ndarray
 
     Held-out images from a run come first; otherwise labelled calibration images (class folders or
     builtin:NAME) whose class names are among the model's labels."""
-    from edgekit.data import align_labels  # noqa: PLC0415
+    from edgekit.data.datasets import align_labels  # noqa: PLC0415
     from edgekit.errors import InputDataError  # noqa: PLC0415
 
     for batch, what in ((eval_data, "held-out"), (calib, "calibration images")):

@@ -17,8 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.bundle.keras_model import load_keras
+from edgekit.bundle.manifest import default_labels
 from edgekit.device_scripts import edgelib
 from edgekit.errors import InputDataError, ModelFileError
+from edgekit.pipeline.metrics import compare, scores
 
 REFERENCE_JSON = "reference.json"
 BACKGROUND = ("background", "__background__", "???", "bg")
@@ -26,48 +29,6 @@ Progress = Callable[[str], None]
 
 
 # --------------------------------------------------------------------------- metrics (no TensorFlow)
-
-
-def scores(outputs: np.ndarray, y: np.ndarray, labels) -> dict:
-    """top-1/top-5 (fractions), per-class accuracy and a confusion matrix.
-
-    `y` holds model output indices. The confusion matrix has a row per class present in `y` and a
-    column per such class plus "other" (predictions outside them: a 1001-class model stays readable).
-    """
-    labels = list(labels)
-    n = int(y.shape[0])
-    if n == 0:
-        return {"top1": None, "top5": None, "n": 0}
-    pred = outputs.argmax(-1)
-    k = min(5, outputs.shape[-1])
-    topk = np.argsort(-outputs, axis=-1)[:, :k]
-    present = sorted(set(int(c) for c in y))
-    col = {c: i for i, c in enumerate(present)}
-    conf = np.zeros((len(present), len(present) + 1), np.int64)
-    for t, p in zip(y, pred, strict=True):
-        conf[col[int(t)], col.get(int(p), len(present))] += 1
-    per_class = {labels[c]: round(float(np.mean(pred[y == c] == c)), 4) for c in present}
-    return {
-        "top1": round(float(np.mean(pred == y)), 4),
-        "top5": round(float(np.mean((topk == y[:, None]).any(-1))), 4),
-        "top5_k": int(k),
-        "n": n,
-        "per_class": per_class,
-        "confusion": {"labels": [labels[c] for c in present] + ["other"], "matrix": conf.tolist()},
-    }
-
-
-def compare(ref_out: np.ndarray, q_out: np.ndarray, ref: dict, q: dict) -> dict:
-    """Agreement, accuracy change (tflite − reference, fractions) and output differences."""
-    out = {
-        "agreement": round(float(np.mean(ref_out.argmax(-1) == q_out.argmax(-1))), 4),
-        "top1_change": round(q["top1"] - ref["top1"], 4),
-        "top5_change": round(q["top5"] - ref["top5"], 4),
-    }
-    if ref_out.shape == q_out.shape:
-        d = np.abs(ref_out.astype(np.float64) - q_out)
-        out["output_diff"] = {"mean_abs": float(d.mean()), "max_abs": float(d.max())}
-    return out
 
 
 def resolve_labels(
@@ -78,7 +39,7 @@ def resolve_labels(
     TF's classic ImageNet models output 1001 classes with output 0 = background; their label files
     come with the background line (1001 entries) or without it (1000)."""
     if labels is None:
-        return [f"class_{i}" for i in range(n_outputs)], "no labels: classes are named class_<index>"
+        return list(default_labels(n_outputs)), "no labels: classes are named class_<index>"
     if len(labels) == n_outputs:
         return list(labels), None
     if len(labels) + 1 == n_outputs:
@@ -109,7 +70,13 @@ class Target:
 
 
 def open_target(target: str, labels_file: str | None = None) -> Target:
-    from edgekit.bundle.manifest import LABELS, MANIFEST, primary_model, read_labels, read_manifest  # noqa: PLC0415
+    from edgekit.bundle.manifest import (  # noqa: PLC0415
+        LABELS,
+        MANIFEST,
+        primary_model,
+        read_labels,
+        read_manifest,
+    )
 
     p = Path(target)
     given = read_labels(labels_file) if labels_file else None
@@ -122,7 +89,7 @@ def open_target(target: str, labels_file: str | None = None) -> Target:
             "bundle", p, labels, m["preprocessing"], keras_path if keras_path.is_file() else None, tfl, m
         )
     if p.is_dir() and (p / "run.json").is_file():
-        from edgekit.pipeline.train import MODEL_FILE, load_samples, read_run  # noqa: PLC0415
+        from edgekit.bundle.runfolder import MODEL_FILE, load_samples, read_run  # noqa: PLC0415
 
         run = read_run(p)
         samples = load_samples(p) or {}
@@ -156,14 +123,14 @@ def evaluate(
     db: str | None = None,
 ) -> dict:
     """Evaluate TARGET on labelled DATA; returns the result (and writes reference.json for a bundle)."""
-    from edgekit import data as D  # noqa: PLC0415
+    from edgekit.data import datasets as D  # noqa: PLC0415
 
     t = open_target(target, labels_file)
     tfl_model = _load_tflite(t.tflite_path) if t.tflite_path else None
     keras_model = None
     if t.keras_path is not None:
         progress("loading the Keras model")
-        keras_model = _load_keras(t.keras_path)
+        keras_model = load_keras(t.keras_path)
     n_out = int(tfl_model.output["shape"][-1]) if tfl_model else int(keras_model.output_shape[-1])
     labels = t.labels or (tfl_model.labels if tfl_model else None)
     labels, label_note = resolve_labels(labels, n_out)
@@ -254,18 +221,6 @@ def _load_tflite(path: Path) -> edgelib.Model:
         raise ModelFileError(f"{path} cannot be loaded by the TFLite interpreter: {exc}") from None
 
 
-def _load_keras(path: Path):
-    from edgekit.errors import require_tensorflow  # noqa: PLC0415
-
-    require_tensorflow()
-    import keras  # noqa: PLC0415
-
-    try:
-        return keras.models.load_model(path, compile=False)
-    except Exception as exc:  # noqa: BLE001 - keras raises many kinds for a bad file
-        raise ModelFileError(f"{path} cannot be loaded as a Keras model ({exc.__class__.__name__})") from None
-
-
 def _guess_prep(tfl_model, keras_model) -> dict:
     if tfl_model is not None:
         return edgelib.default_preprocessing(tfl_model)
@@ -282,7 +237,7 @@ def _guess_prep(tfl_model, keras_model) -> dict:
 def _convert_int8(keras_model, t: Target, x_eval: np.ndarray, prep: dict):
     """A run or a bare .keras has no .tflite yet: make the int8 one export would make."""
     from edgekit.converters import keras_tflite  # noqa: PLC0415
-    from edgekit.data import normalise  # noqa: PLC0415
+    from edgekit.data.datasets import normalise  # noqa: PLC0415
 
     if t.calib_x is not None and len(t.calib_x):
         calib = normalise(t.calib_x[:100], prep)
@@ -311,7 +266,7 @@ def _record(result: dict, manifest: dict | None, db: str | None) -> None:
 
 
 def check_data_spec(data: str) -> None:
-    from edgekit.data import is_builtin  # noqa: PLC0415
+    from edgekit.data.datasets import is_builtin  # noqa: PLC0415
 
     if not is_builtin(data) and not Path(data).exists():
         raise InputDataError(

@@ -226,7 +226,8 @@ def train(cfg: SweepConfig, mcfg, run_dir: Path, progress: Progress) -> str:
 
     A finished run folder from an interrupted sweep is reused; a started one is resumed.
     """
-    from edgekit.pipeline.train import RUN_JSON, TrainConfig  # noqa: PLC0415
+    from edgekit.bundle.runfolder import RUN_JSON  # noqa: PLC0415
+    from edgekit.pipeline.train import TrainConfig  # noqa: PLC0415
     from edgekit.pipeline.train import train as train_model  # noqa: PLC0415
 
     if (run_dir / RUN_JSON).is_file():
@@ -262,16 +263,16 @@ def _data_labels(data: str) -> tuple[str, ...]:
 def profile(
     bundle: Path, manifest: dict, device: str, cfg: SweepConfig, progress: Progress
 ) -> tuple[dict, dict]:
-    """profile_latency.py on the device through edgekit.devices.runner; (result to record, device description)."""
-    from edgekit.devices import runner  # noqa: PLC0415
+    """profile_latency.py on the device through edgekit.devices.jobs; (result to record, device description)."""
+    from edgekit.devices import jobs, resolve  # noqa: PLC0415
 
-    target = runner.resolve_device(device)
+    target = resolve.resolve_device(device)
     try:
-        refs = runner.resolve_models(str(bundle), all_precisions=False)
-        settings = runner.ProfileSettings(
+        refs = resolve.resolve_models(str(bundle), all_precisions=False)
+        settings = jobs.ProfileSettings(
             threads=(cfg.threads,), batch=(1,), runs=cfg.runs, warmup=cfg.warmup, min_seconds=cfg.min_seconds
         )
-        docs = runner.profile(target, refs, settings, progress=progress)
+        docs = jobs.profile(target, refs, settings, progress=progress)
     finally:
         target.close()
     doc = docs[0]
@@ -279,7 +280,7 @@ def profile(
         "schema_version": 1,
         "bundle": str(bundle.resolve()),
         "precision": doc["model"].get("precision"),
-        "configurations": runner.profile_rows(docs),
+        "configurations": jobs.profile_rows(docs),
         "environment": doc.get("environment"),
         "environment_after": doc.get("environment_after"),
         "runtime": doc.get("runtime"),
@@ -292,14 +293,14 @@ def profile(
 def evaluate(
     bundle: Path, manifest: dict, device: str, cfg: SweepConfig, progress: Progress
 ) -> tuple[dict, dict]:
-    """eval_images.py on the device over the validation images (or --data), through edgekit.devices.runner."""
-    from edgekit.devices import runner  # noqa: PLC0415
+    """eval_images.py on the device over the validation images (or --data), through edgekit.devices.jobs."""
+    from edgekit.devices import jobs, resolve  # noqa: PLC0415
 
-    target = runner.resolve_device(device)
+    target = resolve.resolve_device(device)
     data = cfg.val_data or cfg.data
     try:
-        (ref,) = runner.resolve_models(str(bundle), all_precisions=False)
-        doc = runner.evaluate(target, ref, data, threads=cfg.threads, progress=progress)
+        (ref,) = resolve.resolve_models(str(bundle), all_precisions=False)
+        doc = jobs.evaluate(target, ref, data, threads=cfg.threads, progress=progress)
     finally:
         target.close()
     result = {
@@ -320,28 +321,22 @@ def evaluate(
 
 def summarize(store, keys: list[str], cfg: SweepConfig) -> dict:
     """Grid (α × resolution per device), Pareto front and the pick within the budget."""
-    from edgekit.results.report.compare import best_within, is_emulated, pareto_front  # noqa: PLC0415
+    from edgekit.results.pareto import best_within, is_emulated, pareto_front  # noqa: PLC0415
 
-    rows = store.conn.execute(
-        f"SELECT id, kind, sweep_key, device, alpha, resolution, model_name, p50_ms, top1, top5, macs, params, "
-        f"size_bytes, result_json FROM runs WHERE kind IN ('profile', 'eval') "
-        f"AND sweep_key IN ({', '.join('?' * len(keys))}) ORDER BY id",
-        keys,
-    ).fetchall()
     cells: dict[tuple[str, str], dict] = {}
-    for rid, kind, key, device, alpha, res, name, p50, top1, top5, macs, params, size, blob in rows:
+    for r in store.sweep_runs(keys):
+        key, device = r["sweep_key"], r["device"]
         c = cells.setdefault(
-            (key, device), {"model": name, "device": device, "alpha": alpha, "resolution": res, "runs": []}
+            (key, device),
+            {"model": r["model_name"], "device": device, "alpha": r["alpha"], "resolution": r["resolution"], "runs": []},
         )
-        c["runs"].append(rid)
-        c.update(
-            {k: v for k, v in (("macs", macs), ("params", params), ("size_bytes", size)) if v is not None}
-        )
-        if kind == "profile":
-            c["latency_ms"] = p50
-            c["emulated"] = is_emulated({"result": _json(blob)})
+        c["runs"].append(r["id"])
+        c.update({k: r[k] for k in ("macs", "params", "size_bytes") if r[k] is not None})
+        if r["kind"] == "profile":
+            c["latency_ms"] = r["p50_ms"]
+            c["emulated"] = is_emulated({"result": r["result"]})
         else:
-            c.update(top1=top1, top5=top5)
+            c.update(top1=r["top1"], top5=r["top5"])
     grid = sorted(cells.values(), key=lambda c: (c["device"], c["alpha"] or 0, c["resolution"] or 0))
     per_device = []
     for device in dict.fromkeys(c["device"] for c in grid):
@@ -378,10 +373,3 @@ def summarize(store, keys: list[str], cfg: SweepConfig) -> dict:
         "pareto": per_device,
         "run_ids": sorted({r for c in grid for r in c["runs"]}),
     }
-
-
-def _json(blob: str | None) -> dict | None:
-    try:
-        return json.loads(blob) if blob else None
-    except (TypeError, ValueError):
-        return None

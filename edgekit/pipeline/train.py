@@ -1,14 +1,6 @@
 """`edgekit train`: train a zoo model on a labelled dataset and write a run folder.
 
-Run folder (what `edgekit export --weights RUN` and `edgekit eval RUN` take):
-  run.json          config, model, labels, preprocessing, data split, device, evaluation of the saved model
-  model.keras       the best-validation model, float32, BN statistics checked (see below)
-  labels.txt        class order = output index
-  history.json      per-epoch metrics (merged across --resume)
-  samples.npz       uint8 images at the model input: a training sample (calibration) and held-out
-                    validation images, so export/eval work even when the data folder has moved
-  checkpoints/      best.keras, last.keras (+ optimizer state for --resume), state.json
-  tensorboard/      TensorBoard logs
+The run folder it writes is described in edgekit.bundle.runfolder (export, eval and sweep read it).
 
 Batch norm: after a short run the moving statistics can lag far behind the weights (eval accuracy
 near chance while training accuracy is fine), so the best checkpoint's statistics are recomputed on
@@ -27,15 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit import data as D
+from edgekit.bundle.keras_model import load_keras
 from edgekit.bundle.manifest import LABELS, SCHEMA_VERSION, write_json_atomic
+from edgekit.bundle.runfolder import MODEL_FILE, RUN_JSON, SAMPLES
 from edgekit.config import ModelConfig, Preprocessing
+from edgekit.data import datasets as D
+from edgekit.data import tfdata
 from edgekit.errors import DependencyError, InputDataError, UsageError, require_tensorflow
+from edgekit.pipeline.metrics import scores
 
 Progress = Callable[[str], None]
-RUN_JSON = "run.json"
-MODEL_FILE = "model.keras"
-SAMPLES = "samples.npz"
 SCHEDULES = ("cosine", "step")
 OPTIMIZERS = ("adamw", "sgd")
 # samples.npz stays small: at 224 px these caps keep it under ~50 MB.
@@ -235,7 +228,6 @@ def train(
 
     from edgekit.models import build_model, resolve_config  # noqa: PLC0415
     from edgekit.models.batchnorm import recalibrate_batchnorm  # noqa: PLC0415
-    from edgekit.pipeline.reference import scores  # noqa: PLC0415
 
     keras.utils.set_random_seed(cfg.seed)
     strategy, device = select_device(cfg.mixed_precision)
@@ -253,7 +245,7 @@ def train(
 
     batch = cfg.batch_size * strategy.num_replicas_in_sync
     steps = max(1, int(np.ceil(len(splits.train) / batch)))
-    train_ds = D.tf_dataset(
+    train_ds = tfdata.tf_dataset(
         splits.train,
         prep.to_dict(),
         batch_size=batch,
@@ -262,13 +254,13 @@ def train(
         augment=cfg.augment,
         cached=splits.train_img,
     )
-    val_ds = D.tf_dataset(splits.val, prep.to_dict(), batch_size=batch, training=False, cached=splits.val_img)
+    val_ds = tfdata.tf_dataset(splits.val, prep.to_dict(), batch_size=batch, training=False, cached=splits.val_img)
 
     initial_epoch = 0
     history: dict[str, list] = {}
     with strategy.scope():
         if resume:
-            train_model = keras.models.load_model(ck / "last.keras")
+            train_model = load_keras(ck / "last.keras", compile=True)
             initial_epoch = int(saved["epoch"])
             history = (
                 json.loads((out / "history.json").read_text()) if (out / "history.json").is_file() else {}
@@ -322,7 +314,7 @@ def train(
 
     progress("checking batch-norm statistics of the best checkpoint")
     keras.mixed_precision.set_global_policy("float32")  # the saved model is plain float32
-    best = keras.models.load_model(ck / "best.keras")
+    best = load_keras(ck / "best.keras")
     model = build_model(mcfg, seed=cfg.seed)
     model.set_weights(best.get_weights())
     x_val = D.normalise(splits.val_img.images, prep.to_dict())
@@ -342,7 +334,7 @@ def train(
     }
 
     model.save(out / MODEL_FILE)
-    reloaded = keras.models.load_model(out / MODEL_FILE)
+    reloaded = load_keras(out / MODEL_FILE)
     ev = scores(_predict(reloaded, x_val), y_val, labels)
     _write_samples(out / SAMPLES, splits, cfg.seed)
 
@@ -462,25 +454,6 @@ def _write_samples(path: Path, splits: Splits, seed: int) -> None:
         tmp, calib_x=cal_x, calib_y=cal_y, val_x=splits.val_img.images[vidx], val_y=splits.val_img.y[vidx]
     )
     os.replace(tmp, path)
-
-
-def read_run(run: str | Path) -> dict:
-    from edgekit.errors import ModelFileError  # noqa: PLC0415
-
-    p = Path(run) / RUN_JSON
-    if not p.is_file():
-        raise ModelFileError(
-            f"{run} is not a finished training run (no {RUN_JSON})", hint="run `edgekit train`"
-        )
-    return json.loads(p.read_text(encoding="utf-8"))
-
-
-def load_samples(run: str | Path) -> dict[str, np.ndarray] | None:
-    p = Path(run) / SAMPLES
-    if not p.is_file():
-        return None
-    with np.load(p) as z:
-        return {k: z[k] for k in z.files}
 
 
 # --------------------------------------------------------------------------- callbacks

@@ -12,27 +12,28 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.bundle.manifest import LABELS, read_labels
+from edgekit.bundle.keras_model import load_keras
+from edgekit.bundle.manifest import LABELS, default_labels, read_labels
 from edgekit.config import ExportConfig, ModelConfig, Preprocessing
-from edgekit.data import ImageBatch, normalise
-from edgekit.errors import ModelFileError, UsageError, require_tensorflow
+from edgekit.data.datasets import ImageBatch, normalise
+from edgekit.errors import ModelFileError, UsageError
+from edgekit.pipeline.source import SourceModel
 
 
 def load_weights(cfg: ExportConfig):
     """The SourceModel for `cfg.weights` (imports TensorFlow)."""
-    from edgekit.pipeline.export import SourceModel  # noqa: PLC0415
 
     p = Path(cfg.weights)
     if p.is_dir():
         if (p / "run.json").is_file():
-            return _from_run(p, cfg, SourceModel)
+            return _from_run(p, cfg)
         raise ModelFileError(
             f"{p} is not a training run folder (no run.json)", hint="pass runs/NAME or a .keras file"
         )
     if p.is_file() and p.suffix == ".keras":
         if p.name == "model.keras" and (p.parent / "run.json").is_file():
-            return _from_run(p.parent, cfg, SourceModel)
-        return _from_keras_file(p, cfg, SourceModel)
+            return _from_run(p.parent, cfg)
+        return _from_keras_file(p, cfg)
     if not p.exists():
         raise ModelFileError(f"--weights {p} does not exist", hint="pass a run folder or a .keras file")
     raise ModelFileError(
@@ -40,20 +41,8 @@ def load_weights(cfg: ExportConfig):
     )
 
 
-def _load(path: Path):
-    require_tensorflow()
-    import keras  # noqa: PLC0415
-
-    try:
-        return keras.models.load_model(path, compile=False)
-    except Exception as exc:  # noqa: BLE001 - keras raises many kinds for a bad file
-        raise ModelFileError(
-            f"{path} cannot be loaded as a Keras model ({exc.__class__.__name__}: {exc})".splitlines()[0]
-        ) from None
-
-
-def _from_run(run: Path, cfg: ExportConfig, SourceModel):
-    from edgekit.pipeline.train import MODEL_FILE, load_samples, read_run  # noqa: PLC0415
+def _from_run(run: Path, cfg: ExportConfig):
+    from edgekit.bundle.runfolder import MODEL_FILE, load_samples, read_run  # noqa: PLC0415
 
     info = read_run(run)
     labels = tuple(read_labels(run / LABELS))
@@ -61,7 +50,7 @@ def _from_run(run: Path, cfg: ExportConfig, SourceModel):
         raise UsageError(f"--labels has {len(cfg.labels)} entries; the run {run} has {len(labels)} classes")
     labels = tuple(cfg.labels) or labels
     prep = Preprocessing.from_dict(info["preprocessing"])
-    model = _load(run / MODEL_FILE)
+    model = load_keras(run / MODEL_FILE)
     samples = load_samples(run) or {}
     p = prep.to_dict()
     calib = evald = None
@@ -97,10 +86,10 @@ def _from_run(run: Path, cfg: ExportConfig, SourceModel):
     )
 
 
-def _from_keras_file(path: Path, cfg: ExportConfig, SourceModel):
+def _from_keras_file(path: Path, cfg: ExportConfig):
     from edgekit.models.registry import get_family, parse_variant_name  # noqa: PLC0415
 
-    model = _load(path)
+    model = load_keras(path)
     shape = model.input_shape
     if not (isinstance(shape, tuple) and len(shape) == 4 and shape[1] and shape[1] == shape[2]):
         raise ModelFileError(f"{path}: expected a square NHWC image input; the model takes {shape}")
@@ -118,6 +107,6 @@ def _from_keras_file(path: Path, cfg: ExportConfig, SourceModel):
     labels = tuple(cfg.labels) or (tuple(read_labels(side)) if side.is_file() else ())
     if labels and len(labels) != classes:
         raise UsageError(f"{len(labels)} labels for a model with {classes} outputs ({path})")
-    labels = labels or tuple(f"class_{i}" for i in range(classes))
+    labels = labels or default_labels(classes)
     prep = cfg.preprocessing or Preprocessing(size=(res, res))
     return SourceModel(model, mcfg, labels, prep, str(path), {"keras_model_name": model.name})

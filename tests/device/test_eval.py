@@ -61,7 +61,7 @@ def test_folder_eval_matches_host_and_skips_corrupt(tiny_bundle, named_digits):
 
 def test_csv_and_npz_give_the_folder_predictions(tiny_bundle, named_digits, tmp_path):
     from edgekit.bundle.manifest import read_labels, read_manifest
-    from edgekit.devices.runner import pack_eval_npz
+    from edgekit.devices.jobs import pack_eval_npz
 
     model = str(int8_model(tiny_bundle))
     folder = last_json(

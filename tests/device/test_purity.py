@@ -102,7 +102,7 @@ def test_camera_runs_in_device_venv(device_venv, tiny_bundle, digit_video, copie
 def test_npz_eval_needs_no_image_decoder(device_venv, tiny_bundle, digits_dir, tmp_path):
     """A device without OpenCV and Pillow still evaluates the desktop's preprocessed inputs."""
     from edgekit.bundle.manifest import read_labels, read_manifest
-    from edgekit.devices.runner import pack_eval_npz
+    from edgekit.devices.jobs import pack_eval_npz
 
     manifest = read_manifest(tiny_bundle)
     labels = read_labels(tiny_bundle / "labels.txt")

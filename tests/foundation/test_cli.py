@@ -112,3 +112,18 @@ def test_export_json_and_next_command(tmp_path, digits_dir):
     )
     assert data["bundle"] == str(out)
     assert data["calibration"]["synthetic"] is True
+
+
+def test_tables_are_not_cut_in_logs():
+    """Regression (issue 12): off a terminal rich cut tables to 80 columns (`mobilene…`, `scale=0…`)."""
+    code = (
+        "from rich.table import Table\n"
+        "from edgekit.cli.output import console\n"
+        "t = Table('name', 'note')\n"
+        "t.add_row('mobilenet_v1_050_160_' + 'x' * 90, 'scale=0.0235294122248888 zero_point=-128')\n"
+        "console().print(t)\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k != "COLUMNS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert "mobilenet_v1_050_160_" + "x" * 90 in out
+    assert "scale=0.0235294122248888 zero_point=-128" in out

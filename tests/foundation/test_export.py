@@ -9,11 +9,12 @@ import pytest
 
 from edgekit.bundle.manifest import bundle_id, read_manifest, verify_checksums
 from edgekit.config import ExportConfig
-from edgekit.data import load_folder
+from edgekit.data.datasets import load_folder
 from edgekit.device_scripts import edgelib
 from edgekit.errors import VerificationError
 from edgekit.models import resolve_config
-from edgekit.pipeline.export import export_bundle, verify
+from edgekit.pipeline.export import export_bundle
+from edgekit.pipeline.verify import verify
 from tests.conftest import TINY_MODEL, run_cli
 
 pytestmark = pytest.mark.tf
@@ -147,3 +148,18 @@ def test_corrupt_calibration_images_are_skipped_and_named(tmp_path, digits_dir):
     _, manifest = export_bundle(cfg)
     assert [p.endswith("broken.png") for p in manifest["calibration"]["skipped"]] == [True]
     assert manifest["calibration"]["samples"] == 36
+
+
+@pytest.mark.slow
+def test_resnet_option_a_bundle_evaluates(tmp_path, digits_dir):
+    """Regression (issue 12): option A's custom layer was registered only when a model was built, so
+    `edgekit eval` of an option-A bundle could not load its float model (exit 4)."""
+    out = tmp_path / "resnet_a"
+    run_cli(
+        "export", "--model", "resnet18", "--shortcut", "A", "--resolution", "32", "--classes", "3",
+        "--calibration", str(digits_dir), "--calibration-samples", "12", "-o", str(out),
+    )  # fmt: skip
+    proc = run_cli("eval", str(out), "--data", str(digits_dir), "--limit", "12", "--json", check=False)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["reference"]["n"] == 12 and result["reference"]["top1"] is not None

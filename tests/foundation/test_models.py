@@ -97,3 +97,35 @@ def test_bad_configs_say_what_was_received(kwargs, fragment):
     with pytest.raises(UsageError) as exc:
         resolve_config(model, **kwargs)
     assert fragment in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        dict(model="resnet18", shortcut="A"),
+        dict(model="resnet18", resolution=192),
+        dict(model="resnet34", resolution=160, shortcut="C"),
+        dict(model="resnet18"),
+        dict(model="mobilenet", alpha=0.5, resolution=160),
+        dict(model="mobilenet", alpha=0.25, rho=0.571),
+    ],
+)
+def test_variant_names_round_trip(cfg):
+    """Regression (issue 12): `resnet18_a` and `resnet18_192` could not be read back."""
+    from edgekit.models.registry import get_family, parse_variant_name  # noqa: PLC0415
+
+    c = resolve_config(**cfg)
+    name = variant_name(c)
+    assert get_family(name).name == c.family
+    back = parse_variant_name(name)
+    if back is None:  # a family's default variant is named by the family alone
+        assert name == c.family and resolve_config(name) == c.with_(classes=1000)
+    else:
+        assert back == c.with_(classes=back.classes)
+
+
+def test_unknown_variant_names_stay_unknown():
+    from edgekit.models.registry import parse_variant_name  # noqa: PLC0415
+
+    for name in ("resnet18_x", "resnet99_a", "mobilenet_v1_05_160", "vgg16_224"):
+        assert parse_variant_name(name) is None, name

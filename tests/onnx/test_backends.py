@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from edgekit.pipeline.onnx import FLOAT32_MAX_REL_DIFF, INT8_MIN_AGREEMENT
+from edgekit.pipeline.onnx_verify import FLOAT32_MAX_REL_DIFF, INT8_MIN_AGREEMENT
 from tests.conftest import run_cli
 
 pytest.importorskip("onnx")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edgekit.bundle.manifest import read_manifest, verify_checksums
-from edgekit.pipeline.onnx import FLOAT32_MAX_REL_DIFF, INT8_MIN_AGREEMENT
+from edgekit.pipeline.onnx_verify import FLOAT32_MAX_REL_DIFF, INT8_MIN_AGREEMENT
 from tests.conftest import run_cli
 
 pytest.importorskip("onnx")
@@ -79,7 +79,7 @@ def test_residual_and_depthwise_ops_survive(resnet_bundle, separable_bundle):
 def test_bundle_runs_like_an_exported_one(resnet_bundle, calib_dir, resnet_onnx):
     """The device-side helpers read it unchanged: embedded labels and preprocessing, float out."""
     from edgekit.converters import onnx_check
-    from edgekit.data import load_folder
+    from edgekit.data.datasets import load_folder
     from edgekit.device_scripts import edgelib
 
     out, _ = resnet_bundle

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgekit.bundle.manifest import read_manifest, verify_checksums
-from edgekit.pipeline.onnx import FLOAT32_MAX_REL_DIFF, INT8_MIN_AGREEMENT
+from edgekit.pipeline.onnx_verify import FLOAT32_MAX_REL_DIFF, INT8_MIN_AGREEMENT
 from tests.conftest import run_cli
 
 pytest.importorskip("onnx")
@@ -59,8 +59,8 @@ def test_onnx_int8_keeps_top1_on_a_trained_model(separable_bn_onnx, calib_dir):
     tf2onnx export shows the Mul/Add pattern that costs int8 accuracy unless folded.
     """
     from edgekit.converters import onnx_check, onnx_keras
-    from edgekit.data import load_folder
-    from edgekit.pipeline.onnx import export_onnx
+    from edgekit.data.datasets import load_folder
+    from edgekit.pipeline.onnx_export import export_onnx
     from tests.onnx.conftest import PREP
 
     km, report = onnx_keras.convert(onnx_check.load(separable_bn_onnx), fold_batchnorm=False)

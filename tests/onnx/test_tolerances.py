@@ -1,6 +1,6 @@
 """The named verification tolerances are pinned: changing one must be a deliberate, visible edit."""
 
-from edgekit.pipeline import onnx as convert
+from edgekit.pipeline import onnx_verify as convert
 
 
 def test_tolerances_are_pinned():

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from edgekit.devices.targets.adb import ADBTarget, benchmark_argv, parse_benchmark_output, to_configuration
+from edgekit.devices.benchmark_model import benchmark_argv, parse_benchmark_output, to_configuration
+from edgekit.devices.targets.adb import ADBTarget
 from edgekit.devices.targets.base import DeviceSpec, make_target
 from edgekit.errors import DeviceError
 

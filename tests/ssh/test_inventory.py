@@ -9,6 +9,7 @@ import tomllib
 
 from edgekit.devices import inventory
 from edgekit.devices.targets.base import DeviceSpec
+from edgekit.devices.targets.ssh import parse_ssh_address
 from edgekit.errors import UsageError
 from tests.conftest import run_cli
 
@@ -16,13 +17,13 @@ KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOnwNsqcTtWt3KVmwnrQ/X93RryBP13WdEWAo
 
 
 def test_parse_ssh_address():
-    a = inventory.parse_ssh_address("pi@raspberrypi.local:2222")
+    a = parse_ssh_address("pi@raspberrypi.local:2222")
     assert (a.user, a.host, a.port) == ("pi", "raspberrypi.local", 2222)
-    assert inventory.parse_ssh_address("10.0.0.5").port == 22
-    assert inventory.parse_ssh_address("me@[fe80::1]:22").host == "fe80::1"
+    assert parse_ssh_address("10.0.0.5").port == 22
+    assert parse_ssh_address("me@[fe80::1]:22").host == "fe80::1"
     for bad in ("pi@", "pi@host:99999", "a b@host", ""):
         with pytest.raises(UsageError):
-            inventory.parse_ssh_address(bad)
+            parse_ssh_address(bad)
 
 
 def test_round_trip_and_resolve(tmp_path):

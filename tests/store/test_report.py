@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekit.results.report.compare import best_within, pareto_front
+from edgekit.results.pareto import best_within, pareto_front
 from tests.conftest import run_cli
 from tests.store.conftest import CHROMIUM_FLAGS, chromium
 

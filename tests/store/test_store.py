@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def profile_result(p50: float = 2.0, threads=(1, 2), drift: bool = False) -> dict:
-    """The shape `edgekit profile` records (runner.record_profile): configurations + environment."""
+    """The shape `edgekit profile` records (jobs.record_profile): configurations + environment."""
     return {
         "schema_version": 1,
         "precision": "int8",

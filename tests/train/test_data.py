@@ -7,9 +7,11 @@ import logging
 import numpy as np
 import pytest
 
-from edgekit import data as D
+from edgekit.data import datasets as D
+from edgekit.data import tfdata
 from edgekit.errors import InputDataError, ModelFileError
-from edgekit.pipeline.reference import resolve_labels, scores
+from edgekit.pipeline.metrics import scores
+from edgekit.pipeline.reference import resolve_labels
 from tests.conftest import run_cli, write_digit_folder
 
 PREP = {"size": [32, 32], "mean": [127.5] * 3, "std": [127.5] * 3}
@@ -168,7 +170,7 @@ def test_tf_pipeline_deterministic_with_seed(digits_dir):
     cached = D.decode_resized(ds, (32, 32))
 
     def first(seed):
-        pipe = D.tf_dataset(ds, PREP, batch_size=8, training=True, seed=seed, cached=cached)
+        pipe = tfdata.tf_dataset(ds, PREP, batch_size=8, training=True, seed=seed, cached=cached)
         x, y = next(iter(pipe))
         return x.numpy(), y.numpy()
 
@@ -178,7 +180,7 @@ def test_tf_pipeline_deterministic_with_seed(digits_dir):
     assert a[0].shape == (8, 32, 32, 3) and a[1].shape == (8, 3)
     assert -1.0 - 1e-6 <= a[0].min() and a[0].max() <= 1.0 + 1e-6
     # the streaming path (no cache) decodes the same files with the same code
-    pipe = D.tf_dataset(ds, PREP, batch_size=36, training=False)
+    pipe = tfdata.tf_dataset(ds, PREP, batch_size=36, training=False)
     x, y = next(iter(pipe))
     ref = D.normalise(cached.images, PREP)
     assert np.allclose(x.numpy(), ref, atol=1e-5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgekit import data as D
+from edgekit.data import datasets as D
 from edgekit.device_scripts import edgelib
 from edgekit.pipeline import quantize as Q
 

@@ -94,8 +94,8 @@ def test_eval_third_party_uint8_tflite_with_background_label(train_dir, heldout_
     A small CNN trained here (in-process, seconds) stands in for a model from elsewhere."""
     import keras
 
-    from edgekit import data as D
     from edgekit.converters import keras_tflite
+    from edgekit.data import datasets as D
 
     keras.utils.set_random_seed(0)
     prep = {"size": [32, 32], "mean": [127.5] * 3, "std": [127.5] * 3}

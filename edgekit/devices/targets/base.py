@@ -1,6 +1,6 @@
 """The target interface: how files reach a device and how commands run there.
 
-Targets move bytes and run commands; they never interpret results (the runner does).
+Targets move bytes and run commands; they never interpret results (edgekit.devices.remote and jobs do).
 Concrete targets: local.py (this machine), ssh.py (Raspberry Pi & co.), adb.py (Android).
 Register each in TARGETS (one registry for targets, keyed by the inventory's `kind`).
 """

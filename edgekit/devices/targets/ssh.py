@@ -26,10 +26,11 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgekit.devices.targets.base import CommandResult, DeviceSpec, Target
-from edgekit.errors import DependencyError, DeviceError, HostKeyError
+from edgekit.errors import DependencyError, DeviceError, HostKeyError, UsageError
 
 CONNECT_TIMEOUT_S = 10.0
 
@@ -139,7 +140,6 @@ class SSHTarget(Target):
 
     def __init__(self, spec: DeviceSpec, connect_timeout: float = CONNECT_TIMEOUT_S) -> None:
         super().__init__(spec)
-        from edgekit.devices.inventory import parse_ssh_address  # noqa: PLC0415
 
         self.addr = parse_ssh_address(spec.address)
         self.connect_timeout = connect_timeout
@@ -401,3 +401,30 @@ class SSHTarget(Target):
                     timeout=10,
                 )
         shutil.rmtree(d, ignore_errors=True)
+
+
+_ADDR_RE = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>\[[0-9A-Fa-f:]+\]|[^:@\s\[\]]+)(?::(?P<port>\d+))?$")
+
+
+
+@dataclass(frozen=True)
+class SSHAddress:
+    user: str | None
+    host: str
+    port: int = 22
+
+    def __str__(self) -> str:
+        user = f"{self.user}@" if self.user else ""
+        return f"{user}{self.host}:{self.port}"
+
+
+
+def parse_ssh_address(value: str) -> SSHAddress:
+    """USER@HOST[:PORT] (IPv6 hosts in brackets) -> SSHAddress."""
+    m = _ADDR_RE.match(value.strip())
+    if not m:
+        raise UsageError(f"--ssh expects USER@HOST[:PORT]; received {value!r}")
+    port = int(m["port"]) if m["port"] else 22
+    if not 0 < port < 65536:
+        raise UsageError(f"SSH port must be in 1..65535; received {port}")
+    return SSHAddress(m["user"], m["host"].strip("[]"), port)

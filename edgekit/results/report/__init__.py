@@ -6,8 +6,6 @@ HTML file (inline CSS and SVG from svg.py) or Markdown; `--json` prints the data
 
 from __future__ import annotations
 
-FORMATS = ("html", "md")
-
 
 def render_report(data: dict, fmt: str) -> str:
     """The report as text; a name apart from the `render` submodule, which would shadow it once imported."""

@@ -10,7 +10,9 @@ import datetime as _dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgekit.results.store import RunFilter, Store, profile_entries
+from edgekit.results.pareto import best_within, is_emulated, pareto_front
+from edgekit.results.records import environment_of, headline
+from edgekit.results.store import RunFilter, Store
 
 REPORT_SCHEMA_VERSION = 1
 
@@ -24,26 +26,6 @@ class ReportOptions:
     budget_ms: float | None = None
     title: str = "edgekit report"
     ids: tuple[int, ...] = field(default_factory=tuple)  # restrict to these runs (a sweep's)
-
-
-def pareto_front(points: list[dict], x: str = "latency_ms", y: str = "top1") -> set[int]:
-    """Indices of points no other point beats: lower-or-equal x and higher-or-equal y, one strictly."""
-    front = set()
-    for i, p in enumerate(points):
-        dominated = any(
-            q[x] <= p[x] and q[y] >= p[y] and (q[x] < p[x] or q[y] > p[y])
-            for j, q in enumerate(points)
-            if j != i
-        )
-        if not dominated:
-            front.add(i)
-    return front
-
-
-def best_within(points: list[dict], budget_ms: float | None, y: str = "top1") -> dict | None:
-    """The highest-`y` point with latency within budget (ties: the faster)."""
-    ok = [p for p in points if p.get(y) is not None and (budget_ms is None or p["latency_ms"] <= budget_ms)]
-    return max(ok, key=lambda p: (p[y], -p["latency_ms"])) if ok else None
 
 
 def build_report(store: Store, opts: ReportOptions) -> dict:
@@ -85,18 +67,6 @@ def build_report(store: Store, opts: ReportOptions) -> dict:
 EMULATED_NOTE = "emulated CPU (qemu): latency not meaningful"
 
 
-def is_emulated(blob: dict | None) -> bool:
-    """A stored run whose device CPU was emulated (edgelib.cpu_info's `emulated`, or the runner's flag)."""
-    blob = blob or {}
-    res = blob.get("result")
-    cpu = environment_of(res).get("cpu")
-    if isinstance(cpu, dict) and cpu.get("emulated"):
-        return True
-    flags = [res.get("emulated") if isinstance(res, dict) else None]
-    flags += [(d or {}).get("emulated") for d in (blob.get("device_info"),) if isinstance(d, dict)]
-    return any(bool(f) for f in flags)
-
-
 def _mark_emulated(rows: list[dict], blobs: dict) -> None:
     """Rows measured on an emulated device keep their numbers, flagged: shown greyed with a note,
     left out of the Pareto front, the budget pick, the α × resolution grid and latency vs MACs."""
@@ -108,7 +78,6 @@ def _mark_emulated(rows: list[dict], blobs: dict) -> None:
 
 def _split_precisions(measured: list[dict], meas: dict[int, list[dict]]) -> list[dict]:
     """A profile of a bundle with several precisions becomes one entry per precision (one table row each)."""
-    from edgekit.results.store import headline  # noqa: PLC0415
 
     out = []
     for r in measured:
@@ -534,17 +503,6 @@ def _bundle_labels(result: dict, manifest: dict | None, n: int) -> list[str] | N
 
 
 # --------------------------------------------------------------------------- environments
-
-
-def environment_of(result) -> dict:
-    if isinstance(result, dict):
-        for src in (result, result.get("device_result")):
-            if isinstance(src, dict) and isinstance(src.get("environment"), dict):
-                return src["environment"]
-    for e in profile_entries(result):
-        if isinstance(e.get("environment"), dict):
-            return e["environment"]
-    return {}
 
 
 def _environments(runs: list[dict], ids: set[int], blobs: dict, store: Store) -> list[dict]:

@@ -1,267 +1,20 @@
-"""Run a device script on a Target and bring its JSON result back.
+"""One job each on a device: profile, evaluate, camera. Prepare, run the script, pull outputs, label.
 
-Three parts, so remote targets only replace the first:
-  prepare(target, host_paths) -> RemotePaths   make scripts, models and data available on the target
-                                               (local: used where they are; SSH/adb: deployed, issue 5
-                                               registers its own preparer in PREPARERS)
-  run_script(target, paths, script, args)      argv, streaming progress, parsing the JSON, errors
-  profile() / evaluate() / camera()            one job each: prepare, run, pull outputs, record
+A job runs on one Target; fleets run the same job on many (edgekit.devices.fleet).
 """
 
 from __future__ import annotations
 
-import json
 import posixpath
-import shutil
-import signal
-import sys
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from edgekit.bundle.modelcheck import scripts_dir
-from edgekit.devices.targets.base import CommandResult, DeviceSpec, Target
-from edgekit.errors import (
-    DependencyError,
-    DeviceError,
-    EdgekitError,
-    InputDataError,
-    ModelFileError,
-    UsageError,
-)
-
-Progress = Callable[[str], None]
-
-# Exit codes of the device scripts (edgelib.EXIT_*), the same numbers as edgekit.errors.ExitCode.
-_SCRIPT_ERRORS: dict[int, type[EdgekitError]] = {
-    2: UsageError,
-    3: InputDataError,
-    4: ModelFileError,
-    6: DeviceError,
-    8: DependencyError,
-}
-INTERRUPTED = 130
-
-
-# --------------------------------------------------------------------------- devices
-
-
-def resolve_device(name: str | None) -> Target:
-    """`--device NAME` -> a Target: this machine ("local", or no --device) or an inventory entry."""
-    from edgekit.devices.targets.local import LocalTarget  # noqa: PLC0415
-
-    if name is None or name.strip() in ("", "local"):
-        return LocalTarget(DeviceSpec(name="local", kind="local", python=sys.executable))
-    return _inventory_target(name.strip())
-
-
-def _inventory_target(name: str) -> Target:
-    """A device registered with `edgekit devices add` (SSH, adb, or a named local entry)."""
-    from edgekit.devices import inventory  # noqa: PLC0415
-    from edgekit.devices.targets.base import make_target  # noqa: PLC0415
-
-    if "," in name:
-        raise UsageError(f"one device expected here; received the list {name!r}")
-    return make_target(inventory.get(name))
-
-
-# --------------------------------------------------------------------------- models
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """One `.tflite` to run, with the bundle it belongs to (if any)."""
-
-    path: Path
-    precision: str | None = None
-    bundle: Path | None = None
-    manifest: dict | None = None
-    trusted: bool = False  # its sha256 matches the bundle's manifest
-
-
-def resolve_models(spec: str, *, all_precisions: bool) -> list[ModelRef]:
-    """MODEL_OR_BUNDLE -> the models to run: every precision of a bundle (or its primary one), or the
-    file itself. Each is checked first (structure; a subprocess probe when not from a verified bundle)."""
-    from edgekit.bundle.manifest import MANIFEST, primary_model, read_manifest, verify_checksums  # noqa: PLC0415
-    from edgekit.bundle.modelcheck import check_model  # noqa: PLC0415
-
-    p = Path(spec).expanduser()
-    if p.is_dir():
-        manifest = read_manifest(p)
-        bad = set(verify_checksums(p, manifest))
-        entries = manifest.get("models") or []
-        if not entries:
-            raise ModelFileError(f"bundle {p} lists no models", hint="re-export it")
-        chosen = entries if all_precisions else [primary_model(manifest)]
-        refs = [
-            ModelRef(p / e["file"], e.get("precision"), p, manifest, trusted=e["file"] not in bad)
-            for e in chosen
-        ]
-    elif p.is_file():
-        manifest = None
-        bundle = None
-        entry: dict = {}
-        if (p.parent / MANIFEST).is_file():
-            try:
-                manifest = read_manifest(p.parent)
-                entry = next((e for e in manifest.get("models", []) if e.get("file") == p.name), {})
-                bundle = p.parent if entry else None
-            except EdgekitError:
-                manifest = None
-        trusted = bool(entry) and p.name not in verify_checksums(p.parent, manifest)
-        refs = [ModelRef(p, entry.get("precision"), bundle, manifest if bundle else None, trusted)]
-    else:
-        raise InputDataError(
-            f"{spec} does not exist", hint="pass a .tflite file or a bundle folder made by `edgekit export`"
-        )
-    for ref in refs:
-        check_model(ref.path, trusted=ref.trusted)
-    return refs
-
-
-# --------------------------------------------------------------------------- prepare
-
-
-@dataclass(frozen=True)
-class RemotePaths:
-    """Where things are on the target."""
-
-    scripts: str  # folder holding the device scripts
-    python: str  # interpreter that runs them
-    scratch: str  # writable folder for outputs (logs), removed by cleanup()
-    files: dict[str, str] = field(default_factory=dict)  # host path -> path on the target
-
-    def on_target(self, host_path: str | Path) -> str:
-        return self.files[str(host_path)]
-
-
-Preparer = Callable[[Target, list[str]], RemotePaths]
-
-
-def _prepare_local(target: Target, host_paths: list[str]) -> RemotePaths:
-    scratch = tempfile.mkdtemp(prefix="edgekit-run-")
-    return RemotePaths(
-        scripts=str(scripts_dir()),
-        python=target.spec.python,
-        scratch=scratch,
-        files={p: str(Path(p).expanduser().resolve()) for p in host_paths},
-    )
-
-
-def _cleanup_local(target: Target, paths: RemotePaths) -> None:
-    shutil.rmtree(paths.scratch, ignore_errors=True)
-
-
-def _prepare_ssh(target: Target, host_paths: list[str]) -> RemotePaths:
-    from edgekit.devices.deploy import prepare_remote  # noqa: PLC0415
-
-    return prepare_remote(target, host_paths)
-
-
-def _cleanup_ssh(target: Target, paths: RemotePaths) -> None:
-    from edgekit.devices.deploy import cleanup_remote  # noqa: PLC0415
-
-    cleanup_remote(target, paths)
-
-
-# kind -> (prepare, cleanup). SSH: deploy the bundle + scripts (edgekit.devices.deploy), push data.
-PREPARERS: dict[str, tuple[Preparer, Callable[[Target, RemotePaths], None]]] = {
-    "local": (_prepare_local, _cleanup_local),
-    "ssh": (_prepare_ssh, _cleanup_ssh),
-}
-
-
-def prepare(target: Target, host_paths: list[str]) -> RemotePaths:
-    """Make the device scripts and `host_paths` (models with their bundles, data) available on target."""
-    if target.spec.kind not in PREPARERS:
-        raise DeviceError(f"running device scripts on {target.spec.kind} devices is not available yet")
-    return PREPARERS[target.spec.kind][0](target, [str(p) for p in host_paths])
-
-
-def cleanup(target: Target, paths: RemotePaths) -> None:
-    PREPARERS[target.spec.kind][1](target, paths)
-
-
-# --------------------------------------------------------------------------- run
-
-
-def run_script(
-    target: Target,
-    paths: RemotePaths,
-    script: str,
-    args: list[str],
-    *,
-    progress: Progress | None = None,
-    timeout: float | None = None,
-) -> dict:
-    """Run one device script with --json; its result document, or the matching EdgekitError."""
-    argv = [paths.python, posixpath.join(paths.scripts, script), *args, "--json"]
-
-    def on_line(line: str) -> None:
-        if line.startswith("progress: "):
-            if progress is not None:
-                progress(line[len("progress: ") :])
-        elif line.startswith("warning: "):
-            from rich.markup import escape  # noqa: PLC0415
-
-            from edgekit.cli.output import err_console  # noqa: PLC0415
-
-            # escaped: a device's text (paths, "[1/4]") must never be read as rich markup
-            err_console().print(
-                f"[yellow]{escape(target.name)}:[/] {escape(line)}", highlight=False, soft_wrap=True
-            )
-
-    result = target.run(argv, timeout=timeout, stream=on_line)
-    return parse_result(result, script, target.name)
-
-
-def parse_result(result: CommandResult, script: str, device: str) -> dict:
-    rc = result.returncode
-    if rc == INTERRUPTED:
-        raise KeyboardInterrupt
-    message = _error_line(result.stderr)
-    if rc < 0 or (rc > 128 and rc not in _SCRIPT_ERRORS):
-        num = -rc if rc < 0 else rc - 128
-        try:
-            name = signal.Signals(num).name
-        except ValueError:
-            name = f"signal {num}"
-        raise DeviceError(
-            f"{script} crashed on {device} ({name})",
-            hint="the model or the interpreter on the device is broken; `edgekit profile` checks models first",
-        )
-    if rc != 0:
-        cls = _SCRIPT_ERRORS.get(rc, DeviceError)
-        text = message or _last_line(result.stderr) or "no message"
-        raise cls(text if device == "local" else f"on {device}: {text}")
-    for line in reversed(result.stdout.splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                doc = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(doc, dict) and "schema_version" in doc:
-                return doc
-    raise DeviceError(
-        f"{script} on {device} printed no JSON result: {_last_line(result.stderr) or 'no output'}"
-    )
-
-
-def _error_line(stderr: str) -> str | None:
-    for line in reversed(stderr.splitlines()):
-        if line.startswith("error: "):
-            return line[len("error: ") :].strip()
-    return None
-
-
-def _last_line(text: str) -> str | None:
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[-1] if lines else None
-
-
-# --------------------------------------------------------------------------- jobs
+from edgekit.devices.deploy import cleanup, prepare
+from edgekit.devices.remote import Progress, run_script
+from edgekit.devices.resolve import ModelRef
+from edgekit.devices.targets.base import Target
+from edgekit.errors import InputDataError, UsageError
 
 
 @dataclass(frozen=True)
@@ -286,14 +39,17 @@ class ProfileSettings:
             raise UsageError(f"--input must be random, zeros or an image folder; received {self.input!r}")
 
 
+
 def _device_info(target: Target) -> dict:
     return target.describe()
+
 
 
 def emulated_label(doc: dict) -> str | None:
     """What emulated the device's CPU (edgelib.cpu_info: qemu-user), or None on real hardware."""
     cpu = (doc.get("environment") or {}).get("cpu")
     return (cpu.get("emulated") or None) if isinstance(cpu, dict) else None
+
 
 
 def _label(doc: dict, target: Target) -> dict:
@@ -307,10 +63,12 @@ def _label(doc: dict, target: Target) -> dict:
     return doc
 
 
+
 def _record(kind: str, result, manifest: dict | None, device: dict) -> None:
     from edgekit.results import store  # noqa: PLC0415
 
     store.record(kind, result, manifest=manifest, device=device)
+
 
 
 def profile(
@@ -344,6 +102,7 @@ def profile(
     finally:
         cleanup(target, paths)
     return docs
+
 
 
 def profile_rows(docs: list[dict]) -> list[dict]:
@@ -387,6 +146,7 @@ def profile_rows(docs: list[dict]) -> list[dict]:
     return rows
 
 
+
 def record_profile(docs: list[dict], rows: list[dict], refs: list[ModelRef]) -> None:
     """One stored run per profile command: every configuration of every precision."""
     if not docs:
@@ -406,6 +166,7 @@ def record_profile(docs: list[dict], rows: list[dict], refs: list[ModelRef]) -> 
     _record("profile", result, manifest, docs[0].get("device") or {})
 
 
+
 def evaluate(
     target: Target,
     ref: ModelRef,
@@ -416,7 +177,7 @@ def evaluate(
     progress: Progress | None = None,
 ) -> dict:
     """eval_images.py on the target over a folder, CSV, .npz or `builtin:NAME` on the host."""
-    from edgekit.data import is_builtin  # noqa: PLC0415
+    from edgekit.data.datasets import is_builtin  # noqa: PLC0415
 
     if is_builtin(data):
         # A built-in dataset lives inside a desktop package: preprocess it here into the .npz form,
@@ -449,6 +210,7 @@ def evaluate(
     return _label(doc, target)
 
 
+
 def _csv_images(csv_path: Path) -> list[str]:
     """Images a CSV names, so a remote preparer can push them too (local: already in place)."""
     import csv  # noqa: PLC0415
@@ -464,12 +226,13 @@ def _csv_images(csv_path: Path) -> list[str]:
     return out
 
 
+
 def pack_eval_npz(folder: str | Path, prep: dict, labels: list[str], out: str | Path) -> Path:
     """Preprocess a DIR/<class>/* folder on the desktop into an .npz eval_images.py reads, so a device
     without OpenCV or Pillow is evaluated bit-for-bit on the desktop's inputs."""
     import numpy as np  # noqa: PLC0415
 
-    from edgekit.data import load_folder  # noqa: PLC0415
+    from edgekit.data.datasets import load_folder  # noqa: PLC0415
 
     batch = load_folder(folder, prep)
     index = {name: i for i, name in enumerate(labels)}
@@ -482,11 +245,12 @@ def pack_eval_npz(folder: str | Path, prep: dict, labels: list[str], out: str | 
     return out
 
 
+
 def pack_builtin_npz(spec: str, ref: ModelRef, out: str | Path) -> Path:
     """`builtin:NAME[:part]` preprocessed with the model's own preprocessing, labels aligned by name."""
     import numpy as np  # noqa: PLC0415
 
-    from edgekit import data as datasets  # noqa: PLC0415
+    from edgekit.data import datasets as datasets  # noqa: PLC0415
     from edgekit.device_scripts import edgelib  # noqa: PLC0415
 
     labels, meta = edgelib.read_embedded(Path(ref.path).read_bytes())
@@ -506,6 +270,7 @@ def pack_builtin_npz(spec: str, ref: ModelRef, out: str | Path) -> Path:
     return out
 
 
+
 @dataclass(frozen=True)
 class CameraSettings:
     source: str | None = None  # video file or stream URL
@@ -516,6 +281,7 @@ class CameraSettings:
     max_frames: int | None = None
     realtime: bool = False
     labels: str | None = None
+
 
 
 def camera(

@@ -1,0 +1,81 @@
+"""One path for every device command: a single device is a fleet of one.
+
+`run_on_devices` resolves `--device NAME` / `--device a,b` / `--all`, runs `job(target, progress)` on
+each (edgekit.devices.fleet: bounded parallelism, every outcome kept) and prints. One device keeps the
+one-device output (its result as it is); several get a section (or a JSON entry) each, and exit 9 when
+some failed while the others' results are printed and kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from edgekit.cli.output import print_json, progress_steps
+from edgekit.devices.fleet import DEFAULT_PARALLEL, Outcome, raise_for_outcomes, run_fleet
+
+
+def is_fleet(device: str | None, all_devices: bool = False) -> bool:
+    """`--device a,b` or `--all`: run on several devices (a single name keeps the one-device output)."""
+    return bool(all_devices or (device and "," in device))
+
+
+def run_on_devices(
+    device: str | None,
+    all_devices: bool,
+    job: Callable,
+    *,
+    title: str,
+    as_json: bool,
+    show: Callable[[Any], None],
+    to_json: Callable[[Any], Any] = lambda r: r,
+    max_parallel: int = DEFAULT_PARALLEL,
+) -> list[Outcome]:
+    """Run `job(target, progress)` on the devices, print every outcome, raise for the failed ones."""
+    from edgekit.devices import inventory, resolve  # noqa: PLC0415
+
+    several = is_fleet(device, all_devices)
+
+    def one(name):
+        target = resolve.resolve_device(name)
+        try:
+            if several:
+                return job(target, lambda msg: None if as_json else click.echo(f"{target.name}: {msg}", err=True))
+            with progress_steps(f"{title} on {target.name}", quiet=as_json) as step:
+                return job(target, step)
+        finally:
+            target.close()
+
+    def done(o: Outcome) -> None:
+        if several and not as_json:
+            click.echo(f"{o.device}: {'done' if o.ok else 'FAILED: ' + str(o.error)}", err=True)
+
+    if not several:  # the device's own error (and exit code) propagates as it is
+        result = one(device)
+        print_json(to_json(result)) if as_json else show(result)
+        return [Outcome(device or "local", True, result=result)]
+    names = [s.name for s in inventory.resolve(device, all_devices)]
+    outcomes = run_fleet(names, one, max_parallel=max_parallel, on_done=done, name=lambda n: n or "local")
+    if as_json:
+        print_json(
+            {
+                "schema_version": 1,
+                "devices": [
+                    Outcome(o.device, o.ok, to_json(o.result), o.error, o.exit_code).to_dict()
+                    if o.ok
+                    else o.to_dict()
+                    for o in outcomes
+                ],
+            }
+        )
+    else:
+        for o in outcomes:
+            click.echo(f"\n== {o.device} ==")
+            if o.ok:
+                show(o.result)
+            else:
+                click.echo(f"failed: {o.error}")
+    raise_for_outcomes(outcomes)
+    return outcomes

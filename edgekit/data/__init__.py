@@ -1,0 +1,1 @@
+"""Image data: datasets and decoding without TensorFlow (datasets.py), tf.data pipelines (tfdata.py)."""
