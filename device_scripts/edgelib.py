@@ -209,47 +209,71 @@ def percentiles_ms(samples_s) -> dict:
 # --------------------------------------------------------------------------- the machine
 
 
-def cpu_info() -> dict:
-    """CPU model, cores and the SIMD features that decide int8 vs float speed."""
+def parse_cpuinfo(text: str) -> tuple[str, set]:
+    """(model name, feature flags) from the text of /proc/cpuinfo (x86 `flags`, ARM `Features`)."""
     flags: set[str] = set()
-    model = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                key, _, val = line.partition(":")
-                key = key.strip().lower()
-                if key in ("flags", "features"):
-                    flags.update(val.split())
-                elif key in ("model name", "hardware", "cpu model") and not model:
-                    model = val.strip()
-                elif key == "model" and not model and not val.strip().isdigit():
-                    model = val.strip()
-    except OSError:
-        pass
-    if not model:
-        try:  # Raspberry Pi and other device-tree boards
-            with open("/proc/device-tree/model", encoding="utf-8", errors="replace") as f:
-                model = f.read().strip("\x00\n ")
-        except OSError:
-            model = platform.machine()
-    machine = platform.machine()
-    simd = {
+    model = ""
+    for line in text.splitlines():
+        key, _, val = line.partition(":")
+        key = key.strip().lower()
+        if key in ("flags", "features"):
+            flags.update(val.split())
+        elif key in ("model name", "hardware", "cpu model") and not model:
+            model = val.strip()
+        elif key == "model" and not model and not val.strip().isdigit():
+            model = val.strip()  # Raspberry Pi: "Model : Raspberry Pi 4 Model B Rev 1.4"
+    return model, flags
+
+
+def simd_features(flags, machine: str) -> dict:
+    """The SIMD features that decide int8 vs float speed."""
+    return {
         "avx2": "avx2" in flags,
         "avx512f": "avx512f" in flags,
         "avx_vnni": "avx_vnni" in flags,
         "avx512_vnni": "avx512_vnni" in flags,
+        "amx_int8": "amx_int8" in flags,
         "neon": "neon" in flags or "asimd" in flags or machine in ("aarch64", "arm64"),
         "dotprod": "asimddp" in flags,
         "i8mm": "i8mm" in flags,
     }
-    emulated = emulation(machine, flags)
+
+
+def _processors(cpuinfo: str) -> int:
+    return max(1, sum(1 for ln in cpuinfo.splitlines() if ln.partition(":")[0].strip() == "processor"))
+
+
+def cpu_info(cpuinfo: str | None = None, machine: str | None = None) -> dict:
+    """CPU model, cores and the SIMD features that decide int8 vs float speed.
+
+    By default this machine's; `cpuinfo` (the text of a /proc/cpuinfo) and `machine` (its
+    platform.machine()) describe a recorded CPU instead, as the tests do.
+    """
+    here = cpuinfo is None
+    if here:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                cpuinfo = f.read()
+        except OSError:
+            cpuinfo = ""
+    machine = machine or platform.machine()
+    model, flags = parse_cpuinfo(cpuinfo)
+    if here:
+        model = platform.processor() or model
+    if here and not model:
+        try:  # Raspberry Pi and other device-tree boards
+            with open("/proc/device-tree/model", encoding="utf-8", errors="replace") as f:
+                model = f.read().strip("\x00\n ")
+        except OSError:
+            model = machine
+    emulated = emulation(machine, flags) if here else None
     if emulated:  # shown wherever the CPU is (CLI, database, reports): the timings are not a device's
         model = f"{model} [emulated {emulated}: latency not meaningful]"
     return {
-        "model": model,
+        "model": model or machine,
         "machine": machine,
-        "cores": os.cpu_count() or 1,
-        "simd": simd,
+        "cores": (os.cpu_count() or 1) if here else _processors(cpuinfo),
+        "simd": simd_features(flags, machine),
         "emulated": emulated,
     }
 
@@ -272,31 +296,56 @@ def emulation(machine: str, cpu_flags) -> str | None:
     return None
 
 
-def int8_speed_note(cpu: dict) -> str:
-    """Why int8 is (or is not) faster than float on this CPU, in one sentence."""
+def int8_expectation(cpu: dict) -> dict:
+    """The rule of thumb for int8 vs float speed on this CPU: {"family", "expect", "reason"}.
+
+    `expect` is "faster" (int8 should beat float), "not faster" (about as fast, or slower) or None (no
+    rule). Only an expectation: edgekit.results.int8_speed weighs it against a measured latency.
+    """
     s = cpu.get("simd", {})
-    machine = cpu.get("machine", "")
-    if machine in ("aarch64", "arm64", "armv7l", "armv8l") or s.get("neon"):
+    if cpu.get("machine", "") in ("aarch64", "arm64", "armv7l", "armv8l") or s.get("neon"):
         if s.get("dotprod") or s.get("i8mm"):
-            return (
-                "ARM with int8 dot-product (SDOT/I8MM): XNNPACK's int8 kernels do 4x the MACs per "
-                "instruction of float, so int8 is typically 2-4x faster than float here."
-            )
-        return (
-            "ARM NEON without dot-product: int8 still moves 4x less data and uses 16-lane integer "
-            "multiply-accumulate, so int8 is typically 1.5-3x faster than float here."
-        )
+            return {
+                "family": "ARM with int8 dot-product",
+                "expect": "faster",
+                "reason": "SDOT/I8MM let XNNPACK's int8 kernels do 4x the multiply-accumulates per "
+                "instruction of float",
+            }
+        return {
+            "family": "ARM NEON without dot-product",
+            "expect": "faster",
+            "reason": "int8 moves 4x less data and uses 16-lane integer multiply-accumulate",
+        }
     if s.get("avx512_vnni") or s.get("avx_vnni"):
-        return (
-            "x86 with VNNI (VPDPBUSD): int8 multiply-accumulate is fused, so int8 is usually faster "
-            "than float here."
-        )
+        amx = " (and AMX-INT8 tiles)" if s.get("amx_int8") else ""
+        return {
+            "family": "x86 with VNNI",
+            "expect": "faster",
+            "reason": f"VPDPBUSD{amx} fuses the int8 multiply-accumulate, 4 products per 32-bit lane "
+            "where a float FMA does one",
+        }
     if s.get("avx2"):
+        return {
+            "family": "x86 AVX2 without VNNI",
+            "expect": "not faster",
+            "reason": "an int8 multiply-accumulate takes VPMADDUBSW+VPMADDWD+VPADDD (plus requantization) "
+            "where float takes one FMA",
+        }
+    return {"family": "this CPU", "expect": None, "reason": "no SIMD features recognised"}
+
+
+def int8_speed_note(cpu: dict) -> str:
+    """The rule of thumb as one sentence: the `int8_note` of profile documents and bundle manifests."""
+    e = int8_expectation(cpu)
+    if e["expect"] == "faster":
         return (
-            "x86 AVX2 without VNNI: an int8 multiply-accumulate takes VPMADDUBSW+VPMADDWD+VPADDD "
-            "(plus requantization) versus one FMA for float, so int8 is about as fast as float or "
-            "slower here; it will be faster on ARM (Raspberry Pi) and VNNI CPUs. The 4x smaller "
-            "model still holds."
+            f"{e['family']}: {e['reason']}, so int8 is usually faster than float here "
+            "(a rule of thumb; `edgekit profile` measures it)."
+        )
+    if e["expect"] == "not faster":
+        return (
+            f"{e['family']}: {e['reason']}, so int8 is usually about as fast as float or slower here; "
+            "ARM (Raspberry Pi) and VNNI CPUs favour int8. The 4x smaller model holds anywhere."
         )
     return "no SIMD features recognised: int8 and float speeds are hard to predict on this CPU."
 

@@ -168,7 +168,8 @@ def _summary(out, manifest: dict) -> None:
         if e.get("accuracy"):
             _accuracy_lines(c, e["accuracy"])
     if any(e["precision"] == "int8" for e in manifest["models"]):
-        c.print(f"[bold]int8 speed on this CPU:[/] {manifest['host']['int8_note']}", soft_wrap=True)
+        # export times nothing, so this is the rule of thumb only; `edgekit profile` sets it against figures
+        c.print(f"[bold]int8 speed on this CPU (rule of thumb):[/] {manifest['host']['int8_note']}", soft_wrap=True)
     click.echo(f"next: edgekit profile {out}")  # plain echo: never wrapped, so it can be copied
 
 

@@ -15,6 +15,7 @@ from edgekit.devices.remote import Progress, run_script
 from edgekit.devices.resolve import ModelRef
 from edgekit.devices.targets.base import Target
 from edgekit.errors import InputDataError, UsageError
+from edgekit.results import int8_speed
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,7 @@ def profile_rows(docs: list[dict]) -> list[dict]:
             )
     precisions = {r["precision"] for r in rows}
     note = docs[0].get("int8_note") if docs else None
+    cpu = docs[0].get("environment", {}).get("cpu", {}) if docs else {}
     for key in {(r["threads"], r["batch"]) for r in rows}:
         same = [r for r in rows if (r["threads"], r["batch"]) == key and r.get("supported")]
         for r in same:
@@ -141,10 +143,19 @@ def profile_rows(docs: list[dict]) -> list[dict]:
             )
             best["fastest_note"] = (
                 f"{best['precision']} is fastest at threads={key[0]} batch={key[1]} "
-                f"({best['latency_ms']['p50']:.3f} ms p50 vs {others}). Why: {note}"
+                f"({best['latency_ms']['p50']:.3f} ms p50 vs {others}). {_int8_vs_float(same, cpu, note)}"
             )
     return rows
 
+
+
+def _int8_vs_float(same: list[dict], cpu: dict, rule: str | None) -> str:
+    """The measured int8/float verdict for one setting; the bare rule of thumb when no pair was timed."""
+    p50 = {r["precision"]: r["latency_ms"]["p50"] for r in same}
+    flt = next((p for p in ("float32", "float16") if p in p50), None)
+    if "int8" in p50 and flt:
+        return int8_speed.verdict(cpu, p50["int8"], p50[flt], flt)
+    return f"Rule of thumb for int8 on this CPU: {rule}" if rule else ""
 
 
 def record_profile(docs: list[dict], rows: list[dict], refs: list[ModelRef]) -> None:
