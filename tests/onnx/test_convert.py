@@ -107,7 +107,7 @@ def test_thresholds_refuse_a_broken_conversion(separable_bundle, separable_onnx,
     import dataclasses
 
     from edgekit.converters import onnx_check
-    from edgekit.data import load_folder
+    from edgekit.data.datasets import load_folder
     from edgekit.errors import VerificationError
 
     out, _ = separable_bundle

@@ -11,10 +11,7 @@ from edgekit.bundle.manifest import read_manifest, verify_checksums
 from edgekit.pipeline.onnx_verify import FLOAT32_MAX_REL_DIFF, INT8_MIN_AGREEMENT
 from tests.conftest import run_cli
 
-pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
-pytest.importorskip("tf2onnx")
-pytestmark = [pytest.mark.tf, pytest.mark.slow]
+pytestmark = [pytest.mark.tf, pytest.mark.onnx, pytest.mark.slow]
 
 
 def test_export_format_onnx_adds_verified_onnx_files(tmp_path, digits_dir):

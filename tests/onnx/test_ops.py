@@ -10,14 +10,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+from edgekit.converters import onnx_check, onnx_keras
 
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+try:
+    from onnx import TensorProto, helper, numpy_helper
+except ImportError:  # the onnx marker skips every test here, with the reason
+    TensorProto = helper = numpy_helper = None
 
-from edgekit.converters import onnx_check, onnx_keras  # noqa: E402
-
-pytestmark = pytest.mark.tf
+pytestmark = [pytest.mark.tf, pytest.mark.onnx]
 ATOL = 1e-5  # float32 arithmetic in a different order: a few ulps of values of order 1
 RNG = np.random.default_rng(0)
 

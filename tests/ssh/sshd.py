@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -100,17 +101,29 @@ class SSHServer:
         """Stop listening and end every session (sshd's per-connection children included)."""
         if self.proc is None:
             return
-        import psutil
-
-        try:
-            children = psutil.Process(self.proc.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            children = []
+        children = _descendants(self.proc.pid)
         self.proc.terminate()
         self.proc.wait(timeout=10)
         self.proc = None
-        for child in children:  # the per-connection sshd processes it forked: ours, ended by pid
+        for pid in children:  # the per-connection sshd processes it forked: ours, ended by pid
             try:
-                child.kill()
-            except psutil.NoSuchProcess:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
                 pass
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid`, from /proc (Linux; no psutil, so a core-only install runs the SSH tests)."""
+    parent: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:  # "pid (comm) state ppid ...": comm may hold spaces, so split after its ")"
+                parent[int(d.name)] = int((d / "stat").read_text().rpartition(")")[2].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    out, todo = [], [pid]
+    while todo:
+        kids = [c for c, p in parent.items() if p == todo.pop()]
+        out += kids
+        todo += kids
+    return out

