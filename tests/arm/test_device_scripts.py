@@ -157,7 +157,8 @@ def test_tflite_runtime_on_arm_crashes_on_int8_fc_without_bias(arm64, tiny_bundl
         text=True,
         timeout=300,
     )
-    assert arm.returncode in (-11, 139), (arm.returncode, arm.stderr[-500:])  # SIGSEGV
+    # SIGSEGV: the wrapper execs qemu, which re-raises the guest's signal on itself
+    assert arm.returncode == -11, (arm.returncode, arm.stderr[-500:])
     argv, env = host_python("tflite_runtime", arm64)
     code = (
         "import sys, numpy as np; sys.path.insert(0, sys.argv[1]); import edgelib\n"

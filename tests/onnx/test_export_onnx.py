@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgekit.bundle.manifest import read_manifest, verify_checksums
-from edgekit.pipeline.onnx_verify import FLOAT32_MAX_REL_DIFF, INT8_MIN_AGREEMENT
+from edgekit.pipeline.onnx_verify import FLOAT32_MAX_REL_DIFF, allowed_disagreements
 from tests.conftest import run_cli
 
 pytestmark = [pytest.mark.tf, pytest.mark.onnx, pytest.mark.slow]
@@ -30,7 +30,20 @@ def test_export_format_onnx_adds_verified_onnx_files(tmp_path, digits_dir):
     assert printed["onnx_models"][0]["file"] == files["float32"]["file"]
     f32 = files["float32"]["verification"]
     assert f32["reference"] == "keras" and f32["max_rel_diff"] <= FLOAT32_MAX_REL_DIFF
-    assert f32["top1_agreement"] == 1.0
+    # random weights leave near ties: top-1 may differ only where the two best Keras logits lie within
+    # the float tolerance (which image flips depends on the CPU's float rounding)
+    import keras
+
+    from edgekit.converters import onnx_check
+    from edgekit.data.datasets import load_folder
+
+    batch = load_folder(digits_dir, manifest["preprocessing"])
+    ref = np.asarray(keras.models.load_model(out / "float_model.keras").predict(batch.x, verbose=0))
+    got = onnx_check.run(onnx_check.session(onnx.load(out / files["float32"]["file"])), batch.x)[0]
+    best2 = np.sort(ref, axis=1)[:, -2:]
+    flips = got.argmax(1) != ref.argmax(1)
+    assert not (flips & (best2[:, 1] - best2[:, 0] > 2 * FLOAT32_MAX_REL_DIFF * np.abs(ref).max())).any()
+    assert f32["top1_agreement"] == pytest.approx(1 - flips.mean(), abs=1e-4)
     # BatchNorm after the depthwise convolutions was folded before quantization: no Mul/Add left.
     ops = files["float32"]["ops"]
     assert "Mul" not in ops and "BatchNormalization" not in ops and ops["Conv"] == 27
@@ -68,7 +81,9 @@ def test_onnx_int8_keeps_top1_on_a_trained_model(separable_bn_onnx, calib_dir):
     assert not {"BatchNormalization", "Mul", "Add"} & set(by["float32"]["ops"])  # all folded
     assert by["float32"]["verification"]["max_rel_diff"] <= FLOAT32_MAX_REL_DIFF
     agreement = by["int8"]["verification"]["top1_agreement"]
-    assert agreement >= INT8_MIN_AGREEMENT, agreement
     ref = np.asarray(km.predict(calib.x, verbose=0))
     q = onnx_check.run(onnx_check.session(files["sep_int8.onnx"]), calib.x)[0]
-    assert np.mean(q.argmax(1) == ref.argmax(1)) == agreement
+    assert np.mean(q.argmax(1) == ref.argmax(1)) == pytest.approx(agreement, abs=1e-4)
+    # judged like convert's int8: no more disagreements than a 98%-agreement conversion would show
+    # (ORT's int8 kernels differ between AVX2 and VNNI CPUs, so the exact count may too)
+    assert np.sum(q.argmax(1) != ref.argmax(1)) <= allowed_disagreements(len(calib.x))
