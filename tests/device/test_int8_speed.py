@@ -39,6 +39,8 @@ def test_recorded_cpuinfo_is_read(name):
     cpu = _cpu(name)
     assert cpu["model"] == model and cpu["machine"] == machine and cpu["emulated"] is None
     assert {k for k, on in cpu["simd"].items() if on} == features
+    _, flags = edgelib.parse_cpuinfo((DATA / f"{name}.txt").read_text(encoding="utf-8"))
+    assert edgelib.emulation(machine, flags) is None  # real hardware: the flags fit the architecture
     rule = edgelib.int8_expectation(cpu)
     assert (rule["family"], rule["expect"]) == (family, expect)
     note = edgelib.int8_speed_note(cpu)  # the rule alone (export, device documents): said as a rule

@@ -123,7 +123,8 @@ def _descendants(pid: int) -> list[int]:
                 continue
     out, todo = [], [pid]
     while todo:
-        kids = [c for c, p in parent.items() if p == todo.pop()]
+        pid = todo.pop()
+        kids = [c for c, p in parent.items() if p == pid]
         out += kids
         todo += kids
     return out
