@@ -154,7 +154,7 @@ def _summary(out, manifest: dict) -> None:
             e["precision"],
             f"{e['size_bytes'] / 1e6:.2f} MB",
             f"{v['max_rel_diff']:.1e}",
-            "-" if agree is None else f"{agree:.1%}",
+            "-" if agree is None else f"{agree:.1%}" + _gate(v),
             str(v["transposes"]),
         )
     c.print(t)
@@ -162,3 +162,10 @@ def _summary(out, manifest: dict) -> None:
     if manifest["calibration"]["synthetic"]:
         c.print(f"[yellow]note:[/] {manifest['calibration']['note']}")
     click.echo(f"next: edgekit profile {out}")
+
+
+def _gate(v: dict) -> str:
+    """The int8 agreement gate's figures (edgekit.pipeline.onnx_verify), when it judged."""
+    if "allowed_disagreements" not in v:
+        return ""
+    return f" ({v['disagreements']} of {v['images']} differ, ≤ {v['allowed_disagreements']} allowed)"
