@@ -688,6 +688,8 @@ def open_model(path: str, threads=None, labels_path=None, runtime=None, xnnpack:
         labels = _fit_labels(labels, n, labels_path or "the model's labels")
     if precision is None:
         precision = _guess_precision(model)
+    if output_kind is None and _softmax_quantized(model.output):
+        output_kind = "probabilities"  # else a flat frame's rounding (sum < 0.95) looked like logits
     if (prep.get("crop") or "none") not in CROPS:
         raise ModelFailure(
             f"{path}: preprocessing crop must be one of {', '.join(CROPS)}; received {prep.get('crop')!r}"
@@ -723,6 +725,14 @@ def _fit_labels(labels: list, n: int, where: str) -> list:
         return labels[1:]
     raise InputFailure(
         f"{where} has {len(labels)} labels but the model has {n} outputs: pass the matching labels file"
+    )
+
+
+def _softmax_quantized(detail: dict) -> bool:
+    """TFLite's quantized softmax output: scale 1/256 with zero point 0 (uint8) or -128 (int8)."""
+    scale, zp = detail.get("quantization", (0.0, 0))
+    return abs(float(scale) - 1 / 256) < 1e-9 and (
+        (detail["dtype"] == np.uint8 and zp == 0) or (detail["dtype"] == np.int8 and zp == -128)
     )
 
 

@@ -66,6 +66,10 @@ def camera(
     several = is_fleet(device, all_devices)
     if preview and several:
         raise UsageError("--preview shows one device's camera: give one --device")
+    if preview:
+        from edgekit.devices.preview import check_local_port  # noqa: PLC0415
+
+        check_local_port(preview_port)  # before anything starts
     (ref,) = resolve.resolve_models(model_or_bundle, all_precisions=False)
 
     def job(target, step):
