@@ -15,7 +15,7 @@ from tests.conftest import REPO
 
 SCRIPTS = REPO / "device_scripts"
 DEVICE_SCRIPTS = ("profile_latency.py", "eval_images.py", "classify_camera.py")
-DEVICE_LIBRARIES = ("edgelib.py", "pixels.py", "liveview.py")  # imported by the scripts
+DEVICE_LIBRARIES = ("edgelib.py", "pixels.py", "capture.py", "liveview.py", "liveview_page.py")  # imported by the scripts
 VENV_PACKAGES = ("numpy", "ai-edge-litert", "opencv-python-headless")
 CACHE = Path(os.environ.get("EDGEKIT_TEST_CACHE", Path.home() / ".cache" / "edgekit-tests"))
 

@@ -13,7 +13,7 @@ import pytest
 from tests.device.conftest import DEVICE_LIBRARIES, DEVICE_SCRIPTS, SCRIPTS, int8_model, last_json, run_script
 
 ALLOWED_THIRD_PARTY = {"numpy", "cv2", "PIL", "ai_edge_litert", "tflite_runtime", "picamera2", "edgelib", "pixels",
-                       "liveview"}
+                       "capture", "liveview", "liveview_page"}
 FORBIDDEN = {"edgekit", "tensorflow", "click", "rich", "keras"}
 
 
