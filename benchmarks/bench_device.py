@@ -229,7 +229,7 @@ def _viewer(rate: float | None):
                     fp.read(n)
                     if rate:
                         time.sleep(1 / rate)
-        except OSError:
+        except (OSError, ValueError, AttributeError):  # the script ended and closed the stream
             return
 
     return run
