@@ -225,7 +225,8 @@ def _viewer(rate: float | None):
                     return
                 if line.lower().startswith(b"content-length:"):
                     n = int(line.split(b":")[1])
-                    fp.readline()
+                    while fp.readline().strip():  # the part's other headers, up to the blank line
+                        pass
                     fp.read(n)
                     if rate:
                         time.sleep(1 / rate)
@@ -250,9 +251,11 @@ def bench_camera(bundle: Path, tmp: Path, frames: int, rounds: int = 5) -> str:
     for _ in range(rounds):  # rounds outermost: a burst of load from other jobs falls on every row alike
         for model, threads in configs:
             runs[(model, threads)].append(_camera_run(model, video, threads))
-    rows = []
+    rows, shares = [], []
     for (model, threads), docs in runs.items():
         d = sorted(docs, key=_ratio)[len(docs) // 2]  # the round with the median ratio
+        wall = d["duration_s"] * 1000 / d["frames"]
+        shares.append({k: v / wall for k, v in d["loop_ms"].items()})
         ratio = _ratio(d)
         goal = 0.95 if threads == 1 else (0.9 if threads < cores else None)
         met = "n/a (no core left for capture)" if goal is None else ("yes" if ratio >= goal else "no")
@@ -287,6 +290,10 @@ def bench_camera(bundle: Path, tmp: Path, frames: int, rounds: int = 5) -> str:
             "| wait | prepare | invoke | top-k | log+view | wall/frame |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
             *rows,
+            "",
+            "Where the time goes, median over the rows, as a share of the wall time per frame: "
+            + ", ".join(f"{k} {statistics.median(x[k] for x in shares):.1%}" for k in shares[0])
+            + " (the rest: between the parts, e.g. the window and progress bookkeeping).",
         ]
     )
 
