@@ -218,7 +218,8 @@ def _viewer(rate: float | None):
         try:
             c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
             c.request("GET", "/stream.mjpg")
-            fp = c.getresponse().fp
+            resp = c.getresponse()  # kept: a collected response closes its file
+            fp = resp.fp
             while True:
                 line = fp.readline()
                 if not line:
