@@ -40,9 +40,10 @@ def test_preview_through_a_real_sshd(sshd, add_device, ek_env, tmp_path):
     add_device("pi", sshd, workdir=workdir)
     video = write_photo_video(tmp_path / "clip.avi", 600)
     port = free_port()
+    log = tmp_path / "frames.jsonl"
     proc = subprocess.Popen(
         [sys.executable, "-m", "edgekit", "camera", str(MODEL), "--labels", str(LABELS), "--device", "pi",
-         "--source", str(video), "--realtime", "--preview", "--preview-port", str(port)],
+         "--source", str(video), "--realtime", "--preview", "--preview-port", str(port), "--log", str(log)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **ek_env},
     )  # fmt: skip
     try:
@@ -72,6 +73,8 @@ def test_preview_through_a_real_sshd(sshd, add_device, ek_env, tmp_path):
     while _device_scripts_running(workdir) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _device_scripts_running(workdir)
+    lines = log.read_text().splitlines()  # the frame log came back, every line whole
+    assert lines and all(json.loads(ln)["top"] for ln in lines)
 
 
 def test_preview_port_in_use_here(sshd, add_device, ek_env, tmp_path):
