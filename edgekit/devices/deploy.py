@@ -223,7 +223,8 @@ def deploy(
 
 def wrap_tflite(tflite: str | Path, out_dir: str | Path) -> Path:
     """A bare `.tflite` -> a minimal bundle (labels and preprocessing from its embedded metadata)."""
-    from edgekit.bundle.manifest import SCHEMA_VERSION, file_entries, write_json_atomic  # noqa: PLC0415
+    from edgekit.bundle.atomic import write_json_atomic  # noqa: PLC0415
+    from edgekit.bundle.manifest import SCHEMA_VERSION, file_entries  # noqa: PLC0415
     from edgekit.converters.tflite_file import NotTFLiteError, check_file  # noqa: PLC0415
     from edgekit.device_scripts.edgelib import read_embedded  # noqa: PLC0415
 

@@ -180,7 +180,8 @@ def evaluate(
     if "reference" in outs and "tflite" in outs:
         result.update(compare(outs["reference"], outs["tflite"], result["reference"], result["tflite"]))
     if t.kind == "bundle" and write:
-        from edgekit.bundle.manifest import bundle_id, write_json_atomic  # noqa: PLC0415
+        from edgekit.bundle.atomic import write_json_atomic  # noqa: PLC0415
+        from edgekit.bundle.manifest import bundle_id  # noqa: PLC0415
 
         ref = {**result, "bundle_id": bundle_id(t.manifest)}
         for k, v in outs.items():  # per-image predictions, so a device run can be compared image by image
