@@ -47,7 +47,9 @@ def host_record() -> dict:
 
 
 def io_details(data: bytes) -> dict:
-    m = edgelib.Model(data)
+    from edgekit.bundle.modelcheck import load_model  # noqa: PLC0415
+
+    m = load_model(data, name="the converted model")
 
     def one(d):
         scale, zp = d["quantization"]

@@ -9,8 +9,8 @@ import re
 
 import numpy as np
 
+from edgekit.bundle.modelcheck import load_model
 from edgekit.data.datasets import ImageBatch
-from edgekit.device_scripts import edgelib
 from edgekit.errors import VerificationError
 
 # Named tolerances, pinned by tests/onnx/test_tolerances.py so they cannot drift silently.
@@ -102,7 +102,7 @@ def verify_against_onnx(
 
 def _litert_outputs(tflite: bytes, x: np.ndarray) -> list[np.ndarray]:
     """Every output of a `.tflite` (dequantized), one image per invoke, in ONNX output order."""
-    m = edgelib.Model(tflite)
+    m = load_model(tflite, name="the converted model")
     it = m.interpreter
     details = it.get_output_details()
     outs: list[list[np.ndarray]] = [[] for _ in details]

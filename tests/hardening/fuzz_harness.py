@@ -35,7 +35,7 @@ def main(argv: list[str]) -> int:
 
     loaded = modelcheck.load_models([p for _, p in paths])  # structure check + probe + in-process load
     from edgekit.pipeline.export import verify
-    from edgekit.data import ImageBatch
+    from edgekit.data.datasets import ImageBatch
 
     for (name, p), res in zip(paths, loaded, strict=True):
         if isinstance(res, EdgekitError):

@@ -101,7 +101,7 @@ def test_device_script_skips_them_with_reasons(tmp_path, hostile):
 
 
 def test_calibration_folder_skips_them(hostile):
-    from edgekit.data import load_calibration
+    from edgekit.data.datasets import load_calibration
 
     prep = {"size": [16, 16], "mean": [0.0] * 3, "std": [1.0] * 3}
     batch = load_calibration(str(hostile), prep, limit=100)

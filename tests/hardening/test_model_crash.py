@@ -86,7 +86,7 @@ def test_export_verification_refuses_a_crashing_conversion_without_dying(images)
 import sys, numpy as np
 from tests.hardening.conftest import reshape_crash
 from tests.hardening.tflite_build import classifier
-from edgekit.data import ImageBatch
+from edgekit.data.datasets import ImageBatch
 from edgekit.errors import EdgekitError
 from edgekit.pipeline.export import verify
 x = np.zeros((2, 16, 16, 3), np.float32)
