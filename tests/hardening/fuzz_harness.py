@@ -49,7 +49,7 @@ def main(argv: list[str]) -> int:
         try:  # the desktop eval after loading: predict on images of the model's size, then verify
             h, w = res.input_size
             x = np.random.default_rng(0).uniform(0, 255, size=(2, h, w, res.input_shape[-1])).astype(np.float32)
-            y = res.predict(x)
+            y = modelcheck.predict_checked(res, x, name)
             verify(y.reshape(len(x), -1), p.read_bytes(), ImageBatch(x, (), (), "fuzz"))
         except EdgekitError:
             pass

@@ -69,13 +69,16 @@ def test_duplicate_labels_in_a_bundle_are_refused(tmp_path, images):
     assert proc.returncode == 4 and "twice" in proc.stderr
 
 
-def test_a_data_class_matching_two_labels_is_refused(tmp_path, images, tiny_model):
+def test_a_data_class_matching_two_labels_is_refused(tmp_path, images):
     """Third-party label files may repeat a name (ImageNet has two 'crane'); a class named so is ambiguous."""
     from tests.device.conftest import run_script
+    from tests.hardening.tflite_build import classifier
 
+    model = tmp_path / "four.tflite"
+    model.write_bytes(classifier(classes=4))
     labels = tmp_path / "labels.txt"
-    labels.write_text("class_0\nclass_1\nclass_1\n")
-    proc = run_cli("eval", str(tiny_model), "--data", str(images), "--labels", str(labels), check=False)
-    assert_one_line_error(proc, 3, "'class_1'")
-    proc = run_script("eval_images.py", "--model", str(tiny_model), "--data", str(images), "--labels", str(labels), check=False)  # fmt: skip
-    assert proc.returncode == 3 and "class_1" in proc.stderr
+    labels.write_text("class_0\nclass_1\nclass_2\nclass_1\n")
+    proc = run_cli("eval", str(model), "--data", str(images), "--labels", str(labels), "--no-write", check=False)
+    assert_one_line_error(proc, 3, "'class_1'", "indices 1, 3")
+    proc = run_script("eval_images.py", "--model", str(model), "--data", str(images), "--labels", str(labels), check=False)  # fmt: skip
+    assert proc.returncode == 3 and "'class_1'" in proc.stderr and "indices 1, 3" in proc.stderr
