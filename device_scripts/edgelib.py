@@ -78,6 +78,34 @@ class NotAClassifier(ValueError):
     """A model that loads but has no input or no output tensor to feed or read."""
 
 
+class TooLarge(ValueError):
+    """A model whose tensors would take more memory than any device has (a corrupt shape)."""
+
+
+DEFAULT_MAX_TENSOR_BYTES = 4 << 30
+
+
+def max_tensor_bytes() -> int:
+    try:
+        return max(1, int(os.environ.get("EDGEKIT_MAX_TENSOR_BYTES", DEFAULT_MAX_TENSOR_BYTES)))
+    except ValueError:
+        return DEFAULT_MAX_TENSOR_BYTES
+
+
+def declared_tensor_bytes(interpreter) -> int:
+    """The bytes a model's tensors declare (read before anything is allocated)."""
+    total = 0
+    for d in interpreter.get_tensor_details():
+        n = 1
+        for s in d["shape"]:
+            n *= max(int(s), 1)
+        try:
+            total += n * np.dtype(d["dtype"]).itemsize
+        except TypeError:
+            total += n
+    return total
+
+
 class Model:
     """A loaded `.tflite` with float-in / float-out helpers that handle (de)quantization."""
 
@@ -95,6 +123,12 @@ class Model:
                 self.runtime
             ).BUILTIN_WITHOUT_DEFAULT_DELEGATES
         self.interpreter = Interpreter(**kwargs)
+        declared, cap = declared_tensor_bytes(self.interpreter), max_tensor_bytes()
+        if declared > cap:  # before allocate_tensors: a corrupt shape must not take the memory first
+            raise TooLarge(
+                f"it declares {declared / 2**30:.1f} GiB of tensors, over the {cap / 2**30:g} GiB cap "
+                "(EDGEKIT_MAX_TENSOR_BYTES): corrupt, or far too large for a device"
+            )
         self.interpreter.allocate_tensors()
         inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
         if not inputs or not outputs:
@@ -864,6 +898,8 @@ def open_model(
         model = Model(content, threads=threads, runtime=runtime, xnnpack=xnnpack)
     except NotAClassifier as exc:
         raise ModelFailure(f"{path} is not an image classifier: {exc}") from None
+    except TooLarge as exc:
+        raise ModelFailure(f"{path}: {exc}") from None
     except RuntimeError as exc:
         if "no TFLite interpreter" in str(exc):
             raise DependencyFailure(str(exc)) from None

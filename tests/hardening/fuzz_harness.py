@@ -18,6 +18,7 @@ import numpy as np
 
 from edgekit.bundle import modelcheck
 from edgekit.errors import EdgekitError
+from tests.hardening.conftest import issue_repro, reshape_crash
 from tests.hardening.mutate import mutations
 from tests.hardening.tflite_build import classifier
 
@@ -27,15 +28,17 @@ def main(argv: list[str]) -> int:
     base = Path(argv[3]).read_bytes() if len(argv) > 3 else classifier()
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i, (name, data) in enumerate(mutations(base, n, seed)):
+    # a mutation known to crash the interpreter goes first, so the probe's restart is always exercised
+    known = ("known:issue_repro", issue_repro(base)) if len(argv) > 3 else ("known:reshape_crash", reshape_crash(base))
+    for i, (name, data) in enumerate([known, *mutations(base, n - 1, seed)]):
         p = out / f"{i:04d}.tflite"
         p.write_bytes(data)
         paths.append((name, p))
     summary = {"models": len(paths), "refused": 0, "loaded": 0, "crashed_in_probe": 0, "unexpected": []}
 
     loaded = modelcheck.load_models([p for _, p in paths])  # structure check + probe + in-process load
-    from edgekit.pipeline.export import verify
     from edgekit.data.datasets import ImageBatch
+    from edgekit.pipeline.export import verify
 
     for (name, p), res in zip(paths, loaded, strict=True):
         if isinstance(res, EdgekitError):

@@ -11,7 +11,6 @@ import pytest
 from tests.conftest import run_cli
 from tests.hardening.conftest import (
     assert_one_line_error,
-    edit_manifest,
     issue_repro,
     make_bundle,
     reshape_crash,
