@@ -98,3 +98,21 @@ except EdgekitError as exc:
     proc = run_py(code)
     assert proc.returncode == 0, proc.stderr
     assert "refused: 4" in proc.stdout and "SIGSEGV" in proc.stdout
+
+
+def test_corrupt_shape_is_refused_before_memory_is_taken(tmp_path, images):
+    """A tensor shape of 2^31 x 4 made the probe take 8 GB; now refused from the declared shapes."""
+    from tests.hardening.tflite_build import pack, parse
+
+    m = parse(classifier())
+    next(t for t in m.subgraphs[0].tensors if t.name == b"mean").shape = [2**31 - 1, 1, 1, 4]
+    bad = tmp_path / "huge.tflite"
+    bad.write_bytes(pack(m))
+    assert_one_line_error(_eval(bad, images), 4, "GiB of tensors", "EDGEKIT_MAX_TENSOR_BYTES")
+
+
+def test_report_shows_indices_for_non_utf8_labels(tmp_path):
+    from edgekit.results.report.compare import _bundle_labels
+
+    (tmp_path / "labels.txt").write_bytes("caf\xe9\nb\n".encode("latin-1"))
+    assert _bundle_labels({"bundle": str(tmp_path)}, None, 2) is None
