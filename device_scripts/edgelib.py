@@ -1157,6 +1157,7 @@ def probe(path: str) -> dict:
         "kind": "probe",
         "model": ctx.model_info(),
         "runtime": ctx.runtime_info(),
+        "labels": len(ctx.model.labels or []),  # embedded ones; whether they fit is the caller's concern
         "path": path,
     }
 
