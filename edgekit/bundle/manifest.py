@@ -96,7 +96,8 @@ def validate(data, where: str | Path) -> dict:
             bad(f"files[{name!r}].size_bytes must be a whole number >= 0; found {size!r}")
     models = data.get("models")
     if not isinstance(models, list) or not models:
-        bad(f"`models` must be a non-empty list of model entries; found {_kind(models) if not isinstance(models, list) else 'an empty list'}")
+        found = "an empty list" if isinstance(models, list) else _kind(models)
+        bad(f"`models` must be a non-empty list of model entries; found {found}")
     for i, m in enumerate(models):
         if not isinstance(m, dict):
             bad(f"models[{i}] must be an object; found {_kind(m)}")
@@ -199,7 +200,9 @@ def bundle_labels(bundle: str | Path, manifest: dict) -> list[str] | None:
         raise ModelFileError(exc.message, hint="re-export the bundle") from None
     dup = edgelib.duplicate_labels(labels)
     if dup:
-        raise ModelFileError(f"{p} lists {dup[0]!r} twice: a bundle's labels must be unique", hint="re-export it")
+        raise ModelFileError(
+            f"{p} lists {dup[0]!r} twice: a bundle's labels must be unique", hint="re-export it"
+        )
     n = manifest.get("num_classes")
     if n is not None and n != len(labels):
         raise ModelFileError(
