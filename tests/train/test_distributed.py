@@ -54,7 +54,7 @@ def test_two_workers_train_export_and_match_one_worker(train_dir, train_run, tmp
     env = {"EDGEKIT_WORKER_DIR": str(tmp_path / "backup")}
     proc = run_cli(
         "train", "--model", "resnet18", "--resolution", "32", "--data", str(train_dir), "--epochs", "3",
-        "--batch-size", "8", "--seed", "0", "--workers", "2", "-o", str(out), env=env,
+        "--batch-size", "8", "--seed", "0", "--workers", "2", "-o", str(out), env=env, timeout=1500,
     )  # fmt: skip
     assert "TF_CONFIG=" in proc.stderr  # how to run the same across hosts
     run = json.loads((out / "run.json").read_text())
