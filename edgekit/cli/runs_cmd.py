@@ -184,7 +184,7 @@ def export_(kind, model, device, since, bundle, as_csv, output, measurements, db
     if output:
         from pathlib import Path  # noqa: PLC0415
 
-        from edgekit.results.report.files import write_text_atomic  # noqa: PLC0415
+        from edgekit.bundle.atomic import write_text_atomic  # noqa: PLC0415
 
         write_text_atomic(Path(output), buf.getvalue())
         click.echo(f"{len(rows)} rows written to {output}", err=True)

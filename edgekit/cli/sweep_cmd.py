@@ -128,9 +128,9 @@ def sweep(model, alpha, resolution, rho, classes, data, val_data, epochs, latenc
 
 def _write_report(summary: dict, cfg) -> str | None:
     """sweep.html beside the bundles: the report restricted to this sweep's runs."""
+    from edgekit.bundle.atomic import write_text_atomic  # noqa: PLC0415
     from edgekit.results.report import render_report  # noqa: PLC0415
     from edgekit.results.report.compare import ReportOptions, build_report  # noqa: PLC0415
-    from edgekit.results.report.files import write_text_atomic  # noqa: PLC0415
     from edgekit.results.store import open_store  # noqa: PLC0415
 
     if not summary["run_ids"]:

@@ -17,11 +17,15 @@ deploy) and the previous `current` untouched. Re-deploying an identical bundle t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
+import logging
+import os
 import secrets
 import shutil
+import stat
 import tarfile
 import tempfile
 import time
@@ -45,6 +49,8 @@ from edgekit.errors import (
 DEPLOY_MARKER = ".edgekit_deploy.json"
 SUMS = "SHA256SUMS"
 _SKIP_SUFFIXES = (".keras", ".h5")  # desktop-only files
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -223,7 +229,8 @@ def deploy(
 
 def wrap_tflite(tflite: str | Path, out_dir: str | Path) -> Path:
     """A bare `.tflite` -> a minimal bundle (labels and preprocessing from its embedded metadata)."""
-    from edgekit.bundle.manifest import SCHEMA_VERSION, file_entries, write_json_atomic  # noqa: PLC0415
+    from edgekit.bundle.atomic import write_json_atomic  # noqa: PLC0415
+    from edgekit.bundle.manifest import SCHEMA_VERSION, file_entries  # noqa: PLC0415
     from edgekit.converters.tflite_file import NotTFLiteError, check_file  # noqa: PLC0415
     from edgekit.device_scripts.edgelib import read_embedded  # noqa: PLC0415
 
@@ -318,13 +325,32 @@ def prepare_remote(target: Target, host_paths: list[str]):
 
 
 def _push_inputs(target: Target, paths: list[Path], dest: str) -> dict[str, str]:
-    """Image folders, videos, labels, CSVs -> DEST/<i>/<name> on the device in one tar stream.
+    """Image folders, videos, labels, CSVs -> DEST/<i>/<name> on the device in one tar stream."""
+    with inputs_tar(paths, dest) as (buf, mapping, skipped):
+        for path, reason in skipped:
+            log.warning("not sent to %s: %s", target.name, reason or path)
+        res = target.run(
+            ["sh", "-c", 'mkdir -p "$1" && tar -xf - -C "$1"', "sh", dest], input_file=buf, timeout=1800
+        )
+    if res.returncode != 0:
+        raise DeviceError(f"copying inputs to {target.name}:{dest} failed: {res.stderr.strip()[-300:]}")
+    return mapping
 
-    A CSV's rows point at images relative to it, so its images travel along and the rows are
-    rewritten to their new relative places (the device never sees a desktop path).
+
+@contextlib.contextmanager
+def inputs_tar(paths: list[Path], dest: str):
+    """(tar file, {host path: device path}, [(skipped path, reason)]) for `_push_inputs`.
+
+    Only regular files travel (links are followed, a named pipe or a dangling link is skipped), and
+    no image the device would refuse to read (over the pixel or size cap: edgelib.screen_image), so
+    a decompression bomb never reaches a device. A CSV's rows point at images relative to it, so its
+    images travel along and the rows are rewritten to their new relative places (the device never
+    sees a desktop path).
     """
     import csv  # noqa: PLC0415
+
     mapping: dict[str, str] = {}
+    skipped: list[tuple[str, str]] = []
     paths = sorted(paths, key=lambda q: q.suffix.lower() != ".csv")  # CSVs first: they claim their images
     with tempfile.TemporaryFile() as buf:
         with tarfile.open(fileobj=buf, mode="w") as tar:
@@ -334,7 +360,7 @@ def _push_inputs(target: Target, paths: list[Path], dest: str) -> dict[str, str]
                 arc = f"{i}/{p.name}"
                 mapping[str(p)] = f"{dest}/{arc}"
                 if p.suffix.lower() != ".csv" or not p.is_file():
-                    tar.add(p, arcname=arc)
+                    _add_tree(tar, p, arc, skipped, set())
                     continue
                 out = io.StringIO()
                 writer = csv.writer(out, lineterminator="\n")
@@ -343,8 +369,7 @@ def _push_inputs(target: Target, paths: list[Path], dest: str) -> dict[str, str]
                         img = Path(row[0].strip()) if row and row[0].strip() else None
                         if img is not None and not row[0].startswith("#"):
                             img = img if img.is_absolute() else p.parent / img
-                            if img.is_file():
-                                tar.add(img, arcname=f"{i}/images/{k}_{img.name}")
+                            if img.is_file() and _add_file(tar, img, f"{i}/images/{k}_{img.name}", skipped):
                                 mapping.setdefault(str(img.resolve()), f"{dest}/{i}/images/{k}_{img.name}")
                                 row = [f"images/{k}_{img.name}", *row[1:]]
                         writer.writerow(row)
@@ -353,12 +378,47 @@ def _push_inputs(target: Target, paths: list[Path], dest: str) -> dict[str, str]
                 info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
                 tar.addfile(info, io.BytesIO(data))
         buf.seek(0)
-        res = target.run(
-            ["sh", "-c", 'mkdir -p "$1" && tar -xf - -C "$1"', "sh", dest], input_file=buf, timeout=1800
-        )
-    if res.returncode != 0:
-        raise DeviceError(f"copying inputs to {target.name}:{dest} failed: {res.stderr.strip()[-300:]}")
-    return mapping
+        yield buf, mapping, skipped
+
+
+def _add_tree(tar: tarfile.TarFile, p: Path, arc: str, skipped: list, seen: set) -> None:
+    if not p.is_dir():
+        _add_file(tar, p, arc, skipped)
+        return
+    real = os.path.realpath(p)
+    if real in seen:  # a link back up the tree
+        return
+    seen.add(real)
+    info = tarfile.TarInfo(arc)
+    info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, int(time.time())
+    tar.addfile(info)
+    for child in sorted(p.iterdir()):
+        _add_tree(tar, child, f"{arc}/{child.name}", skipped, seen)
+
+
+def _add_file(tar: tarfile.TarFile, p: Path, arc: str, skipped: list) -> bool:
+    """Add one regular file (an image only when the device could read it); False when skipped."""
+    from edgekit.device_scripts import edgelib  # noqa: PLC0415
+
+    if p.suffix.lower() in edgelib.IMAGE_EXTENSIONS:
+        reason = edgelib.screen_image(str(p))
+        if reason:
+            skipped.append((str(p), reason))
+            return False
+    try:
+        f = open(p, "rb", opener=lambda path, flags: os.open(path, flags | os.O_NONBLOCK))
+    except OSError as exc:
+        skipped.append((str(p), f"cannot read {p}: {exc.strerror or exc}"))
+        return False
+    with f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            skipped.append((str(p), f"{p} is not a regular file"))
+            return False
+        info = tarfile.TarInfo(arc)
+        info.size, info.mode, info.mtime = st.st_size, 0o644, int(st.st_mtime)
+        tar.addfile(info, f)
+    return True
 
 
 def cleanup_remote(target: Target, paths) -> None:

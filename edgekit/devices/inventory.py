@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -108,16 +107,9 @@ def save(devices: dict[str, DeviceSpec], path: str | os.PathLike | None = None) 
     text = "# edgekit device inventory (edit with `edgekit devices`); no passwords here\n" + tomli_w.dumps(
         {"schema_version": SCHEMA_VERSION, "devices": {n: _to_entry(s) for n, s in sorted(devices.items())}}
     )
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    from edgekit.bundle.atomic import write_text_atomic  # noqa: PLC0415
+
+    return write_text_atomic(p, text, mode=0o600)
 
 
 def get(name: str, path: str | os.PathLike | None = None) -> DeviceSpec:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgekit.device_scripts import edgelib
+from edgekit.bundle.modelcheck import load_model
 
 Progress = Callable[[str], None]
 DEBUG_IMAGES = 32  # the debugger runs every op twice per image: a few dozen images rank well enough
@@ -113,7 +113,7 @@ def _steps(n: int, max_steps: int) -> list[int]:
 
 def host_latency_ms(tflite: bytes, runs: int = 30) -> float:
     """Median single-thread invoke time on this host (a cost indication, not a benchmark)."""
-    m = edgelib.Model(tflite, threads=1)
+    m = load_model(tflite, threads=1)
     x = np.zeros(m.input_shape, dtype=m.input["dtype"])
     for _ in range(3):
         m.invoke_raw(x)
@@ -138,7 +138,7 @@ def fit_budget(
     progress: Progress = lambda _m: None,
 ) -> tuple[bytes, dict]:
     """(model to ship, report): the full int8 model when within budget, else the best selective one."""
-    base_out = edgelib.Model(int8).predict(x_eval)
+    base_out = load_model(int8).predict(x_eval)
     f1 = accuracy(float_out, y_eval)
     base_drop = (f1 - accuracy(base_out, y_eval)) * 100
     report: dict = {
@@ -169,7 +169,7 @@ def fit_budget(
         except ValueError as exc:  # the debugger refuses some denylists; report and stop there
             report["steps"].append({"float_layers": k, "error": str(exc).splitlines()[0]})
             break
-        drop = (f1 - accuracy(edgelib.Model(flat).predict(x_eval), y_eval)) * 100
+        drop = (f1 - accuracy(load_model(flat).predict(x_eval), y_eval)) * 100
         report["steps"].append({"float_layers": k, "drop_points": round(drop, 2), "size_bytes": len(flat)})
         if drop < best[0] - 1e-9:
             best = (drop, k, flat)
@@ -270,7 +270,7 @@ def export_accuracy(
             hint="export from a run folder, or pass --calibration DIR/<class>/*.jpg or builtin:NAME matching the labels",
         )
     x, y, source = data
-    report = int8_report(float_out, edgelib.Model(int8).predict(x), y, source)
+    report = int8_report(float_out, load_model(int8).predict(x), y, source)
     if max_drop is None:
         return int8, report
     flat, budget = fit_budget(
@@ -286,10 +286,10 @@ def export_accuracy(
     )
     if flat is not int8:
         report["int8_top1_full"] = report["int8_top1"]
-        report["int8_top1"] = round(accuracy(edgelib.Model(flat).predict(x), y), 4)
+        report["int8_top1"] = round(accuracy(load_model(flat).predict(x), y), 4)
         report["drop_points"] = round((report["float_top1"] - report["int8_top1"]) * 100, 2)
         report["agreement"] = round(
-            float(np.mean(float_out.argmax(-1) == edgelib.Model(flat).predict(x).argmax(-1))), 4
+            float(np.mean(float_out.argmax(-1) == load_model(flat).predict(x).argmax(-1))), 4
         )
     report["max_drop"] = budget
     return flat, report

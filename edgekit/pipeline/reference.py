@@ -19,12 +19,13 @@ import numpy as np
 
 from edgekit.bundle.keras_model import load_keras
 from edgekit.bundle.manifest import default_labels
+from edgekit.bundle.modelcheck import load_model, predict_checked
 from edgekit.device_scripts import edgelib
 from edgekit.errors import InputDataError, ModelFileError
 from edgekit.pipeline.metrics import compare, scores
 
 REFERENCE_JSON = "reference.json"
-BACKGROUND = ("background", "__background__", "???", "bg")
+BACKGROUND = edgelib.BACKGROUND_LABELS
 Progress = Callable[[str], None]
 
 
@@ -34,24 +35,21 @@ Progress = Callable[[str], None]
 def resolve_labels(
     labels: list[str] | None, n_outputs: int, where: str = "labels"
 ) -> tuple[list[str], str | None]:
-    """Labels matching the model's outputs, handling a background class in either place.
-
-    TF's classic ImageNet models output 1001 classes with output 0 = background; their label files
-    come with the background line (1001 entries) or without it (1000)."""
+    """Labels matching the model's outputs. A background label the model has no output for is dropped
+    only when it is really there (the first entry names a background class); any other difference in
+    count would shift every label by one, so it is refused with the counts (the device agrees)."""
     if labels is None:
         return list(default_labels(n_outputs)), "no labels: classes are named class_<index>"
     if len(labels) == n_outputs:
         return list(labels), None
-    if len(labels) + 1 == n_outputs:
-        return ["background", *labels], "the model has one output more than the labels: output 0 = background"
     if len(labels) == n_outputs + 1 and labels[0].strip().lower() in BACKGROUND:
         return list(
             labels[1:]
         ), f"dropped the leading {labels[0]!r} label: the model has no background output"
-    raise ModelFileError(
-        f"{where} has {len(labels)} entries but the model has {n_outputs} outputs",
-        hint="pass the labels file that belongs to this model with --labels",
-    )
+    hint = "pass the labels file that belongs to this model with --labels"
+    if len(labels) + 1 == n_outputs:
+        hint = "if output 0 is a background class, add a first line `background`; else " + hint
+    raise ModelFileError(f"{where} has {len(labels)} entries but the model has {n_outputs} outputs", hint=hint)
 
 
 # --------------------------------------------------------------------------- targets
@@ -73,6 +71,8 @@ def open_target(target: str, labels_file: str | None = None) -> Target:
     from edgekit.bundle.manifest import (  # noqa: PLC0415
         LABELS,
         MANIFEST,
+        bundle_labels,
+        bundle_path,
         primary_model,
         read_labels,
         read_manifest,
@@ -82,9 +82,10 @@ def open_target(target: str, labels_file: str | None = None) -> Target:
     given = read_labels(labels_file) if labels_file else None
     if p.is_dir() and (p / MANIFEST).is_file():
         m = read_manifest(p)
-        tfl = p / primary_model(m)["file"]
-        keras_path = p / m.get("float_model", "float_model.keras")
-        labels = given or (read_labels(p / LABELS) if (p / LABELS).is_file() else None)
+        tfl = bundle_path(p, primary_model(m)["file"])
+        keras_path = bundle_path(p, m.get("float_model") or "float_model.keras")
+        own = bundle_labels(p, m)  # checked even when --labels replaces them: a broken bundle says so
+        labels = given or own
         return Target(
             "bundle", p, labels, m["preprocessing"], keras_path if keras_path.is_file() else None, tfl, m
         )
@@ -170,7 +171,8 @@ def evaluate(
         result["tflite_note"] = note
     if tfl_model is not None:
         progress(f"host TFLite ({tfl_model.input['dtype'].__name__} input) on {len(y)} images")
-        outs["tflite"] = tfl_model.predict(batch.x)
+        name = str(t.tflite_path) if t.tflite_path else "the int8 model converted in memory"
+        outs["tflite"] = predict_checked(tfl_model, batch.x, name)
         result["tflite"] = {
             **scores(outs["tflite"], y, labels),
             "model": t.tflite_path.name if t.tflite_path else "int8 (converted in memory)",
@@ -180,7 +182,8 @@ def evaluate(
     if "reference" in outs and "tflite" in outs:
         result.update(compare(outs["reference"], outs["tflite"], result["reference"], result["tflite"]))
     if t.kind == "bundle" and write:
-        from edgekit.bundle.manifest import bundle_id, write_json_atomic  # noqa: PLC0415
+        from edgekit.bundle.atomic import write_json_atomic  # noqa: PLC0415
+        from edgekit.bundle.manifest import bundle_id  # noqa: PLC0415
 
         ref = {**result, "bundle_id": bundle_id(t.manifest)}
         for k, v in outs.items():  # per-image predictions, so a device run can be compared image by image
@@ -209,21 +212,16 @@ def reference_device() -> dict:
 
 
 def _load_tflite(path: Path) -> edgelib.Model:
-    from edgekit.converters import tflite_file  # noqa: PLC0415
-
-    try:
-        data = tflite_file.check_file(path)
-    except tflite_file.NotTFLiteError as exc:
-        raise ModelFileError(str(exc)) from None
-    try:
-        return edgelib.Model(data, threads=os.cpu_count())
-    except (RuntimeError, ValueError) as exc:
-        raise ModelFileError(f"{path} cannot be loaded by the TFLite interpreter: {exc}") from None
+    """Probed in a subprocess first (a model that crashes the interpreter kills only the probe)."""
+    return load_model(path, threads=os.cpu_count())
 
 
 def _guess_prep(tfl_model, keras_model) -> dict:
     if tfl_model is not None:
-        return edgelib.default_preprocessing(tfl_model)
+        try:
+            return edgelib.default_preprocessing(tfl_model)
+        except edgelib.ModelFailure as exc:
+            raise ModelFileError(str(exc)) from None
     _, h, w, _ = keras_model.input_shape
     return {
         "size": [int(h), int(w)],
@@ -251,7 +249,7 @@ def _convert_int8(keras_model, t: Target, x_eval: np.ndarray, prep: dict):
         )
     except keras_tflite.ConversionError as exc:
         raise ModelFileError(str(exc)) from None
-    return edgelib.Model(flat, threads=os.cpu_count()), note
+    return load_model(flat, threads=os.cpu_count(), name="the int8 model converted in memory"), note
 
 
 def _record(result: dict, manifest: dict | None, db: str | None) -> None:

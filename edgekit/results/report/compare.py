@@ -497,7 +497,7 @@ def _bundle_labels(result: dict, manifest: dict | None, n: int) -> list[str] | N
     f = Path(path) / "labels.txt"
     try:
         labels = [ln.strip() for ln in f.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    except OSError:
+    except (OSError, UnicodeDecodeError):  # a report shows what it can: indices instead of names
         return None
     return labels if len(labels) == n else None
 
