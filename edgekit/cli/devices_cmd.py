@@ -183,6 +183,14 @@ def add(
             login = res.stdout.strip()
         finally:
             target.close()
+        if res.returncode != 0:  # e.g. ssh's own exit 255: "remote username contains invalid characters"
+            from edgekit.errors import DeviceError  # noqa: PLC0415
+
+            last = (res.stderr.strip().splitlines() or [f"exit code {res.returncode}"])[-1]
+            raise DeviceError(
+                f"test login to {spec.address} failed (exit {res.returncode}): {last}",
+                hint=f"device {name!r} was not added; check the address and the key",
+            )
     path = inventory.put(spec, cfg, replace_existing=replace)
     out = {
         "schema_version": 1,

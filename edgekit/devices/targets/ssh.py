@@ -427,4 +427,7 @@ def parse_ssh_address(value: str) -> SSHAddress:
     port = int(m["port"]) if m["port"] else 22
     if not 0 < port < 65536:
         raise UsageError(f"SSH port must be in 1..65535; received {port}")
+    for what, part in (("user", m["user"]), ("host", m["host"])):
+        if part and part.startswith("-"):  # ssh would read it as an option (-oProxyCommand=...)
+            raise UsageError(f"the SSH {what} name must not start with '-'; received {value!r}")
     return SSHAddress(m["user"], m["host"].strip("[]"), port)
