@@ -7,7 +7,14 @@ from pathlib import Path
 import click
 
 from edgekit.cli.fleet import is_fleet
-from edgekit.cli.options import all_devices_option, device_option, json_option, labels_option, threads_option
+from edgekit.cli.options import (
+    all_devices_option,
+    db_option,
+    device_option,
+    json_option,
+    labels_option,
+    threads_option,
+)
 
 
 @click.command()
@@ -25,20 +32,21 @@ from edgekit.cli.options import all_devices_option, device_option, json_option, 
 @click.option("--realtime", is_flag=True, help="Pace a video file like a live camera (frames may drop).")
 @device_option()
 @all_devices_option
+@db_option
 @json_option
 def camera(
     model_or_bundle, source, camera_index, picamera2, max_frames, log_file, threads, top_k, labels_file, realtime,
-    device, all_devices, as_json,
+    device, all_devices, db, as_json,
 ) -> None:  # fmt: skip
     """Classify frames: every frame of a video in order, or the newest frame of a live camera.
 
     \b
     Example:  edgekit camera edgekit-out/mobilenet_v1_050_160 --source clip.avi --log frames.jsonl
     """
+    from edgekit.cli import recording  # noqa: PLC0415
     from edgekit.cli.fleet import run_on_devices  # noqa: PLC0415
     from edgekit.devices import jobs, resolve  # noqa: PLC0415
     from edgekit.errors import UsageError  # noqa: PLC0415
-    from edgekit.results import store  # noqa: PLC0415
 
     if sum(x is not None and x is not False for x in (source, camera_index, picamera2 or None)) > 1:
         raise UsageError("give one of --source, --camera or --picamera2")
@@ -61,11 +69,12 @@ def camera(
         log = log_file
         if log_file and several:  # each device's log gets the device's name
             log = str(Path(log_file).with_suffix(f".{target.name}{Path(log_file).suffix}"))
-        doc = jobs.camera(target, ref, settings, log=log, progress=step)
-        store.record("camera", doc, manifest=ref.manifest, device=doc["device"])
-        return doc
+        return jobs.camera(target, ref, settings, log=log, progress=step)
 
-    run_on_devices(device, all_devices, job, title="camera", as_json=as_json, show=_print)
+    def record(doc):
+        return recording.record("camera", doc, manifest=ref.manifest, device=doc["device"], db=db)
+
+    run_on_devices(device, all_devices, job, title="camera", as_json=as_json, show=_print, record=record)
 
 
 def _print(doc: dict) -> None:

@@ -6,7 +6,14 @@ from typing import NamedTuple
 
 import click
 
-from edgekit.cli.options import all_devices_option, device_option, json_option, parse_int_list, threads_option
+from edgekit.cli.options import (
+    all_devices_option,
+    db_option,
+    device_option,
+    json_option,
+    parse_int_list,
+    threads_option,
+)
 
 
 @click.command()
@@ -28,10 +35,11 @@ from edgekit.cli.options import all_devices_option, device_option, json_option, 
 @click.option("--no-xnnpack", is_flag=True, help="Plain TFLite kernels instead of the XNNPACK delegate.")
 @device_option()
 @all_devices_option
+@db_option
 @json_option
 def profile(
     model_or_bundle, threads, batch, runs, warmup, min_seconds, input_kind, no_xnnpack, device, all_devices,
-    as_json,
+    db, as_json,
 ) -> None:  # fmt: skip
     """Latency per thread count and batch size (p50/p90/p99, images/s, init, memory).
 
@@ -68,14 +76,15 @@ def profile(
             ]  # fmt: skip
             return _Adb(docs)
         docs = jobs.profile(target, refs, settings, progress=step)
-        rows = jobs.profile_rows(docs)
-        jobs.record_profile(docs, rows, refs)
-        return docs, rows
+        return docs, jobs.profile_rows(docs)
+
+    def record(r):
+        return None if isinstance(r, _Adb) else jobs.record_profile(*r, refs, db=db)
 
     run_on_devices(
         device, all_devices, job, title="profile", as_json=as_json,
         to_json=lambda r: r.docs if isinstance(r, _Adb) else r[1],
-        show=lambda r: print_benchmark(r.docs) if isinstance(r, _Adb) else _print(*r),
+        show=lambda r: print_benchmark(r.docs) if isinstance(r, _Adb) else _print(*r), record=record,
     )  # fmt: skip
 
 

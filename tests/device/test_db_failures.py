@@ -62,7 +62,18 @@ def kept_result(proc, kind: str, home: Path) -> dict:
     assert path.parent == home / "unrecorded"
     doc = json.loads(path.read_text())
     assert doc["kind"] == kind and doc["schema_version"] == 1 and doc["error"]
-    return doc
+    return {**doc, "path": str(path)}
+
+
+@pytest.fixture(scope="module")
+def named_digits(tmp_path_factory, digits_dir) -> Path:
+    """The digits in folders named like the tiny bundle's labels (class_0..2), as the desktop eval wants."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("named")
+    for i, d in enumerate(sorted(p for p in digits_dir.iterdir() if p.is_dir())):
+        shutil.copytree(d, root / f"class_{i}")
+    return root
 
 
 @pytest.fixture
@@ -73,10 +84,31 @@ def home(tmp_path) -> Path:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_profile_prints_then_keeps_the_result(kind, tiny_bundle, tmp_path, home, request):
+def test_every_broken_database_keeps_the_result(kind, tmp_path, home, request, monkeypatch):
+    """The store level, for each way a database fails: the run is kept in a file, then imported."""
+    from edgekit.results.unrecorded import import_kept, record_or_keep
+    from tests.store.test_store import MANIFEST, profile_result
+
+    monkeypatch.setenv("EDGEKIT_HOME", str(home))
     db = make_broken_db(kind, tmp_path, request)
-    env = {"EDGEKIT_DB": db, "EDGEKIT_HOME": str(home)}
-    proc = run_cli("profile", str(tiny_bundle), *FAST, "--json", env=env, check=False)
+    out = record_or_keep("profile", profile_result(), manifest=MANIFEST, device={"name": "pi"}, db=db)
+    assert not out.ok and out.run_id is None and out.error and Path(out.kept).parent == home / "unrecorded"
+    kept = json.loads(Path(out.kept).read_text())
+    assert kept["result"] == profile_result() and kept["manifest"] == MANIFEST and kept["db"] == db
+    good = tmp_path / "good.db"
+    run_id = import_kept(out.kept, good)
+    assert not Path(out.kept).exists()
+    conn = sqlite3.connect(good)
+    assert conn.execute("SELECT id, kind, device, created_at FROM runs").fetchall() == [
+        (run_id, "profile", "pi", kept["created_at"])
+    ]
+
+
+def test_profile_prints_then_keeps_the_result(tiny_bundle, tmp_path, home, request):
+    """`profile --db` (it had no such option): exit 3 with empty stdout became the JSON, a warning, 10."""
+    db = make_broken_db("not_sqlite", tmp_path, request)
+    env = {"EDGEKIT_HOME": str(home)}
+    proc = run_cli("profile", str(tiny_bundle), *FAST, "--db", db, "--json", env=env, check=False)
     rows = json.loads(proc.stdout)  # the measurement reached stdout whole
     assert rows and all(r["latency_ms"]["p50"] > 0 for r in rows)
     doc = kept_result(proc, "profile", home)
@@ -87,19 +119,6 @@ def test_profile_prints_then_keeps_the_result(kind, tiny_bundle, tmp_path, home,
     listed = json.loads(run_cli("runs", "list", "--db", str(good), "--json", env=env).stdout)["runs"]
     assert [r["kind"] for r in listed] == ["profile"] and listed[0]["p50_ms"] > 0
     assert not Path(doc["path"]).exists()  # imported: no longer pending
-
-
-def test_profile_db_option_and_text_output(tiny_bundle, tmp_path, home, request):
-    """`--db` on profile (it had none): the table is printed before the warning."""
-    db = make_broken_db("not_sqlite", tmp_path, request)
-    proc = run_cli(
-        "profile", str(tiny_bundle), *FAST, "--db", db, env={"EDGEKIT_HOME": str(home)}, check=False
-    )
-    assert "p50" in proc.stdout and "int8" in proc.stdout
-    kept_result(proc, "profile", home)
-    good = tmp_path / "good.db"
-    run_cli("profile", str(tiny_bundle), *FAST, "--db", str(good), env={"EDGEKIT_HOME": str(home)})
-    assert sqlite3.connect(good).execute("SELECT COUNT(*) FROM runs WHERE kind='profile'").fetchone()[0] == 1
 
 
 def test_camera_keeps_its_result(tiny_bundle, digit_video, tmp_path, home, request):
@@ -151,11 +170,11 @@ def test_eval_on_a_device_honours_db_limit_seed_no_write(tiny_bundle, digits_dir
 
 
 @pytest.mark.slow
-def test_desktop_eval_warns_and_exits_non_zero(tiny_bundle, digits_dir, tmp_path, home, request):
+def test_desktop_eval_warns_and_exits_non_zero(tiny_bundle, named_digits, tmp_path, home, request):
     """Desktop eval used to exit 0 and mention the failure only inside its JSON."""
     db = make_broken_db("dev_full", tmp_path, request)
     proc = run_cli(
-        "eval", str(tiny_bundle), "--data", str(digits_dir), "--no-write", "--json",
+        "eval", str(tiny_bundle), "--data", str(named_digits), "--no-write", "--json",
         env={"EDGEKIT_DB": db, "EDGEKIT_HOME": str(home)}, check=False,
     )  # fmt: skip
     result = json.loads(proc.stdout)
