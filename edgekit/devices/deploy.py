@@ -382,7 +382,7 @@ def prepare_remote(target: Target, host_paths: list[str]):
         raise DeviceError("nothing to run on the device: no .tflite model was given")
     last = list(deployments.values())[-1]
     wd = target.expand(target.spec.workdir.rstrip("/"))
-    scratch = f"{wd}/runs/{secrets.token_hex(6)}"
+    scratch = _new_run_folder(target, f"{wd}/runs")
     res = target.run(["mkdir", "-p", scratch], timeout=60)
     if res.returncode != 0:
         raise DeviceError(f"cannot create {scratch} on {target.name}: {res.stderr.strip()}")
@@ -393,6 +393,46 @@ def prepare_remote(target: Target, host_paths: list[str]):
         if raw not in files and rp in files:
             files[raw] = files[rp]
     return RemotePaths(scripts=last.scripts_dir, python=target.spec.python, scratch=scratch, files=files)
+
+
+# WORKDIR/runs: drop run folders older than a day (whoever made them), list the others.
+_LIST_RUNS = r"""
+mkdir -p "$1" && find "$1" -mindepth 1 -maxdepth 1 -type d -mmin +1440 -exec rm -rf {} + 2>/dev/null
+ls -1 "$1" 2>/dev/null
+exit 0
+"""
+
+
+def _new_run_folder(target: Target, runs: str) -> str:
+    """RUNS/<host>-<pid>-<random> for this run, once the folders that edgekit processes of this machine
+    left behind when they were killed (no cleanup ran: kill -9, power cut) are removed."""
+    import os  # noqa: PLC0415
+    import re  # noqa: PLC0415
+    import socket  # noqa: PLC0415
+
+    me = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())[:40] or "host"
+    res = target.run(["sh", "-c", _LIST_RUNS, "sh", runs], timeout=60)
+    stale = []
+    for name in res.stdout.split():
+        host, _, rest = name.partition("-")
+        pid = rest.split("-", 1)[0]
+        if host == me and pid.isdigit() and not _alive(int(pid)):
+            stale.append(f"{runs}/{name}")
+    if stale:
+        target.run(["rm", "-rf", "--", *stale], timeout=60)
+    return f"{runs}/{me}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def _alive(pid: int) -> bool:
+    import os  # noqa: PLC0415
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _push_inputs(target: Target, paths: list[Path], dest: str) -> dict[str, str]:

@@ -30,9 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekit.devices.targets.base import CommandResult, DeviceSpec, Target
+from edgekit.devices.targets.lifetime import die_with_parent
 from edgekit.errors import DependencyError, DeviceError, HostKeyError, UsageError
 
 CONNECT_TIMEOUT_S = 10.0
+CONTROL_PERSIST_S = 5
+_CTL_PREFIX = "ek-ssh-"
+_OWNER = "owner.pid"
 
 # Runs "$@" in the background, watches stdin (our ssh channel) on fd 3: EOF there means the client is
 # gone, so the whole remote process group (the ssh session's) is terminated.
@@ -67,6 +71,29 @@ def _require(binary: str) -> str:
             f"the OpenSSH client `{binary}` is not installed", hint="apt install openssh-client"
         )
     return path
+
+
+def _remove_stale_control_dirs(base: str) -> None:
+    """Control folders (/tmp/ek-ssh-*) of edgekit processes that died without cleaning up (kill -9)."""
+    for d in Path(base).glob(f"{_CTL_PREFIX}*"):
+        try:
+            if d.stat().st_uid != os.getuid():
+                continue
+            pid = int((d / _OWNER).read_text(encoding="utf-8").strip())
+        except (OSError, ValueError):
+            continue  # not ours, or one being created right now
+        try:
+            os.kill(pid, 0)
+            continue  # its edgekit still runs
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        if (d / "m").exists():  # a master still up: ask it to exit
+            with contextlib.suppress(Exception):
+                subprocess.run([_require("ssh"), "-o", f"ControlPath={d}/m", "-O", "exit", "x"],
+                               capture_output=True, timeout=10)  # fmt: skip
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def host_alias(name: str) -> str:
@@ -152,8 +179,11 @@ class SSHTarget(Target):
     def _ctl_dir(self) -> str:
         with self._lock:
             if self._dir is None:
+                base = "/tmp" if os.path.isdir("/tmp") else None
+                _remove_stale_control_dirs(base or tempfile.gettempdir())
                 # Short path under /tmp: a Unix socket path must stay under ~100 bytes.
-                self._dir = tempfile.mkdtemp(prefix="ek-ssh-", dir="/tmp" if os.path.isdir("/tmp") else None)
+                self._dir = tempfile.mkdtemp(prefix=_CTL_PREFIX, dir=base)
+                Path(self._dir, _OWNER).write_text(str(os.getpid()), encoding="utf-8")
                 keys = self.spec.options.get("host_keys") or []
                 lines = [f"{host_alias(self.name)} {k}\n" for k in keys]
                 Path(self._dir, "known_hosts").write_text("".join(lines), encoding="utf-8")
@@ -180,7 +210,9 @@ class SSHTarget(Target):
             "ServerAliveCountMax": "3",
             "ControlMaster": "auto",
             "ControlPath": f"{d}/m",
-            "ControlPersist": "60",
+            # Short: a master outlives its last command by this much, so one left by a killed edgekit
+            # (no atexit ran) ends within seconds; a run's commands follow each other far faster.
+            "ControlPersist": str(CONTROL_PERSIST_S),
             "LogLevel": "ERROR",
         }
         out = []
@@ -290,8 +322,9 @@ class SSHTarget(Target):
 
     def _exec(self, cmd: str, *, timeout=None, stream=None, input_file=None, what="command") -> CommandResult:
         proc = subprocess.Popen(
-            self.ssh_argv(cmd), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
+            self.ssh_argv(cmd), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            preexec_fn=die_with_parent(),  # its channel closes with edgekit: the remote wrapper stops the job
+        )  # fmt: skip
         out: list[bytes] = []
         err: list[str] = []
 
