@@ -601,6 +601,11 @@ def read_label_file(path: str) -> list:
             labels = [ln.strip() for ln in f if ln.strip()]
     except OSError as exc:
         raise InputFailure(f"cannot read labels file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise InputFailure(
+            f"labels file {path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}): "
+            "save it as UTF-8"
+        ) from None
     if not labels:
         raise InputFailure(f"labels file {path} is empty: write one label per line")
     return labels

@@ -366,7 +366,8 @@ def check(ctx, names, all_, runtime, config, as_json) -> None:
         print_json({"schema_version": 1, "devices": [o.to_dict() for o in outcomes]})
     else:
         for o in outcomes:
-            _print_check(o)
+            if o.ok or len(outcomes) > 1:  # one device's failure: its error line says it (once)
+                _print_check(o)
     fleet.raise_for_outcomes(outcomes)
 
 

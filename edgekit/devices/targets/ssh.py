@@ -173,6 +173,7 @@ class SSHTarget(Target):
         self._home: str | None = None
         self._dir: str | None = None
         self._lock = threading.Lock()
+        self._connected = False  # a command has run: later drops are drops, not a failed handshake
 
     # ----------------------------------------------------------------- connection options
 
@@ -277,6 +278,8 @@ class SSHTarget(Target):
             "route": "no route to host (network down or wrong address?)",
             "dropped": "the connection dropped",
         }
+        if kind == "dropped" and not self._connected:
+            messages["dropped"] = self._handshake_problem() or messages["dropped"]
         if kind:
             raise DeviceError(f"{what} on {where} failed: {messages[kind]}")
         last = stderr.strip().splitlines()[-1] if stderr.strip() else "ssh exited 255"
@@ -368,7 +371,29 @@ class SSHTarget(Target):
             self._raise_for_ssh(stderr, what)
         if proc.returncode == 255 and not stderr.strip():
             self._raise_for_ssh("Connection closed", what)
+        self._connected = True
         return CommandResult(proc.returncode, b"".join(out).decode("utf-8", "replace"), stderr)
+
+    def _handshake_problem(self) -> str | None:
+        """What the port says when ssh gave up before any command ran: a server that sends its banner
+        and no more (overloaded: MaxStartups; a tarpit; a broken sshd) is not a dropped connection."""
+        import socket  # noqa: PLC0415
+
+        try:
+            with socket.create_connection((self.addr.host, self.addr.port), timeout=3) as conn:
+                conn.settimeout(3)
+                first = conn.recv(256)
+        except OSError:
+            return None
+        line = first.split(b"\n", 1)[0].strip().decode("ascii", "replace")[:80]
+        if line.startswith("SSH-"):
+            return (
+                f"the server sent its SSH banner ({line}) but closed the connection before the handshake "
+                "finished: an overloaded or broken sshd (MaxStartups, a firewall tarpit?)"
+            )
+        if not line:
+            return "the port accepts connections but sends no SSH banner (is it an SSH server?)"
+        return f"the port answers, but not with SSH ({line!r}): is the port right?"
 
     @staticmethod
     def _stop(proc: subprocess.Popen) -> None:
