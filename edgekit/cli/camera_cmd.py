@@ -13,6 +13,7 @@ from edgekit.cli.options import (
     device_option,
     json_option,
     labels_option,
+    parallel_option,
     threads_option,
 )
 
@@ -33,10 +34,11 @@ from edgekit.cli.options import (
 @device_option()
 @all_devices_option
 @db_option
+@parallel_option
 @json_option
 def camera(
     model_or_bundle, source, camera_index, picamera2, max_frames, log_file, threads, top_k, labels_file, realtime,
-    device, all_devices, db, as_json,
+    device, all_devices, db, parallel, as_json,
 ) -> None:  # fmt: skip
     """Classify frames: every frame of a video in order, or the newest frame of a live camera.
 
@@ -74,7 +76,10 @@ def camera(
     def record(doc):
         return recording.record("camera", doc, manifest=ref.manifest, device=doc["device"], db=db)
 
-    run_on_devices(device, all_devices, job, title="camera", as_json=as_json, show=_print, record=record)
+    run_on_devices(
+        device, all_devices, job, title="camera", as_json=as_json, show=_print, max_parallel=parallel,
+        record=record,
+    )
 
 
 def _print(doc: dict) -> None:

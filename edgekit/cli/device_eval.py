@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from edgekit.devices.fleet import DEFAULT_PARALLEL
+
 
 def run_device_eval(
     *, model: str, data: str, labels: str | None, device: str, threads: int, as_json: bool,
-    all_devices: bool = False, limit: int | None = None, seed: int = 0, db: str | None = None,
+    all_devices: bool = False, parallel: int = DEFAULT_PARALLEL, limit: int | None = None, seed: int = 0,
+    db: str | None = None,
 ) -> None:  # fmt: skip
     """Evaluate MODEL (a .tflite or a bundle's primary model) on DATA with the device script on DEVICE,
     compare with the desktop reference stored in the bundle when there is one, print, then record.
@@ -42,7 +45,10 @@ def run_device_eval(
     def record(result):
         return recording.record("eval", result, manifest=ref.manifest, device=result["device"], db=db)
 
-    run_on_devices(device, all_devices, job, title="eval", as_json=as_json, show=_print, record=record)
+    run_on_devices(
+        device, all_devices, job, title="eval", as_json=as_json, show=_print, max_parallel=parallel,
+        record=record,
+    )
 
 
 def _vs_reference(bundle: Path | None, doc: dict) -> dict:

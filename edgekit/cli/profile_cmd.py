@@ -11,6 +11,7 @@ from edgekit.cli.options import (
     db_option,
     device_option,
     json_option,
+    parallel_option,
     parse_int_list,
     threads_option,
 )
@@ -36,10 +37,11 @@ from edgekit.cli.options import (
 @device_option()
 @all_devices_option
 @db_option
+@parallel_option
 @json_option
 def profile(
     model_or_bundle, threads, batch, runs, warmup, min_seconds, input_kind, no_xnnpack, device, all_devices,
-    db, as_json,
+    db, parallel, as_json,
 ) -> None:  # fmt: skip
     """Latency per thread count and batch size (p50/p90/p99, images/s, init, memory).
 
@@ -82,7 +84,7 @@ def profile(
         return None if isinstance(r, _Adb) else jobs.record_profile(*r, refs, db=db)
 
     run_on_devices(
-        device, all_devices, job, title="profile", as_json=as_json,
+        device, all_devices, job, title="profile", as_json=as_json, max_parallel=parallel,
         to_json=lambda r: r.docs if isinstance(r, _Adb) else r[1],
         show=lambda r: print_benchmark(r.docs) if isinstance(r, _Adb) else _print(*r), record=record,
     )  # fmt: skip
