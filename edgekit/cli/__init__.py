@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         rv = cli.main(args=argv, prog_name="edgekit", standalone_mode=False)
     except EdgekitError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"{exc.prefix}: {exc}", err=True)
         sys.exit(int(exc.exit_code))
     except click.exceptions.Abort:
         click.echo("interrupted", err=True)

@@ -14,18 +14,24 @@ from edgekit.devices.fleet import DEFAULT_PARALLEL
 
 def run_device_eval(
     *, model: str, data: str, labels: str | None, device: str, threads: int, as_json: bool,
-    all_devices: bool = False, parallel: int = DEFAULT_PARALLEL,
+    all_devices: bool = False, parallel: int = DEFAULT_PARALLEL, limit: int | None = None, seed: int = 0,
+    db: str | None = None,
 ) -> None:  # fmt: skip
     """Evaluate MODEL (a .tflite or a bundle's primary model) on DATA with the device script on DEVICE,
-    compare with the desktop reference stored in the bundle when there is one, record and print."""
+    compare with the desktop reference stored in the bundle when there is one, print, then record.
+
+    `--limit/--seed` take the desktop eval's seeded sample; nothing is ever written into the bundle
+    (reference.json is the desktop's), so `--no-write` holds by construction."""
+    from edgekit.cli import recording  # noqa: PLC0415
     from edgekit.cli.fleet import run_on_devices  # noqa: PLC0415
     from edgekit.devices import jobs, resolve  # noqa: PLC0415
-    from edgekit.results import store  # noqa: PLC0415
 
     (ref,) = resolve.resolve_models(model, all_precisions=False)
 
     def job(target, step):
-        doc = jobs.evaluate(target, ref, data, labels=labels, threads=threads or None, progress=step)
+        doc = jobs.evaluate(
+            target, ref, data, labels=labels, threads=threads or None, progress=step, limit=limit, seed=seed
+        )
         result = {
             "schema_version": 1,
             "device": doc["device"],
@@ -34,11 +40,14 @@ def run_device_eval(
             **_vs_reference(ref.bundle, doc),
             "device_result": doc,
         }
-        store.record("eval", result, manifest=ref.manifest, device=doc["device"])
         return result
 
+    def record(result):
+        return recording.record("eval", result, manifest=ref.manifest, device=result["device"], db=db)
+
     run_on_devices(
-        device, all_devices, job, title="eval", as_json=as_json, show=_print, max_parallel=parallel
+        device, all_devices, job, title="eval", as_json=as_json, show=_print, max_parallel=parallel,
+        record=record,
     )
 
 

@@ -48,14 +48,15 @@ def eval_(
 
         run_device_eval(
             model=target, data=data, labels=labels_file, device=device, threads=threads, as_json=as_json,
-            all_devices=all_devices, parallel=parallel,
+            all_devices=all_devices, parallel=parallel, limit=limit, seed=seed, db=db,
         )  # fmt: skip
         return
-    from edgekit.pipeline.reference import check_data_spec, evaluate  # noqa: PLC0415
+    from edgekit.cli import recording  # noqa: PLC0415
+    from edgekit.pipeline.reference import check_data_spec, evaluate, recorded_view  # noqa: PLC0415
 
     check_data_spec(data)
     with progress_steps("eval", quiet=as_json) as step:
-        result = evaluate(
+        result, manifest = evaluate(
             target,
             data,
             labels_file=labels_file,
@@ -63,12 +64,9 @@ def eval_(
             seed=seed,
             write=not no_write,
             progress=step,
-            db=db,
         )
-    if as_json:
-        print_json(result)
-        return
-    _print(result)
+    print_json(result) if as_json else _print(result)
+    recording.finish([recording.record("eval", recorded_view(result), manifest=manifest, db=db)])
 
 
 eval = eval_  # the COMMANDS table names the attribute `eval`

@@ -106,13 +106,12 @@ def export(
 
     with progress_steps("export", quiet=as_json) as step:
         out, manifest = export_bundle(cfg, progress=step, max_drop=max_drop, extras=_format_extras(formats, cfg))
-    from edgekit.results.store import record  # noqa: PLC0415
+    from edgekit.cli import recording  # noqa: PLC0415
 
-    record("export", {"bundle": str(out.resolve()), **manifest}, manifest=manifest, db=db)
-    if as_json:
-        print_json({"bundle": str(out), **manifest})
-        return
-    _summary(out, manifest)
+    print_json({"bundle": str(out), **manifest}) if as_json else _summary(out, manifest)
+    recording.finish(
+        [recording.record("export", {"bundle": str(out.resolve()), **manifest}, manifest=manifest, db=db)]
+    )
 
 
 def _format_extras(formats: str, cfg):

@@ -8,6 +8,7 @@ import click
 
 from edgekit.cli.options import (
     all_devices_option,
+    db_option,
     device_option,
     json_option,
     parallel_option,
@@ -35,11 +36,12 @@ from edgekit.cli.options import (
 @click.option("--no-xnnpack", is_flag=True, help="Plain TFLite kernels instead of the XNNPACK delegate.")
 @device_option()
 @all_devices_option
+@db_option
 @parallel_option
 @json_option
 def profile(
     model_or_bundle, threads, batch, runs, warmup, min_seconds, input_kind, no_xnnpack, device, all_devices,
-    parallel, as_json,
+    db, parallel, as_json,
 ) -> None:  # fmt: skip
     """Latency per thread count and batch size (p50/p90/p99, images/s, init, memory).
 
@@ -76,14 +78,15 @@ def profile(
             ]  # fmt: skip
             return _Adb(docs)
         docs = jobs.profile(target, refs, settings, progress=step)
-        rows = jobs.profile_rows(docs)
-        jobs.record_profile(docs, rows, refs)
-        return docs, rows
+        return docs, jobs.profile_rows(docs)
+
+    def record(r):
+        return None if isinstance(r, _Adb) else jobs.record_profile(*r, refs, db=db)
 
     run_on_devices(
         device, all_devices, job, title="profile", as_json=as_json, max_parallel=parallel,
         to_json=lambda r: r.docs if isinstance(r, _Adb) else r[1],
-        show=lambda r: print_benchmark(r.docs) if isinstance(r, _Adb) else _print(*r),
+        show=lambda r: print_benchmark(r.docs) if isinstance(r, _Adb) else _print(*r), record=record,
     )  # fmt: skip
 
 

@@ -115,8 +115,14 @@ def sweep(model, alpha, resolution, rho, classes, data, val_data, epochs, latenc
         print_json(summary)
     else:
         _print_summary(summary)
+    from edgekit.cli import recording  # noqa: PLC0415
+    from edgekit.results.unrecorded import RecordOutcome  # noqa: PLC0415
+
+    lost = [RecordOutcome(**o) for o in summary.get("unrecorded", [])]
     if summary["failures"]:
         from edgekit.errors import PartialFailure  # noqa: PLC0415
+
+        recording.warn(lost)
 
         f = summary["failures"][0]
         raise PartialFailure(
@@ -124,6 +130,7 @@ def sweep(model, alpha, resolution, rho, classes, data, val_data, epochs, latenc
             f"{' on ' + f['device'] if f['device'] else ''}: {f['error']}); the others are recorded",
             hint="run the same sweep again to retry only what is missing",
         )
+    recording.finish(lost)
 
 
 def _write_report(summary: dict, cfg) -> str | None:

@@ -121,9 +121,10 @@ def evaluate(
     seed: int = 0,
     write: bool = True,
     progress: Progress = lambda _m: None,
-    db: str | None = None,
-) -> dict:
-    """Evaluate TARGET on labelled DATA; returns the result (and writes reference.json for a bundle)."""
+) -> tuple[dict, dict | None]:
+    """Evaluate TARGET on labelled DATA (and write reference.json for a bundle); returns the result and
+    the manifest to record it with. Recording is the caller's, once the result is printed: a database
+    failure must never cost the figures (edgekit.results.unrecorded)."""
     from edgekit.data import datasets as D  # noqa: PLC0415
 
     t = open_target(target, labels_file)
@@ -196,8 +197,7 @@ def evaluate(
             }
         write_json_atomic(t.path / REFERENCE_JSON, ref)
         result["written"] = str(t.path / REFERENCE_JSON)
-    _record(result, t.manifest, db)
-    return result
+    return result, t.manifest
 
 
 def reference_device() -> dict:
@@ -252,15 +252,9 @@ def _convert_int8(keras_model, t: Target, x_eval: np.ndarray, prep: dict):
     return load_model(flat, threads=os.cpu_count(), name="the int8 model converted in memory"), note
 
 
-def _record(result: dict, manifest: dict | None, db: str | None) -> None:
-    try:
-        from edgekit.results.store import record  # noqa: PLC0415
-
-        result["record_id"] = record(
-            "eval", {k: v for k, v in result.items() if k != "predictions"}, manifest=manifest, db=db
-        )
-    except Exception as exc:  # noqa: BLE001 - a results database problem must not lose the figures
-        result["record_error"] = f"{exc.__class__.__name__}: {exc}"
+def recorded_view(result: dict) -> dict:
+    """What the results database keeps of an eval: everything but the per-image predictions."""
+    return {k: v for k, v in result.items() if k != "predictions"}
 
 
 def check_data_spec(data: str) -> None:

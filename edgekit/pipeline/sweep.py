@@ -13,7 +13,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edgekit.errors import EdgekitError, UsageError
@@ -113,7 +113,7 @@ def run_sweep(cfg: SweepConfig, progress: Progress = lambda _m: None) -> dict:
     points = [Point(a, r) for a in cfg.alphas for r in cfg.resolutions]
     from edgekit.models import variant_name  # noqa: PLC0415
 
-    done, skipped, steps, failures = [], [], [], []
+    done, skipped, steps, failures, lost = [], [], [], [], []
     with open_store(cfg.db) as store:
         db_path = store.path
         for n, point in enumerate(points, 1):
@@ -133,14 +133,14 @@ def run_sweep(cfg: SweepConfig, progress: Progress = lambda _m: None) -> dict:
             t0 = time.perf_counter()
             # One configuration (or one device) failing is reported and does not stop the others.
             try:
-                bundle, manifest = _bundle(cfg, mcfg, key, labels, tag, progress, store)
+                bundle, manifest = _bundle(cfg, mcfg, key, labels, tag, progress, _Recorder(store, lost))
             except EdgekitError as exc:
                 progress(f"{tag}: failed: {exc}")
                 failures.append({"key": key, "model": variant_name(mcfg), "device": None, "error": str(exc)})
                 continue
             for device in todo:
                 try:
-                    _measure(cfg, store, key, bundle, manifest, device, tag, progress)
+                    _measure(cfg, _Recorder(store, lost), key, bundle, manifest, device, tag, progress)
                 except EdgekitError as exc:
                     progress(f"{tag}: failed on {device}: {exc}")
                     failures.append(
@@ -156,9 +156,32 @@ def run_sweep(cfg: SweepConfig, progress: Progress = lambda _m: None) -> dict:
         skipped=len(skipped),
         steps=steps,
         failures=failures,
+        unrecorded=[asdict(o) for o in lost],  # results the database refused, kept in files
         total_s=round(time.perf_counter() - t_start, 1),
     )
     return summary
+
+
+class _Recorder:
+    """The store as the sweep's steps use it, except that a database failing mid-sweep keeps the
+    result in a file (edgekit.results.unrecorded) instead of losing a measurement."""
+
+    def __init__(self, store, lost: list) -> None:
+        self.store, self.lost = store, lost
+
+    def has_sweep_run(self, key: str, device: str, kind: str) -> bool:
+        return self.store.has_sweep_run(key, device, kind)
+
+    def add(self, kind: str, result, *, manifest=None, device=None) -> None:
+        import sqlite3  # noqa: PLC0415
+
+        from edgekit.results.unrecorded import keep  # noqa: PLC0415
+
+        try:
+            self.store.add(kind, result, manifest=manifest, device=device)
+        except (sqlite3.Error, OSError) as exc:
+            self.lost.append(keep(kind, result, manifest=manifest, device=device, db=self.store.path,
+                                  error=f"{exc.__class__.__name__}: {exc}"))  # fmt: skip
 
 
 def _measure(

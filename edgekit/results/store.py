@@ -186,6 +186,10 @@ class Store:
             )
         if path.exists() and path.is_dir():
             raise UsageError(f"results database {path} is a folder; pass a file path to --db")
+        if not create:  # a reader needs no write access (a shared, read-only results folder)
+            store = cls._open_readonly(path)
+            if store is not None:
+                return store
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT) below.
@@ -202,6 +206,39 @@ class Store:
             conn.close()
             raise
         return store
+
+    @classmethod
+    def _open_readonly(cls, path: Path) -> Store | None:
+        """A read-only connection (`mode=ro` URI), or None to go through the writable open (a file of
+        another schema version: migrated there, or refused with its message).
+
+        A WAL database needs its `-shm` file, which a read-only folder cannot hold once the last
+        writer has closed cleanly (and removed it); then it is opened `immutable=1`: nothing can be
+        writing to a folder nobody may write to.
+        """
+        uri = path.resolve().as_uri()
+        for query in ("mode=ro", "mode=ro&immutable=1"):
+            try:
+                conn = sqlite3.connect(
+                    f"{uri}?{query}", uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
+                )
+            except sqlite3.Error:
+                continue
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+                conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            except sqlite3.OperationalError:
+                conn.close()
+                continue
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                raise InputDataError(f"cannot use results database {path}: {exc}", hint=_DB_HINT) from None
+            if version != SCHEMA_VERSION:
+                conn.close()
+                return None
+            return cls(conn, path)
+        return None
 
     def close(self) -> None:
         self.conn.close()

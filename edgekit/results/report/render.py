@@ -353,9 +353,15 @@ def _html_environments(envs: list[dict]) -> list[str]:
 # --------------------------------------------------------------------------- Markdown
 
 
+def _md(text) -> str:
+    """Text from the database made inert in Markdown: renderers pass raw HTML through (<script>,
+    <img onerror>), so it is escaped as in the HTML report."""
+    return escape(str(text), quote=False)
+
+
 def _md_table(headers: list[str], rows: list[list[str]]) -> list[str]:
     def esc(s: str) -> str:
-        return str(s).replace("|", "\\|").replace("\n", " ")
+        return _md(s).replace("|", "\\|").replace("\n", " ")
 
     out = ["| " + " | ".join(esc(h) for h in headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     out += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
@@ -363,11 +369,11 @@ def _md_table(headers: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def to_markdown(data: dict) -> str:
-    p = [f"## {data['title']}", "", f"_generated {data['generated_at']} from `{data['db']}`_", ""]
+    p = [f"## {_md(data['title'])}", "", f"_generated {data['generated_at']} from `{_md(data['db'])}`_", ""]
     if not data["models"]:
         p += ["No eval or profile runs match.", ""]
     for m in data["models"]:
-        p += [f"### {_model_heading(m)}", ""]
+        p += [f"### {_md(_model_heading(m))}", ""]
         rows = []
         ref = _ref_cells(m)
         if ref:
@@ -389,23 +395,23 @@ def to_markdown(data: dict) -> str:
     for g in data.get("grid", []):
         headers, rows = grid_table(g)
         p += (
-            [f"### Latency grid on {g['device']} (p50 ms; α × resolution)", ""]
+            [f"### Latency grid on {_md(g['device'])} (p50 ms; α × resolution)", ""]
             + _md_table(headers, rows)
             + [""]
         )
     for t in data["pareto"]:
-        p += [f"### Pareto front on {t['device']}", ""]
+        p += [f"### Pareto front on {_md(t['device'])}", ""]
         p += _md_table(
             ["model", "p50 ms", "top-1"],
             [[q["label"], f"{q['latency_ms']:.2f}", _pct(q["top1"])] for q in t["front"]],
         )
         if t.get("excluded_emulated"):
-            p += ["", f"Not ranked ({EMULATED}): {', '.join(t['excluded_emulated'])}"]
+            p += ["", f"Not ranked ({EMULATED}): {_md(', '.join(t['excluded_emulated']))}"]
         best = t["best_within_budget"]
         if t["budget_ms"] is not None:
             p += [
                 "",
-                f"Most accurate within {t['budget_ms']:g} ms: **{best['label']}** ({_pct(best['top1'])}, {best['latency_ms']:.2f} ms)"
+                f"Most accurate within {t['budget_ms']:g} ms: **{_md(best['label'])}** ({_pct(best['top1'])}, {best['latency_ms']:.2f} ms)"
                 if best
                 else f"No model fits within {t['budget_ms']:g} ms.",
             ]
