@@ -39,6 +39,7 @@ def camera(
     from edgekit.devices import jobs, resolve  # noqa: PLC0415
     from edgekit.errors import UsageError  # noqa: PLC0415
     from edgekit.results import store  # noqa: PLC0415
+    from edgekit.results.comparison import as_dict, for_camera  # noqa: PLC0415
 
     if sum(x is not None and x is not False for x in (source, camera_index, picamera2 or None)) > 1:
         raise UsageError("give one of --source, --camera or --picamera2")
@@ -62,6 +63,7 @@ def camera(
         if log_file and several:  # each device's log gets the device's name
             log = str(Path(log_file).with_suffix(f".{target.name}{Path(log_file).suffix}"))
         doc = jobs.camera(target, ref, settings, log=log, progress=step)
+        doc["vs_reference"] = as_dict(for_camera(ref.bundle, doc))
         store.record("camera", doc, manifest=ref.manifest, device=doc["device"])
         return doc
 
@@ -92,3 +94,6 @@ def _print(doc: dict) -> None:
         c.print(f"  {label:<20} {n:>6}  {n / total:.0%}")
     if doc.get("log"):
         c.print(f"log: {doc['log']}")
+    from edgekit.cli.device_eval import print_vs_reference  # noqa: PLC0415
+
+    print_vs_reference(doc.get("vs_reference"), doc["device"]["name"])

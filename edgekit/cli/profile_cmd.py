@@ -69,8 +69,8 @@ def profile(
             return _Adb(docs)
         docs = jobs.profile(target, refs, settings, progress=step)
         rows = jobs.profile_rows(docs)
-        jobs.record_profile(docs, rows, refs)
-        return docs, rows
+        vs = jobs.record_profile(docs, rows, refs)
+        return docs, rows, vs
 
     run_on_devices(
         device, all_devices, job, title="profile", as_json=as_json,
@@ -103,7 +103,7 @@ def print_benchmark(docs: list[dict]) -> None:
             )
 
 
-def _print(docs: list[dict], rows: list[dict]) -> None:
+def _print(docs: list[dict], rows: list[dict], vs: dict | None = None) -> None:
     from rich import box  # noqa: PLC0415
     from rich.markup import escape  # noqa: PLC0415  (the CPU model may say "[emulated ...]")
     from rich.table import Table  # noqa: PLC0415
@@ -168,3 +168,6 @@ def _print(docs: list[dict], rows: list[dict]) -> None:
         c.print(
             f"CPU temperature {t0:.1f} °C before, {t1:.1f} °C after" if t1 is not None else f"{t0:.1f} °C"
         )
+    from edgekit.cli.device_eval import print_vs_reference  # noqa: PLC0415
+
+    print_vs_reference(vs, docs[0]["device"]["name"])

@@ -147,10 +147,13 @@ def profile_rows(docs: list[dict]) -> list[dict]:
 
 
 
-def record_profile(docs: list[dict], rows: list[dict], refs: list[ModelRef]) -> None:
-    """One stored run per profile command: every configuration of every precision."""
+def record_profile(docs: list[dict], rows: list[dict], refs: list[ModelRef]) -> dict | None:
+    """One stored run per profile command: every configuration of every precision, with its comparison
+    against the bundle's desktop reference (returned too, for printing)."""
+    from edgekit.results.comparison import as_dict, for_profile  # noqa: PLC0415
+
     if not docs:
-        return
+        return None
     manifest = refs[0].manifest
     result = {
         "schema_version": 1,
@@ -163,7 +166,11 @@ def record_profile(docs: list[dict], rows: list[dict], refs: list[ModelRef]) -> 
     }
     if len(docs) == 1:
         result["precision"] = docs[0]["model"].get("precision")
+    # the primary precision (int8 when exported) against the reference: batch 1, then throughput
+    primary = next((r.precision for r in refs if r.precision == "int8"), refs[0].precision)
+    result["vs_reference"] = as_dict(for_profile(refs[0].bundle, rows, primary))
     _record("profile", result, manifest, docs[0].get("device") or {})
+    return result["vs_reference"]
 
 
 

@@ -22,6 +22,7 @@ from edgekit.bundle.manifest import default_labels
 from edgekit.device_scripts import edgelib
 from edgekit.errors import InputDataError, ModelFileError
 from edgekit.pipeline.metrics import compare, scores
+from edgekit.pipeline.reference_speed import Timing, check_backend, host_tflite_speed, reference_outputs
 
 REFERENCE_JSON = "reference.json"
 BACKGROUND = ("background", "__background__", "???", "bg")
@@ -121,14 +122,25 @@ def evaluate(
     write: bool = True,
     progress: Progress = lambda _m: None,
     db: str | None = None,
+    backend: str = "tensorflow",
+    precision: str = "float32",
+    timing: Timing | None = None,
+    extra: dict | None = None,
 ) -> dict:
-    """Evaluate TARGET on labelled DATA; returns the result (and writes reference.json for a bundle)."""
+    """Evaluate TARGET on labelled DATA; returns the result (and writes reference.json for a bundle).
+
+    The float reference runs with Keras on `backend` (tensorflow here, jax/torch in a subprocess) and
+    is timed as the host .tflite is (batch-1 latency, throughput at `timing.batch`); `extra` keys go
+    into the recorded result (a sweep's key)."""
     from edgekit.data import datasets as D  # noqa: PLC0415
 
+    check_backend(backend, precision)
+    timing = timing or Timing()
     t = open_target(target, labels_file)
-    tfl_model = _load_tflite(t.tflite_path) if t.tflite_path else None
+    tfl_model, tfl_bytes = _load_tflite(t.tflite_path) if t.tflite_path else (None, None)
     keras_model = None
-    if t.keras_path is not None:
+    # In this process only for the tensorflow backend, or to convert a run's model to int8
+    if t.keras_path is not None and (backend == "tensorflow" or tfl_model is None):
         progress("loading the Keras model")
         keras_model = load_keras(t.keras_path)
     n_out = int(tfl_model.output["shape"][-1]) if tfl_model else int(keras_model.output_shape[-1])
@@ -141,7 +153,7 @@ def evaluate(
     batch = D.decode(ds, prep, limit=limit, seed=seed)
     y = D.align_labels(batch.class_names, labels)[batch.y]
     result: dict = {
-        "schema_version": 1,
+        "schema_version": 2,  # 2: reference and host .tflite carry latency, throughput, device, backend
         "target": str(t.path),
         "kind": t.kind,
         "data": {
@@ -156,26 +168,25 @@ def evaluate(
         "preprocessing": prep,
     }
     outs: dict[str, np.ndarray] = {}
-    if keras_model is not None:
-        progress(f"float reference on {len(y)} images")
-        outs["reference"] = np.asarray(keras_model.predict(batch.x, batch_size=64, verbose=0), np.float32)
-        result["reference"] = {
-            **scores(outs["reference"], y, labels),
-            "model": t.keras_path.name,
-            "device": reference_device(),
-        }
+    if t.keras_path is not None:
+        progress(f"float reference (Keras/{backend}, {precision}) on {len(y)} images, then its speed")
+        outs["reference"], figures = reference_outputs(
+            t.keras_path, keras_model, batch.x, backend=backend, precision=precision, timing=timing
+        )
+        result["reference"] = {**scores(outs["reference"], y, labels), "model": t.keras_path.name, **figures}
     if tfl_model is None and keras_model is not None:
         progress("converting to int8 in memory (per-channel) for the host TFLite figures")
-        tfl_model, note = _convert_int8(keras_model, t, batch.x, prep)
+        tfl_model, note, tfl_bytes = _convert_int8(keras_model, t, batch.x, prep)
         result["tflite_note"] = note
     if tfl_model is not None:
-        progress(f"host TFLite ({tfl_model.input['dtype'].__name__} input) on {len(y)} images")
+        progress(f"host TFLite ({tfl_model.input['dtype'].__name__} input) on {len(y)} images, then its speed")
         outs["tflite"] = tfl_model.predict(batch.x)
         result["tflite"] = {
             **scores(outs["tflite"], y, labels),
             "model": t.tflite_path.name if t.tflite_path else "int8 (converted in memory)",
             "input_dtype": np.dtype(tfl_model.input["dtype"]).name,
             "runtime": f"{tfl_model.runtime} {tfl_model.runtime_version}",
+            **host_tflite_speed(tfl_bytes, tfl_model, batch.x, timing),
         }
     if "reference" in outs and "tflite" in outs:
         result.update(compare(outs["reference"], outs["tflite"], result["reference"], result["tflite"]))
@@ -193,22 +204,11 @@ def evaluate(
             }
         write_json_atomic(t.path / REFERENCE_JSON, ref)
         result["written"] = str(t.path / REFERENCE_JSON)
-    _record(result, t.manifest, db)
+    _record({**result, **(extra or {})}, t.manifest, db, result)
     return result
 
 
-def reference_device() -> dict:
-    """Where Keras ran: the first GPU when TensorFlow sees one, else the CPU."""
-    import tensorflow as tf  # noqa: PLC0415
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", gpus[0].name)
-        return {"type": "GPU", "name": name}
-    return {"type": "CPU", "name": edgelib.cpu_info()["model"]}
-
-
-def _load_tflite(path: Path) -> edgelib.Model:
+def _load_tflite(path: Path) -> tuple[edgelib.Model, bytes]:
     from edgekit.converters import tflite_file  # noqa: PLC0415
 
     try:
@@ -216,7 +216,7 @@ def _load_tflite(path: Path) -> edgelib.Model:
     except tflite_file.NotTFLiteError as exc:
         raise ModelFileError(str(exc)) from None
     try:
-        return edgelib.Model(data, threads=os.cpu_count())
+        return edgelib.Model(data, threads=os.cpu_count()), data
     except (RuntimeError, ValueError) as exc:
         raise ModelFileError(f"{path} cannot be loaded by the TFLite interpreter: {exc}") from None
 
@@ -251,15 +251,15 @@ def _convert_int8(keras_model, t: Target, x_eval: np.ndarray, prep: dict):
         )
     except keras_tflite.ConversionError as exc:
         raise ModelFileError(str(exc)) from None
-    return edgelib.Model(flat, threads=os.cpu_count()), note
+    return edgelib.Model(flat, threads=os.cpu_count()), note, flat
 
 
-def _record(result: dict, manifest: dict | None, db: str | None) -> None:
+def _record(stored: dict, manifest: dict | None, db: str | None, result: dict) -> None:
     try:
         from edgekit.results.store import record  # noqa: PLC0415
 
         result["record_id"] = record(
-            "eval", {k: v for k, v in result.items() if k != "predictions"}, manifest=manifest, db=db
+            "eval", {k: v for k, v in stored.items() if k != "predictions"}, manifest=manifest, db=db
         )
     except Exception as exc:  # noqa: BLE001 - a results database problem must not lose the figures
         result["record_error"] = f"{exc.__class__.__name__}: {exc}"
