@@ -384,3 +384,18 @@ def _read(bundle) -> dict | None:
 
 def _without_predictions(block):
     return {k: v for k, v in block.items() if k != "predictions"} if isinstance(block, dict) else None
+
+
+def merged(speed: dict | None, accuracy: dict | None) -> Comparison | None:
+    """One comparison from a profile's (latency, throughput) and an eval's (accuracy, agreement)."""
+    if not speed and not accuracy:
+        return None
+    base = Comparison.from_dict(speed or accuracy)
+    if not speed or not accuracy:
+        return base
+    acc = Comparison.from_dict(accuracy)
+    keys = ("top1", "reference_top1", "top1_change_points", "agreement", "host_tflite_top1_change_points",
+            "host_tflite_agreement", "matched_images")  # fmt: skip
+    from dataclasses import replace  # noqa: PLC0415
+
+    return replace(base, **{k: getattr(acc, k) for k in keys}, notes=tuple(dict.fromkeys(base.notes + acc.notes)))

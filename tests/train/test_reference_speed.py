@@ -103,7 +103,7 @@ def _keras_reference(backend: str, *args: str) -> subprocess.CompletedProcess:
 def tf_outputs(tmp_path_factory, bundle_copy, digits_dir, folder_labels) -> tuple[Path, Path]:
     """The eval images preprocessed as the bundle says, and the TensorFlow backend's outputs on them."""
     from edgekit.bundle.manifest import read_manifest
-    from edgekit.devices.runner import pack_eval_npz
+    from edgekit.devices.jobs import pack_eval_npz
 
     tmp = tmp_path_factory.mktemp("backends")
     labels = folder_labels.read_text().split()
@@ -129,9 +129,13 @@ def test_backends_give_the_tensorflow_predictions(backend, tf_outputs, bundle_co
     doc = json.loads(proc.stdout.splitlines()[-1])
     assert doc["backend"] == backend and doc["device"]["type"] == "CPU"
     check = doc["check"]
-    assert check["ok"] and check["max_abs_diff"] <= OUTPUT_ATOL and check["top1_agreement"] == 1.0
     a, b = np.load(out)["outputs"], np.load(expected)["outputs"]
+    assert check["ok"] and check["max_abs_diff"] <= OUTPUT_ATOL
     assert a.shape == b.shape and np.allclose(a, b, atol=OUTPUT_ATOL, rtol=0)
+    # the same top-1 on every image whose two best classes are further apart than the tolerance
+    top2 = np.sort(b, axis=-1)[:, -2:]
+    clear = (top2[:, 1] - top2[:, 0]) > 2 * OUTPUT_ATOL
+    assert clear.sum() >= len(b) // 2 and (a.argmax(-1) == b.argmax(-1))[clear].all()
     assert not np.allclose(a, a.mean(0))  # the images give different outputs: the check means something
 
 
@@ -150,7 +154,7 @@ def test_eval_backend_torch_through_the_cli(bundle_copy, digits_dir, folder_labe
     assert torch["reference"]["latency_ms"]["p50"] > 0
 
 
-def test_missing_backend_is_one_line(bundle_copy, digits_dir, tmp_path):
+def test_missing_backend_is_one_line(bundle_copy, digits_dir, folder_labels, tmp_path):
     """A backend that is not installed (or whose import fails) is named, exit 8, no traceback."""
     missing = next((b for b in ("jax", "torch") if _installed(b)), None)
     env = {}
@@ -160,8 +164,8 @@ def test_missing_backend_is_one_line(bundle_copy, digits_dir, tmp_path):
         (shim / "__init__.py").write_text("raise ImportError('No module named jaxlib (simulated broken install)')\n")
         env = {"PYTHONPATH": f"{shim.parent}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
         missing = "jax"
-    proc = run_cli("eval", str(bundle_copy), "--data", str(digits_dir), "--no-write", "--backend", missing,
-                   check=False, env=env)  # fmt: skip
+    proc = run_cli("eval", str(bundle_copy), "--data", str(digits_dir), "--labels", str(folder_labels),
+                   "--no-write", "--backend", missing, check=False, env=env)  # fmt: skip
     assert proc.returncode == 8, proc.stderr
     assert missing in proc.stderr and "Traceback" not in proc.stderr
     assert len([ln for ln in proc.stderr.splitlines() if ln.startswith("error")]) == 1
