@@ -27,7 +27,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 PY=${PYTHON:-python3}
 STEP_TIMEOUT=${EDGEKIT_GPU_STEP_TIMEOUT:-120}  # seconds per backend: the whole run stays under 5 min
 
-usage() { sed -n '2,25p' "$0" >&2; exit 2; }
+usage() { sed -n '2,23p' "$0" >&2; exit 2; }
 
 pack() {
   local bundle=$1 data=$2 out=$3
