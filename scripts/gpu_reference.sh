@@ -39,7 +39,7 @@ from pathlib import Path
 from edgekit.bundle.manifest import primary_model, read_manifest
 from edgekit.devices.jobs import pack_builtin_npz, pack_eval_npz
 from edgekit.devices.resolve import ModelRef
-from edgekit.data import is_builtin
+from edgekit.data.datasets import is_builtin
 bundle, data, out = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 m = read_manifest(bundle)
 keras = bundle / m.get("float_model", "float_model.keras")

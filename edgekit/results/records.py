@@ -224,7 +224,10 @@ def extract(kind: str, result, manifest: dict | None, device: dict | None) -> tu
     if kind == "camera" and head is None:
         lat = _get(r, "summary.latency_ms", "latency_ms")
         head = (
-            _measurement({"latency_ms": lat, "images_per_s": _get(r, "summary.fps", "fps")}) if lat else None
+            _measurement({"latency_ms": lat, "images_per_s": _get(r, "summary.fps", "fps"), "batch": 1,
+                          "threads": _get(r, "runtime.threads", "threads")})  # fmt: skip
+            if lat
+            else None
         )
 
     dev = device if isinstance(device, dict) else {}

@@ -44,10 +44,16 @@ def _sane_speed(block: dict) -> None:
     assert thr["images_per_s"] == pytest.approx(64 * 1000 / thr["latency_ms"]["mean"], rel=1e-6)
 
 
-def test_desktop_eval_measures_reference_and_host_speed(bundle_copy, digits_dir, folder_labels, tmp_path):
-    db = tmp_path / "r.db"
+@pytest.fixture(scope="module")
+def desktop(bundle_copy, digits_dir, folder_labels, tmp_path_factory) -> tuple[dict, Path]:
+    """`edgekit eval BUNDLE` on the desktop (TensorFlow backend): its --json result and its database."""
+    db = tmp_path_factory.mktemp("refdb") / "r.db"
     args = ["eval", str(bundle_copy), "--data", str(digits_dir), "--labels", str(folder_labels), "--json"]
-    result = json.loads(run_cli(*args, "--db", str(db)).stdout)
+    return json.loads(run_cli(*args, "--db", str(db)).stdout), db
+
+
+def test_desktop_eval_measures_reference_and_host_speed(desktop, bundle_copy):
+    result, db = desktop
     ref, host = result["reference"], result["tflite"]
     _sane_speed(ref)
     _sane_speed(host)
@@ -68,11 +74,9 @@ def test_desktop_eval_measures_reference_and_host_speed(bundle_copy, digits_dir,
     assert row["p50_ms"] == pytest.approx(host["latency_ms"]["p50"])  # the host .tflite's own latency
 
 
-def test_device_eval_carries_the_comparison(bundle_copy, digits_dir, folder_labels, tmp_path):
+def test_device_eval_carries_the_comparison(desktop, bundle_copy, digits_dir, folder_labels, tmp_path):
     """eval --device local after the desktop eval: device / reference latency, top-1 change, agreement."""
     args = ["--data", str(digits_dir), "--labels", str(folder_labels), "--json", "--db", str(tmp_path / "r.db")]
-    if not (bundle_copy / "reference.json").is_file():
-        run_cli("eval", str(bundle_copy), *args)
     ref = json.loads((bundle_copy / "reference.json").read_text())
     dev = json.loads(run_cli("eval", str(bundle_copy), *args, "--device", "local").stdout)
     vs = dev["vs_reference"]
@@ -140,13 +144,32 @@ def test_backends_give_the_tensorflow_predictions(backend, tf_outputs, bundle_co
 
 
 @pytest.mark.slow
-def test_eval_backend_torch_through_the_cli(bundle_copy, digits_dir, folder_labels, tmp_path):
+def test_mixed_precision_is_labelled_and_not_the_reference(tf_outputs, bundle_copy):
+    why = _installed("torch")
+    if why:
+        pytest.skip(why)
+    x, expected = tf_outputs
+    proc = _keras_reference("torch", "--model", str(bundle_copy / "float_model.keras"), "--inputs", str(x),
+                            "--precision", "mixed_bfloat16", "--expect", str(expected), "--atol", "0.1",
+                            "--runs", "3", "--min-seconds", "0")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout.splitlines()[-1])
+    assert doc["precision"] == "mixed_bfloat16" and "not the float32 reference" in doc["precision_note"]
+    from edgekit.pipeline.keras_reference import load
+
+    model = load(str(bundle_copy / "float_model.keras"), "mixed_bfloat16")  # what that subprocess ran
+    policies = {layer.dtype_policy.name for layer in model.layers if layer.weights}
+    assert policies == {"mixed_bfloat16"} and model.layers[-1].compute_dtype == "bfloat16"
+
+
+@pytest.mark.slow
+def test_eval_backend_torch_through_the_cli(desktop, bundle_copy, digits_dir, folder_labels, tmp_path):
     why = _installed("torch")
     if why:
         pytest.skip(why)
     args = ["eval", str(bundle_copy), "--data", str(digits_dir), "--labels", str(folder_labels), "--no-write",
             "--json", "--db", str(tmp_path / "r.db")]  # fmt: skip
-    tf = json.loads(run_cli(*args).stdout)
+    tf = desktop[0]
     torch = json.loads(run_cli(*args, "--backend", "torch").stdout)
     assert torch["reference"]["backend"] == "torch" and "torch" in torch["reference"]["versions"]
     assert torch["reference"]["top1"] == tf["reference"]["top1"]
