@@ -87,9 +87,13 @@ run() {
     local rc=0
     (cd "$dir" && KERAS_BACKEND=$b timeout "$STEP_TIMEOUT" "$PY" keras_reference.py --model float_model.keras \
        --inputs inputs.npz --expect cpu_reference.npz --batch 64 > "results/$b.json" 2> "results/$b.err") || rc=$?
+    if [ "$rc" -eq 124 ]; then
+      echo "$b: failed: no result within ${STEP_TIMEOUT} s (EDGEKIT_GPU_STEP_TIMEOUT)"
+      status=6; continue
+    fi
     if [ "$rc" -ne 0 ] && [ ! -s "$dir/results/$b.json" ]; then
       echo "$b: failed (exit $rc): $(grep -m1 '^error: ' "$dir/results/$b.err" || tail -n1 "$dir/results/$b.err")"
-      status=$((rc == 124 ? 6 : rc)); continue
+      status=$rc; continue
     fi
     [ "$rc" -eq 0 ] || status=$rc
     "$PY" - "$dir/results/$b.json" <<'EOF'

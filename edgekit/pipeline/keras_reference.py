@@ -30,7 +30,7 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 SCHEMA_VERSION = 1
 # Exit codes, the numbers of edgekit.errors.ExitCode (this file imports nothing of edgekit).
 EXIT_USAGE, EXIT_INPUT, EXIT_MODEL, EXIT_VERIFY, EXIT_DEPENDENCY = 2, 3, 4, 5, 8
-# Float32 outputs of one model on two backends or devices (softmax probabilities): kernels sum in
+# Float32 outputs of one model on two backends or devices (logits or probabilities): kernels sum in
 # other orders, so values differ by up to ~2e-4 on the tiny test model; tests/train/test_reference_speed.py
 # pins this tolerance and top-1 agreement wherever the top-2 margin exceeds it.
 OUTPUT_ATOL = 1e-3
