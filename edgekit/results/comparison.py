@@ -91,7 +91,8 @@ class Reference:
         if not isinstance(doc, dict):
             return None
         ref = doc.get("reference") if isinstance(doc.get("reference"), dict) else {}
-        host = doc.get("tflite") if isinstance(doc.get("tflite"), dict) else {}
+        # a device eval's result keeps the host's figures under host_tflite (its tflite is the device's)
+        host = next((doc[k] for k in ("host_tflite", "tflite") if isinstance(doc.get(k), dict)), {})
         if not ref and not host:
             return None
         return cls(
