@@ -58,6 +58,7 @@ def camera(
     from edgekit.cli.fleet import run_on_devices  # noqa: PLC0415
     from edgekit.devices import jobs, resolve  # noqa: PLC0415
     from edgekit.errors import UsageError  # noqa: PLC0415
+    from edgekit.results.comparison import as_dict, for_camera  # noqa: PLC0415
 
     if sum(x is not None and x is not False for x in (source, camera_index, picamera2 or None)) > 1:
         raise UsageError("give one of --source, --camera or --picamera2")
@@ -90,6 +91,7 @@ def camera(
             doc = _with_preview(target, ref, settings, preview_port, log=log, progress=step)
         else:
             doc = jobs.camera(target, ref, settings, log=log, progress=step)
+        doc["vs_reference"] = as_dict(for_camera(ref.bundle, doc))
         return doc
 
     def record(doc):
@@ -148,3 +150,6 @@ def _print(doc: dict) -> None:
         c.print(f"  {label:<20} {n:>6}  {n / total:.0%}")
     if doc.get("log"):
         c.print(f"log: {doc['log']}")
+    from edgekit.cli.device_eval import print_vs_reference  # noqa: PLC0415
+
+    print_vs_reference(doc.get("vs_reference"), doc["device"]["name"])

@@ -78,10 +78,11 @@ def profile(
             ]  # fmt: skip
             return _Adb(docs)
         docs = jobs.profile(target, refs, settings, progress=step)
-        return docs, jobs.profile_rows(docs)
+        rows = jobs.profile_rows(docs)
+        return docs, rows, jobs.profile_vs_reference(refs, rows)
 
     def record(r):
-        return None if isinstance(r, _Adb) else jobs.record_profile(*r, refs, db=db)
+        return None if isinstance(r, _Adb) else jobs.record_profile(r[0], r[1], refs, r[2], db=db)
 
     run_on_devices(
         device, all_devices, job, title="profile", as_json=as_json, max_parallel=parallel,
@@ -114,7 +115,7 @@ def print_benchmark(docs: list[dict]) -> None:
             )
 
 
-def _print(docs: list[dict], rows: list[dict]) -> None:
+def _print(docs: list[dict], rows: list[dict], vs: dict | None = None) -> None:
     from rich import box  # noqa: PLC0415
     from rich.markup import escape  # noqa: PLC0415  (the CPU model may say "[emulated ...]")
     from rich.table import Table  # noqa: PLC0415
@@ -179,3 +180,6 @@ def _print(docs: list[dict], rows: list[dict]) -> None:
         c.print(
             f"CPU temperature {t0:.1f} °C before, {t1:.1f} °C after" if t1 is not None else f"{t0:.1f} °C"
         )
+    from edgekit.cli.device_eval import print_vs_reference  # noqa: PLC0415
+
+    print_vs_reference(vs, docs[0]["device"]["name"])

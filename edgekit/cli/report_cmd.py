@@ -62,3 +62,5 @@ def report(model, device, since, run_id, budget_ms, fmt, output, title, db, as_j
     write_text_atomic(out, text)
     n = sum(len(m["rows"]) for m in data["models"])
     click.echo(f"report written: {out} ({len(data['models'])} models, {n} device results)")
+    for line in data.get("summary", []):  # each device result against the desktop reference, one line
+        click.echo(line["text"])

@@ -193,6 +193,8 @@ def _print_summary(s: dict) -> None:
         if dev["best_within_budget"]:
             b = dev["best"]
             c.print(f"[bold]{what} {budget} on {dev['device']}:[/] {b['model']} ({b['latency_ms']:.2f} ms)")
+            if b.get("vs_reference_text"):
+                c.print(f"[bold]vs reference:[/] {b['vs_reference_text']}", soft_wrap=True, highlight=False)
         else:
             c.print(f"[yellow]no model runs {budget} on {dev['device']}[/]")
     c.print(

@@ -155,7 +155,16 @@ def _int8_vs_float(same: list[dict], cpu: dict, rule: str | None) -> str:
     return f"Rule of thumb for int8 on this CPU: {rule}" if rule else ""
 
 
-def record_profile(docs: list[dict], rows: list[dict], refs: list[ModelRef], *, db=None):
+def profile_vs_reference(refs: list[ModelRef], rows: list[dict]) -> dict | None:
+    """The primary precision (int8 when exported) against the bundle's desktop reference: batch 1,
+    then throughput."""
+    from edgekit.results.comparison import as_dict, for_profile  # noqa: PLC0415
+
+    primary = next((r.precision for r in refs if r.precision == "int8"), refs[0].precision)
+    return as_dict(for_profile(refs[0].bundle, rows, primary))
+
+
+def record_profile(docs: list[dict], rows: list[dict], refs: list[ModelRef], vs: dict | None = None, *, db=None):
     """One stored run per profile command: every configuration of every precision. Call it after the
     result is printed; a database that refuses the run keeps it in a file (RecordOutcome says where)."""
     from edgekit.results.unrecorded import record_or_keep  # noqa: PLC0415
@@ -174,6 +183,7 @@ def record_profile(docs: list[dict], rows: list[dict], refs: list[ModelRef], *, 
     }
     if len(docs) == 1:
         result["precision"] = docs[0]["model"].get("precision")
+    result["vs_reference"] = vs if vs is not None else profile_vs_reference(refs, rows)
     return record_or_keep("profile", result, manifest=manifest, device=docs[0].get("device") or {}, db=db)
 
 

@@ -23,6 +23,7 @@ from edgekit.bundle.modelcheck import load_model, predict_checked
 from edgekit.device_scripts import edgelib
 from edgekit.errors import InputDataError, ModelFileError
 from edgekit.pipeline.metrics import compare, scores
+from edgekit.pipeline.reference_speed import Timing, check_backend, host_tflite_speed, reference_outputs
 
 REFERENCE_JSON = "reference.json"
 BACKGROUND = edgelib.BACKGROUND_LABELS
@@ -121,16 +122,25 @@ def evaluate(
     seed: int = 0,
     write: bool = True,
     progress: Progress = lambda _m: None,
+    backend: str = "tensorflow",
+    precision: str = "float32",
+    timing: Timing | None = None,
 ) -> tuple[dict, dict | None]:
     """Evaluate TARGET on labelled DATA (and write reference.json for a bundle); returns the result and
     the manifest to record it with. Recording is the caller's, once the result is printed: a database
-    failure must never cost the figures (edgekit.results.unrecorded)."""
+    failure must never cost the figures (edgekit.results.unrecorded).
+
+    The float reference runs with Keras on `backend` (tensorflow here, jax/torch in a subprocess) and
+    is timed as the host .tflite is (batch-1 latency, throughput at `timing.batch`)."""
     from edgekit.data import datasets as D  # noqa: PLC0415
 
+    check_backend(backend, precision)
+    timing = timing or Timing()
     t = open_target(target, labels_file)
-    tfl_model = _load_tflite(t.tflite_path) if t.tflite_path else None
+    tfl_model, tfl_bytes = _load_tflite(t.tflite_path) if t.tflite_path else (None, None)
     keras_model = None
-    if t.keras_path is not None:
+    # In this process only for the tensorflow backend, or to convert a run's model to int8
+    if t.keras_path is not None and (backend == "tensorflow" or tfl_model is None):
         progress("loading the Keras model")
         keras_model = load_keras(t.keras_path)
     n_out = int(tfl_model.output["shape"][-1]) if tfl_model else int(keras_model.output_shape[-1])
@@ -143,7 +153,7 @@ def evaluate(
     batch = D.decode(ds, prep, limit=limit, seed=seed)
     y = D.align_labels(batch.class_names, labels)[batch.y]
     result: dict = {
-        "schema_version": 1,
+        "schema_version": 2,  # 2: reference and host .tflite carry latency, throughput, device, backend
         "target": str(t.path),
         "kind": t.kind,
         "data": {
@@ -158,20 +168,18 @@ def evaluate(
         "preprocessing": prep,
     }
     outs: dict[str, np.ndarray] = {}
-    if keras_model is not None:
-        progress(f"float reference on {len(y)} images")
-        outs["reference"] = np.asarray(keras_model.predict(batch.x, batch_size=64, verbose=0), np.float32)
-        result["reference"] = {
-            **scores(outs["reference"], y, labels),
-            "model": t.keras_path.name,
-            "device": reference_device(),
-        }
+    if t.keras_path is not None:
+        progress(f"float reference (Keras/{backend}, {precision}) on {len(y)} images, then its speed")
+        outs["reference"], figures = reference_outputs(
+            t.keras_path, keras_model, batch.x, backend=backend, precision=precision, timing=timing
+        )
+        result["reference"] = {**scores(outs["reference"], y, labels), "model": t.keras_path.name, **figures}
     if tfl_model is None and keras_model is not None:
         progress("converting to int8 in memory (per-channel) for the host TFLite figures")
-        tfl_model, note = _convert_int8(keras_model, t, batch.x, prep)
+        tfl_model, note, tfl_bytes = _convert_int8(keras_model, t, batch.x, prep)
         result["tflite_note"] = note
     if tfl_model is not None:
-        progress(f"host TFLite ({tfl_model.input['dtype'].__name__} input) on {len(y)} images")
+        progress(f"host TFLite ({tfl_model.input['dtype'].__name__} input) on {len(y)} images, then its speed")
         name = str(t.tflite_path) if t.tflite_path else "the int8 model converted in memory"
         outs["tflite"] = predict_checked(tfl_model, batch.x, name)
         result["tflite"] = {
@@ -179,6 +187,7 @@ def evaluate(
             "model": t.tflite_path.name if t.tflite_path else "int8 (converted in memory)",
             "input_dtype": np.dtype(tfl_model.input["dtype"]).name,
             "runtime": f"{tfl_model.runtime} {tfl_model.runtime_version}",
+            **host_tflite_speed(tfl_bytes, tfl_model, batch.x, timing),
         }
     if "reference" in outs and "tflite" in outs:
         result.update(compare(outs["reference"], outs["tflite"], result["reference"], result["tflite"]))
@@ -200,20 +209,9 @@ def evaluate(
     return result, t.manifest
 
 
-def reference_device() -> dict:
-    """Where Keras ran: the first GPU when TensorFlow sees one, else the CPU."""
-    import tensorflow as tf  # noqa: PLC0415
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", gpus[0].name)
-        return {"type": "GPU", "name": name}
-    return {"type": "CPU", "name": edgelib.cpu_info()["model"]}
-
-
-def _load_tflite(path: Path) -> edgelib.Model:
+def _load_tflite(path: Path) -> tuple[edgelib.Model, bytes]:
     """Probed in a subprocess first (a model that crashes the interpreter kills only the probe)."""
-    return load_model(path, threads=os.cpu_count())
+    return load_model(path, threads=os.cpu_count()), Path(path).read_bytes()
 
 
 def _guess_prep(tfl_model, keras_model) -> dict:
@@ -249,7 +247,7 @@ def _convert_int8(keras_model, t: Target, x_eval: np.ndarray, prep: dict):
         )
     except keras_tflite.ConversionError as exc:
         raise ModelFileError(str(exc)) from None
-    return load_model(flat, threads=os.cpu_count(), name="the int8 model converted in memory"), note
+    return load_model(flat, threads=os.cpu_count(), name="the int8 model converted in memory"), note, flat
 
 
 def recorded_view(result: dict) -> dict:

@@ -192,6 +192,17 @@ def _measure(
     def step(m: str) -> None:
         progress(f"{tag}: {m}")
 
+    if cfg.data and not (bundle / "reference.json").is_file():
+        # the desktop float reference (and host .tflite), timed: what every device result is set against
+        from edgekit.pipeline.reference import evaluate as desktop_eval  # noqa: PLC0415
+        from edgekit.pipeline.reference_speed import Timing  # noqa: PLC0415
+
+        step("desktop reference (float Keras and host TFLite)")
+        from edgekit.pipeline.reference import recorded_view  # noqa: PLC0415
+        from edgekit.results.unrecorded import record_or_keep  # noqa: PLC0415
+
+        res, man = desktop_eval(str(bundle), cfg.val_data or cfg.data, progress=step, timing=Timing(min_seconds=0.2))
+        record_or_keep("eval", {**recorded_view(res), "sweep": {"key": key}}, manifest=man, db=cfg.db)
     if not store.has_sweep_run(key, device, "profile"):
         step(f"profiling on {device}")
         result, dev = profile(bundle, manifest, device, cfg, step)
@@ -298,12 +309,16 @@ def profile(
         docs = jobs.profile(target, refs, settings, progress=progress)
     finally:
         target.close()
+    from edgekit.results.comparison import as_dict, for_profile  # noqa: PLC0415
+
     doc = docs[0]
+    rows = jobs.profile_rows(docs)
     result = {
         "schema_version": 1,
         "bundle": str(bundle.resolve()),
         "precision": doc["model"].get("precision"),
-        "configurations": jobs.profile_rows(docs),
+        "configurations": rows,
+        "vs_reference": as_dict(for_profile(bundle, rows)),
         "environment": doc.get("environment"),
         "environment_after": doc.get("environment_after"),
         "runtime": doc.get("runtime"),
@@ -336,6 +351,9 @@ def evaluate(
         "data_note": None if cfg.val_data else "evaluated on --data itself (training images included)",
         "device_result": doc,
     }
+    from edgekit.results.comparison import device_eval_fields  # noqa: PLC0415
+
+    result.update(device_eval_fields(bundle, doc))
     return result, doc.get("device") or {"name": device}
 
 
@@ -344,22 +362,35 @@ def evaluate(
 
 def summarize(store, keys: list[str], cfg: SweepConfig) -> dict:
     """Grid (α × resolution per device), Pareto front and the pick within the budget."""
+    from edgekit.results.comparison import merged  # noqa: PLC0415
     from edgekit.results.pareto import best_within, is_emulated, pareto_front  # noqa: PLC0415
 
     cells: dict[tuple[str, str], dict] = {}
+    references = []  # the desktop evals (device "host"): the reference of each cell, not a cell
     for r in store.sweep_runs(keys):
         key, device = r["sweep_key"], r["device"]
+        if r["kind"] == "eval" and device == "host":
+            references.append(r["id"])
+            continue
         c = cells.setdefault(
             (key, device),
             {"model": r["model_name"], "device": device, "alpha": r["alpha"], "resolution": r["resolution"], "runs": []},
         )
         c["runs"].append(r["id"])
         c.update({k: r[k] for k in ("macs", "params", "size_bytes") if r[k] is not None})
+        vs = (r["result"] or {}).get("vs_reference") if isinstance(r["result"], dict) else None
         if r["kind"] == "profile":
             c["latency_ms"] = r["p50_ms"]
             c["emulated"] = is_emulated({"result": r["result"]})
+            c["speed_vs_reference"] = vs
         else:
             c.update(top1=r["top1"], top5=r["top5"])
+            c["accuracy_vs_reference"] = vs
+    for c in cells.values():  # latency from the profile, accuracy from the eval: one comparison
+        cmp = merged(c.pop("speed_vs_reference", None), c.pop("accuracy_vs_reference", None))
+        c["vs_reference"] = cmp.to_dict() if cmp else None
+        c["latency_ratio"] = cmp.latency_ratio if cmp else None
+        c["vs_reference_text"] = cmp.sentence(f"{c['model']} on {c['device']}") if cmp else None
     grid = sorted(cells.values(), key=lambda c: (c["device"], c["alpha"] or 0, c["resolution"] or 0))
     per_device = []
     for device in dict.fromkeys(c["device"] for c in grid):
@@ -394,5 +425,5 @@ def summarize(store, keys: list[str], cfg: SweepConfig) -> dict:
         "budget_ms": cfg.budget_ms,
         "grid": grid,
         "pareto": per_device,
-        "run_ids": sorted({r for c in grid for r in c["runs"]}),
+        "run_ids": sorted({r for c in grid for r in c["runs"]} | set(references)),
     }

@@ -146,10 +146,31 @@ def _migrate_v2(conn: sqlite3.Connection) -> None:
         _insert_measurements(conn, run_id, meas)
 
 
+# Version 3: the desktop reference's speed and where it ran, and each device result's ratio to it.
+_V3_COLUMNS = (
+    ("reference_p50_ms", "REAL"),  # the float reference, per image at batch 1
+    ("reference_images_per_s", "REAL"),  # the float reference, at its throughput batch
+    ("reference_device", "TEXT"),  # "GPU NVIDIA H200 (Keras/torch)"
+    ("latency_ratio", "REAL"),  # device p50 / reference p50, both at batch 1
+    ("reference_agreement", "REAL"),  # top-1 agreement with the reference's per-image predictions
+)
+
+
+def _migrate_v3(conn: sqlite3.Connection) -> None:
+    for name, typ in _V3_COLUMNS:
+        conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {typ}")
+    rows = conn.execute("SELECT id, kind, result_json, manifest_json, device_json FROM runs").fetchall()
+    for run_id, kind, rj, mj, dj in rows:  # a run recorded before the reference was timed keeps NULLs
+        cols, _ = extract(kind, _loads(rj), _loads(mj), _loads(dj))
+        sets = ", ".join(f"{k} = ?" for k, _ in _V3_COLUMNS)
+        conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", [cols.get(k) for k, _ in _V3_COLUMNS] + [run_id])
+
+
 # (version, what it does, how); append only, never edit a released step.
 MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite3.Connection], None]], ...] = (
     (1, "runs table", _migrate_v1),
     (2, "report columns, measurements table, sweep key", _migrate_v2),
+    (3, "desktop reference speed, device / reference ratios", _migrate_v3),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -421,7 +442,7 @@ RUN_COLUMNS = (
     "kind", "created_at", "edgekit_version", "bundle_id", "model_name", "family", "alpha", "resolution",
     "classes", "precision", "device", "interpreter", "interpreter_version", "threads", "batch", "p50_ms",
     "p90_ms", "p99_ms", "images_per_s", "top1", "top5", "result_json", "manifest_json", "device_json",
-    *(name for name, _ in _V2_COLUMNS),
+    *(name for name, _ in _V2_COLUMNS), *(name for name, _ in _V3_COLUMNS),
 )  # fmt: skip
 SUMMARY_COLUMNS = ("id", *(c for c in RUN_COLUMNS if not c.endswith("_json")))
 MEASUREMENT_COLUMNS = (
