@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from edgekit.config import IO_TYPES, PRECISIONS
+from edgekit.pipeline.backbone import DEFAULT_FINE_TUNE
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 
@@ -69,6 +70,31 @@ def model_options(f):
     for opt in reversed(
         [model_option, alpha_option, rho_option, resolution_option, classes_option, shortcut_option]
     ):
+        f = opt(f)
+    return f
+
+
+def transfer_options(f):
+    """--weights --fine-tune --fine-tune-epochs --fine-tune-lr: transfer learning (train, sweep)."""
+    opts = [
+        click.option(
+            "--weights",
+            default=None,
+            help="Start from pretrained weights: imagenet, a .tflite/.h5/.keras file or a run folder "
+            "(new head for the data's classes; see README, transfer learning).",
+        ),
+        click.option(
+            "--fine-tune",
+            default=None,
+            help="With --weights, stage 2: none, top-N% (of the backbone's layers) or all "
+            f"[default: {DEFAULT_FINE_TUNE}; BatchNorm stays frozen].",
+        ),
+        click.option(
+            "--fine-tune-epochs", type=int, default=10, show_default=True, help="Stage 2 epochs (early stopping)."
+        ),
+        click.option("--fine-tune-lr", type=float, default=None, help="Stage 2 learning rate [default: --lr / 10]."),
+    ]
+    for opt in reversed(opts):
         f = opt(f)
     return f
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from edgekit.cli.options import json_option, labels_option, model_options, output_option
+from edgekit.cli.options import json_option, labels_option, model_options, output_option, transfer_options
 from edgekit.cli.output import console, print_json, progress_steps
+from edgekit.pipeline.backbone import DEFAULT_FINE_TUNE
 
 
 @click.command()
@@ -35,34 +36,46 @@ from edgekit.cli.output import console, print_json, progress_steps
 @click.option(
     "--qat", is_flag=True, help="Quantization-aware training (not available with Keras 3: see README)."
 )
+@transfer_options
 @output_option(required=True, help="Run folder, e.g. runs/NAME.")
 @json_option
 def train(
     model, alpha, rho, resolution, classes, shortcut, data, val_data, val_split, labels_file, epochs,
     batch_size, lr, weight_decay, label_smoothing, schedule, optimizer, patience, augment, mixed_precision,
-    seed, resume, qat, output, as_json,
+    seed, resume, qat, weights, fine_tune, fine_tune_epochs, fine_tune_lr, output, as_json,
 ) -> None:  # fmt: skip
     """Train MobileNet (any α/ρ) or ResNet-18/34 and write a run folder for `edgekit export --weights`.
 
     \b
-    Example:  edgekit train --model mobilenet --alpha 0.25 --resolution 64 --data builtin:mnist:train \\
+    With --weights: a pretrained backbone and a new head for the data's classes, trained in two stages
+    (head only with the backbone frozen, then --fine-tune), normalised as the weights expect.
+
+    \b
+    Examples: edgekit train --model mobilenet --alpha 0.25 --resolution 64 --data builtin:mnist:train \\
                   --epochs 5 --batch-size 16 --lr 3e-3 -o runs/mnist
+              edgekit train --weights imagenet --alpha 0.25 --resolution 128 --data photos/ -o runs/photos
     """
     from edgekit.errors import UsageError  # noqa: PLC0415
     from edgekit.models import resolve_config  # noqa: PLC0415
     from edgekit.pipeline.train import TrainConfig  # noqa: PLC0415
-    from edgekit.pipeline.train import train as run_training
+    from edgekit.pipeline.transfer import run_training  # noqa: PLC0415
 
     if classes is not None:
         raise UsageError("--classes comes from the data when training; drop it")
     if not data and not resume:
         raise UsageError("--data is required (a folder, a CSV or builtin:mnist)")
-    mcfg = resolve_config(model, alpha=alpha, rho=rho, resolution=resolution, shortcut=shortcut, classes=2)
+    if weights:
+        mcfg = _asked_architecture(model, alpha, rho, resolution, shortcut)
+    else:
+        if fine_tune is not None:
+            raise UsageError("--fine-tune needs --weights (pretrained weights to fine-tune)")
+        mcfg = resolve_config(model, alpha=alpha, rho=rho, resolution=resolution, shortcut=shortcut, classes=2)
     cfg = TrainConfig(
         model=mcfg, data=data, output=output, val_data=val_data, val_split=val_split, labels_file=labels_file,
         epochs=epochs or 20, batch_size=batch_size, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
         schedule=schedule, optimizer=optimizer, seed=seed, patience=patience, augment=augment,
-        mixed_precision=mixed_precision, qat=qat,
+        mixed_precision=mixed_precision, qat=qat, weights=weights, fine_tune=fine_tune or DEFAULT_FINE_TUNE,
+        fine_tune_epochs=fine_tune_epochs, fine_tune_lr=fine_tune_lr,
     )  # fmt: skip
     with progress_steps("train", quiet=False) as step:
         run = run_training(cfg, progress=step, resume=resume, resume_epochs=epochs)
@@ -70,6 +83,12 @@ def train(
         print_json({"run": output, **run})
         return
     c = console()
+    for s in run.get("transfer", {}).get("stages", []):
+        c.print(
+            f"stage {s['stage']} ({s['what']}): {s['epochs_run']} epochs in {s['seconds']:.0f} s, best "
+            f"validation top-1 {s['best_val_top1']:.2%} at epoch {s['best_epoch']}"
+            f"{', early-stopped' if s['early_stopped'] else ''}"
+        )
     ev, tr, dev = run["evaluation"], run["training"], run["device"]
     c.print(
         f"[bold green]run written[/] {output}: {run['config']['model']['family']} "
@@ -84,3 +103,21 @@ def train(
     if run["data"]["skipped"]:
         c.print(f"[yellow]skipped {len(run['data']['skipped'])} unreadable image(s)[/]")
     click.echo(f"next: edgekit export --weights {output}")
+
+
+def _asked_architecture(model, alpha, rho, resolution, shortcut):
+    """With --weights the architecture is the weights' own; flags given explicitly must agree with
+    it (checked when the weights are loaded), so only those go into the config; None = from the weights."""
+    from click.core import ParameterSource  # noqa: PLC0415
+
+    from edgekit.config import ModelConfig  # noqa: PLC0415
+    from edgekit.models import resolve_config  # noqa: PLC0415
+    from edgekit.models.registry import get_family  # noqa: PLC0415
+
+    explicit = click.get_current_context().get_parameter_source("model") != ParameterSource.DEFAULT
+    if not explicit and alpha is None and rho is None and resolution is None and shortcut is None:
+        return None
+    if rho is not None or resolution is not None:  # validated like any other run
+        resolution = resolve_config(model, rho=rho, resolution=resolution).resolution
+    family = get_family(model).name if explicit else None
+    return ModelConfig(family, classes=2, resolution=resolution, alpha=alpha, shortcut=shortcut)  # type: ignore[arg-type]

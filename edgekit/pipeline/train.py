@@ -26,6 +26,7 @@ from edgekit.config import ModelConfig, Preprocessing
 from edgekit.data import datasets as D
 from edgekit.data import tfdata
 from edgekit.errors import DependencyError, InputDataError, UsageError, require_tensorflow
+from edgekit.pipeline.backbone import DEFAULT_FINE_TUNE, FineTune
 from edgekit.pipeline.metrics import scores
 
 Progress = Callable[[str], None]
@@ -45,7 +46,9 @@ QAT_REASON = (
 
 @dataclass(frozen=True)
 class TrainConfig:
-    model: ModelConfig  # classes are taken from the data
+    # classes are taken from the data. With `weights`, fields left None (or model None) come from the
+    # weights' own architecture (edgekit.pipeline.backbone.open_source)
+    model: ModelConfig | None
     data: str
     output: str
     val_data: str | None = None
@@ -63,8 +66,20 @@ class TrainConfig:
     augment: bool = True
     mixed_precision: bool | None = None  # None: on when a GPU is used
     qat: bool = False
+    # transfer learning (edgekit.pipeline.transfer): pretrained weights, stage 2 of the fine-tune
+    weights: str | None = None
+    fine_tune: str = DEFAULT_FINE_TUNE
+    fine_tune_epochs: int = 10
+    fine_tune_lr: float | None = None  # None: a tenth of lr
 
     def __post_init__(self) -> None:
+        if self.model is None and not self.weights:
+            raise UsageError("a model is needed: pass --model (or --weights to start from pretrained weights)")
+        FineTune.parse(self.fine_tune)  # one line naming the bad value
+        if self.fine_tune_epochs < 0:
+            raise UsageError(f"--fine-tune-epochs must be ≥ 0; received {self.fine_tune_epochs}")
+        if self.fine_tune_lr is not None and not self.fine_tune_lr > 0:
+            raise UsageError(f"--fine-tune-lr must be positive; received {self.fine_tune_lr}")
         if self.epochs < 1:
             raise UsageError(f"--epochs must be at least 1; received {self.epochs}")
         if self.batch_size < 1:
@@ -84,12 +99,12 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["model"] = self.model.to_dict()
+        d["model"] = self.model.to_dict() if self.model is not None else None
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        return cls(**{**d, "model": ModelConfig.from_dict(d["model"])})
+        return cls(**{**d, "model": ModelConfig.from_dict(d["model"]) if d.get("model") else None})
 
 
 # --------------------------------------------------------------------------- device / strategy
@@ -219,6 +234,8 @@ def train(
             f"run folder {out} already holds a run", hint="pass --resume to continue it, or another -o"
         )
 
+    if cfg.weights:  # this function trains from scratch; edgekit.pipeline.transfer.run_training dispatches
+        raise UsageError(f"{out} is a transfer-learning run: train it through edgekit.pipeline.transfer")
     res = cfg.model.resolution
     prep = Preprocessing(size=(res, res))
     splits = prepare_data(cfg, (res, res), progress)  # before TensorFlow: bad data fails fast
