@@ -74,31 +74,6 @@ def model_options(f):
     return f
 
 
-def transfer_options(f):
-    """--weights --fine-tune --fine-tune-epochs --fine-tune-lr: transfer learning (train, sweep)."""
-    opts = [
-        click.option(
-            "--weights",
-            default=None,
-            help="Start from pretrained weights: imagenet, a .tflite/.h5/.keras file or a run folder "
-            "(new head for the data's classes; see README, transfer learning).",
-        ),
-        click.option(
-            "--fine-tune",
-            default=None,
-            help="With --weights, stage 2: none, top-N% (of the backbone's layers) or all "
-            f"[default: {DEFAULT_FINE_TUNE}; BatchNorm stays frozen].",
-        ),
-        click.option(
-            "--fine-tune-epochs", type=int, default=10, show_default=True, help="Stage 2 epochs (early stopping)."
-        ),
-        click.option("--fine-tune-lr", type=float, default=None, help="Stage 2 learning rate [default: --lr / 10]."),
-    ]
-    for opt in reversed(opts):
-        f = opt(f)
-    return f
-
-
 def parse_precisions(value: str) -> tuple[str, ...]:
     items = tuple(dict.fromkeys(p.strip().lower() for p in value.split(",") if p.strip()))
     bad = [p for p in items if p not in PRECISIONS]
@@ -176,3 +151,23 @@ def weights_request(ctx: click.Context, **given):
     if "rho" in explicit:
         explicit["resolution"] = int(round(224 * explicit.pop("rho")))
     return WeightsRequest(**{k: explicit.get(k) for k in ("family", "alpha", "resolution", "classes")})
+
+
+def transfer_options(f):
+    """--weights, then --fine-tune --fine-tune-epochs --fine-tune-lr: transfer learning (train, sweep)."""
+    opts = [
+        weights_option,
+        click.option(
+            "--fine-tune",
+            default=None,
+            help="With --weights, stage 2: none, top-N% (of the backbone's layers) or all "
+            f"[default: {DEFAULT_FINE_TUNE}; BatchNorm stays frozen].",
+        ),
+        click.option(
+            "--fine-tune-epochs", type=int, default=10, show_default=True, help="Stage 2 epochs (early stopping)."
+        ),
+        click.option("--fine-tune-lr", type=float, default=None, help="Stage 2 learning rate [default: --lr / 10]."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f

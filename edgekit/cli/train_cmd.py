@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import click
 
-from edgekit.cli.options import json_option, labels_option, model_options, output_option, transfer_options
+from edgekit.cli.options import (
+    json_option,
+    labels_option,
+    model_options,
+    output_option,
+    transfer_options,
+    weights_request,
+)
 from edgekit.cli.output import console, print_json, progress_steps
-from edgekit.pipeline.backbone import DEFAULT_FINE_TUNE
+from edgekit.pipeline.backbone import DEFAULT_FINE_TUNE, HEAD_LR
 
 
 @click.command()
@@ -21,7 +28,9 @@ from edgekit.pipeline.backbone import DEFAULT_FINE_TUNE
 @labels_option("labels.txt fixing the class order.")
 @click.option("--epochs", type=int, default=None, help="Epochs (default 20; with --resume: the run's own).")
 @click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="Peak learning rate.")
+@click.option(
+    "--lr", type=float, default=None, help=f"Peak learning rate [default: 1e-3; with --weights {HEAD_LR:g} (the head)]."
+)
 @click.option("--weight-decay", type=float, default=1e-4, show_default=True, help="Decoupled weight decay.")
 @click.option("--label-smoothing", type=float, default=0.1, show_default=True)
 @click.option("--schedule", type=click.Choice(["cosine", "step"]), default="cosine", show_default=True)
@@ -64,17 +73,20 @@ def train(
         raise UsageError("--classes comes from the data when training; drop it")
     if not data and not resume:
         raise UsageError("--data is required (a folder, a CSV or builtin:mnist)")
-    if weights:
-        mcfg = _asked_architecture(model, alpha, rho, resolution, shortcut)
+    request = None
+    if weights:  # the architecture is the weights' own; flags given explicitly are checked against it
+        mcfg, request = None, weights_request(
+            click.get_current_context(), model=model, alpha=alpha, rho=rho, resolution=resolution
+        )
     else:
         if fine_tune is not None:
             raise UsageError("--fine-tune needs --weights (pretrained weights to fine-tune)")
         mcfg = resolve_config(model, alpha=alpha, rho=rho, resolution=resolution, shortcut=shortcut, classes=2)
     cfg = TrainConfig(
         model=mcfg, data=data, output=output, val_data=val_data, val_split=val_split, labels_file=labels_file,
-        epochs=epochs or 20, batch_size=batch_size, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
+        epochs=epochs or 20, batch_size=batch_size, lr=lr or (HEAD_LR if weights else 1e-3), weight_decay=weight_decay, label_smoothing=label_smoothing,
         schedule=schedule, optimizer=optimizer, seed=seed, patience=patience, augment=augment,
-        mixed_precision=mixed_precision, qat=qat, weights=weights, fine_tune=fine_tune or DEFAULT_FINE_TUNE,
+        mixed_precision=mixed_precision, qat=qat, weights=weights, weights_request=request, fine_tune=fine_tune or DEFAULT_FINE_TUNE,
         fine_tune_epochs=fine_tune_epochs, fine_tune_lr=fine_tune_lr,
     )  # fmt: skip
     with progress_steps("train", quiet=False) as step:
@@ -104,20 +116,3 @@ def train(
         c.print(f"[yellow]skipped {len(run['data']['skipped'])} unreadable image(s)[/]")
     click.echo(f"next: edgekit export --weights {output}")
 
-
-def _asked_architecture(model, alpha, rho, resolution, shortcut):
-    """With --weights the architecture is the weights' own; flags given explicitly must agree with
-    it (checked when the weights are loaded), so only those go into the config; None = from the weights."""
-    from click.core import ParameterSource  # noqa: PLC0415
-
-    from edgekit.config import ModelConfig  # noqa: PLC0415
-    from edgekit.models import resolve_config  # noqa: PLC0415
-    from edgekit.models.registry import get_family  # noqa: PLC0415
-
-    explicit = click.get_current_context().get_parameter_source("model") != ParameterSource.DEFAULT
-    if not explicit and alpha is None and rho is None and resolution is None and shortcut is None:
-        return None
-    if rho is not None or resolution is not None:  # validated like any other run
-        resolution = resolve_config(model, rho=rho, resolution=resolution).resolution
-    family = get_family(model).name if explicit else None
-    return ModelConfig(family, classes=2, resolution=resolution, alpha=alpha, shortcut=shortcut)  # type: ignore[arg-type]

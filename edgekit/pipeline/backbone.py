@@ -9,15 +9,17 @@ class of the data. `--fine-tune` says which backbone layers may train in stage 2
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from edgekit.config import ModelConfig, Preprocessing
-from edgekit.errors import ModelFileError, UsageError
+from edgekit.errors import UsageError
 
 HEAD_DROPOUT = 0.2
+# Peak learning rate of stage 1: a linear head on frozen features converges in a few epochs at 1e-2 (at
+# 1e-3 it was still climbing after 20 epochs on ants-bees); stage 2 defaults to a hundredth of it.
+HEAD_LR = 1e-2
 DEFAULT_FINE_TUNE = "none"
 HEAD_LAYERS = ("head_dropout", "logits")
-FEATURE_LAYER = "global_pool"  # the zoo models' last backbone layer
 _TOP = re.compile(r"^top-(\d+(?:\.\d+)?)%$")
 
 
@@ -54,111 +56,73 @@ class FineTune:
 @dataclass(frozen=True, eq=False)
 class Backbone:
     model: object  # the source's Keras classifier (its head is cut off in transfer_model)
-    config: ModelConfig  # the architecture at the training resolution
-    preprocessing: Preprocessing  # what the weights expect, at the training resolution
-    record: dict  # where the weights came from (run.json → transfer.source, then the manifest)
+    config: ModelConfig  # the weights' architecture
+    preprocessing: Preprocessing  # the normalisation the weights expect
+    record: dict  # provenance (edgekit.pipeline.weights): run.json → weights, then the manifest
 
 
-def open_source(weights: str, want: ModelConfig | None, progress=lambda _m: None) -> Backbone:
-    """Load `weights` through edgekit.pipeline.weights and check it against what the flags asked.
+def open_source(weights: str, request=None, check_data: str | None = None, progress=lambda _m: None) -> Backbone:
+    """The pretrained model for `weights` (edgekit.pipeline.weights, purpose backbone: the class count
+    may differ, ImageNet MobileNets come from the no_top file). Flags in `request` (a WeightsRequest of
+    what was given explicitly) must agree with the weights; each mismatch is one line, raised before
+    anything is written. `check_data`: photos a `.tflite` source is checked against."""
+    from edgekit.pipeline.weights import backbone  # noqa: PLC0415
+    from edgekit.pipeline.weights.common import check_request  # noqa: PLC0415
 
-    `want` None, or any of its fields None: taken from the weights. Family, α and shortcut must match
-    the weights; another resolution is allowed (the convolutions do not depend on it) and noted."""
-    from edgekit.config import ExportConfig  # noqa: PLC0415
-    from edgekit.models import resolve_config  # noqa: PLC0415
-    from edgekit.pipeline.weights import load_weights  # noqa: PLC0415
-
-    family, alpha, res, shortcut = (getattr(want, k, None) for k in ("family", "alpha", "resolution", "shortcut"))
     progress(f"loading pretrained weights from {weights}")
-    asked = resolve_config(family or "mobilenet", alpha=alpha, resolution=res, shortcut=shortcut)
-    src = load_weights(ExportConfig(model=asked, weights=weights))
-    got = src.config
-    given = ModelConfig(
-        family or got.family,
-        classes=got.classes,
-        resolution=res or got.resolution,
-        alpha=alpha if alpha is not None else got.alpha,
-        shortcut=shortcut or got.shortcut,
-    )
-    mismatch = fits(got, given)
-    if mismatch:
-        raise ModelFileError(
-            f"--weights {weights}: {mismatch}",
-            hint="leave out --model/--alpha/--shortcut to take the weights' architecture, or pass weights that fit",
-        )
-    res = given.resolution
-    record = {
-        "weights": str(weights),
-        "origin": src.origin,
-        "model": got.to_dict(),
-        "classes": int(src.keras_model.output_shape[-1]),
-        **{k: v for k, v in src.extra.items() if isinstance(v, (str, int, float, bool)) or v is None},
-    }
-    if res != got.resolution:
-        record["note"] = f"weights trained at {got.resolution} px, fine-tuned at {res} px"
-    return Backbone(src.keras_model, got.with_(resolution=res), replace(src.preprocessing, size=(res, res)), record)
+    src = backbone(weights, request, check_data=check_data, progress=progress)
+    if request is not None:  # every source, run and bundle folders included, answers to the flags
+        check_request(src.config, request, str(weights), "backbone")
+    record = {"spec": str(weights), "origin": src.origin, **(src.extra.get("weights") or {})}
+    record["model"] = src.config.to_dict()
+    return Backbone(src.keras_model, src.config, src.preprocessing, record)
 
 
-def fits(source: ModelConfig, cell: ModelConfig) -> str | None:
-    """Why weights of architecture `source` cannot initialise `cell` (None: they can)."""
-    same = source.family == cell.family
-    if same and source.family == "mobilenet_v1":
-        same = abs((source.alpha or 1.0) - (cell.alpha or 1.0)) < 1e-9
-    if same and source.shortcut and cell.shortcut:
-        same = source.shortcut == cell.shortcut
-    return None if same else f"the weights are {_arch(source)}; {_arch(cell)} was asked for"
+def unfit_cells(weights: str, cells: list[ModelConfig], check_data: str | None = None, progress=lambda _m: None):
+    """For a sweep: why `weights` cannot start each cell (None where it can). `imagenet`: the cells
+    without published weights; a file: the cells whose architecture, α or resolution it does not hold."""
+    from edgekit.config import WeightsRequest  # noqa: PLC0415
+    from edgekit.errors import EdgekitError  # noqa: PLC0415
 
+    if str(weights).lower() == "imagenet":
+        from edgekit.pipeline.weights import imagenet  # noqa: PLC0415
 
-def _arch(m: ModelConfig) -> str:
-    if m.family == "mobilenet_v1":
-        return f"MobileNet v1 α={m.alpha or 1.0:g}"
-    return m.family + (f" (shortcut {m.shortcut})" if m.shortcut else "")
+        out = []
+        for c in cells:
+            try:
+                if c.family == "mobilenet_v1":
+                    imagenet.mobilenet_file(c.alpha or 1.0, c.resolution, top=False)
+                else:
+                    imagenet.torchvision_file(c.family)
+                out.append(None)
+            except EdgekitError as exc:
+                out.append(exc.message)
+        return out
+    from edgekit.pipeline.weights.common import check_request  # noqa: PLC0415
+
+    found = open_source(weights, None, check_data, progress).config
+    out = []
+    for c in cells:
+        try:
+            check_request(found, WeightsRequest(c.family, c.alpha, c.resolution), str(weights), "backbone")
+            out.append(None)
+        except EdgekitError as exc:
+            out.append(exc.message)
+    return out
 
 
 # --------------------------------------------------------------------------- the model
-
-
-def _features(model, origin: str):
-    """The tensor the new head goes on: the zoo's global pooling output, else the last such layer's."""
-    import keras  # noqa: PLC0415
-
-    if FEATURE_LAYER in {layer.name for layer in model.layers}:
-        return model.get_layer(FEATURE_LAYER).output
-    pools = [layer for layer in model.layers if isinstance(layer, keras.layers.GlobalAveragePooling2D)]
-    if pools:
-        return pools[-1].output
-    raise ModelFileError(
-        f"{origin}: no global pooling layer to put a new head on (the model ends with "
-        f"{', '.join(layer.name for layer in model.layers[-3:])})",
-        hint="pass a MobileNet v1 or ResNet classifier (see `edgekit models`)",
-    )
-
-
-def at_resolution(model, resolution: int):
-    """The same network (same layers' weights) for another square input side."""
-    import keras  # noqa: PLC0415
-
-    if model.input_shape[1] == resolution:
-        return model
-    cfg = model.get_config()
-    for layer in cfg["layers"]:
-        if layer["class_name"] == "InputLayer":
-            c = layer["config"]
-            key = "batch_shape" if "batch_shape" in c else "batch_input_shape"
-            c[key] = [c[key][0], resolution, resolution, c[key][3]]
-    other = keras.Model.from_config(cfg)
-    other.set_weights(model.get_weights())
-    return other
 
 
 def transfer_model(backbone: Backbone, classes: int, name: str):
     """The backbone (layers shared with the source) with a new head of `classes` outputs."""
     import keras  # noqa: PLC0415
 
-    base = at_resolution(backbone.model, backbone.config.resolution)
-    x = keras.layers.Dropout(HEAD_DROPOUT, name=HEAD_LAYERS[0])(_features(base, backbone.record["weights"]))
+    from edgekit.pipeline.weights import feature_tensor  # noqa: PLC0415
+
+    x = keras.layers.Dropout(HEAD_DROPOUT, name=HEAD_LAYERS[0])(feature_tensor(backbone.model))
     out = keras.layers.Dense(classes, name=HEAD_LAYERS[1])(x)
-    return keras.Model(base.inputs, out, name=name)
+    return keras.Model(backbone.model.inputs, out, name=name)
 
 
 def backbone_weighted(model) -> list:

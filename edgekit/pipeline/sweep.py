@@ -43,6 +43,8 @@ class SweepConfig:
     seed: int = 0
     weights: str | None = None  # pretrained weights: every trained cell fine-tunes them (pipeline.transfer)
     fine_tune: str | None = None  # stage 2 of the fine-tune; None: the default (pipeline.backbone)
+    fine_tune_epochs: int = 10
+    fine_tune_lr: float | None = None
 
     def __post_init__(self) -> None:
         if not self.alphas or not self.resolutions:
@@ -97,7 +99,7 @@ def sweep_key(cfg: SweepConfig, model_cfg, point: Point) -> str:
         parts["seed"] = cfg.seed
     if cfg.weights:  # only then, so keys of sweeps from scratch stay as they were
         parts["weights"] = cfg.weights if cfg.weights == "imagenet" else str(Path(cfg.weights).resolve())
-        parts["fine_tune"] = _fine_tune(cfg)
+        parts["fine_tune"] = [_fine_tune(cfg), cfg.fine_tune_epochs, cfg.fine_tune_lr]
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
     return f"{model_cfg.family}/a{point.alpha:g}/r{point.resolution}/{parts['mode']}/{digest}"
 
@@ -126,7 +128,7 @@ def run_sweep(cfg: SweepConfig, progress: Progress = lambda _m: None) -> dict:
     if cfg.weights:  # only the cells the weights fit (for imagenet: those with published weights)
         from edgekit.pipeline.backbone import unfit_cells  # noqa: PLC0415
 
-        why = unfit_cells(cfg.weights, [_model_config(cfg, p, classes) for p in points], progress)
+        why = unfit_cells(cfg.weights, [_model_config(cfg, p, classes) for p in points], cfg.data, progress)
         for point, reason in zip(points, why, strict=True):
             if reason:
                 progress(f"α={point.alpha:g} {point.resolution}px: skipped, {reason}")
@@ -249,13 +251,17 @@ def train(cfg: SweepConfig, mcfg, run_dir: Path, progress: Progress) -> str:
     A finished run folder from an interrupted sweep is reused; a started one is resumed.
     """
     from edgekit.bundle.runfolder import RUN_JSON  # noqa: PLC0415
+    from edgekit.config import WeightsRequest  # noqa: PLC0415
+    from edgekit.pipeline.backbone import HEAD_LR  # noqa: PLC0415
     from edgekit.pipeline.train import TrainConfig  # noqa: PLC0415
     from edgekit.pipeline.transfer import run_training  # noqa: PLC0415
 
     if (run_dir / RUN_JSON).is_file():
         return str(run_dir)
     tcfg = TrainConfig(
-        model=mcfg,
+        # with weights the architecture comes from them; the cell's α and resolution are checked
+        model=None if cfg.weights else mcfg,
+        weights_request=WeightsRequest(mcfg.family, mcfg.alpha, mcfg.resolution) if cfg.weights else None,
         data=cfg.data,
         output=str(run_dir),
         val_data=cfg.val_data,
@@ -263,6 +269,9 @@ def train(cfg: SweepConfig, mcfg, run_dir: Path, progress: Progress) -> str:
         seed=cfg.seed,
         weights=cfg.weights,
         fine_tune=_fine_tune(cfg),
+        **({"lr": HEAD_LR} if cfg.weights else {}),
+        fine_tune_epochs=cfg.fine_tune_epochs,
+        fine_tune_lr=cfg.fine_tune_lr,
     )
     resume = (run_dir / "checkpoints" / "state.json").is_file()
     run_training(tcfg, progress=progress, resume=resume)

@@ -22,7 +22,7 @@ import numpy as np
 from edgekit.bundle.keras_model import load_keras
 from edgekit.bundle.manifest import LABELS, SCHEMA_VERSION, write_json_atomic
 from edgekit.bundle.runfolder import MODEL_FILE, RUN_JSON, SAMPLES
-from edgekit.config import ModelConfig, Preprocessing
+from edgekit.config import ModelConfig, Preprocessing, WeightsRequest
 from edgekit.data import datasets as D
 from edgekit.data import tfdata
 from edgekit.errors import DependencyError, InputDataError, UsageError, require_tensorflow
@@ -46,9 +46,7 @@ QAT_REASON = (
 
 @dataclass(frozen=True)
 class TrainConfig:
-    # classes are taken from the data. With `weights`, fields left None (or model None) come from the
-    # weights' own architecture (edgekit.pipeline.backbone.open_source)
-    model: ModelConfig | None
+    model: ModelConfig | None  # classes are taken from the data; None with `weights`: the weights' own
     data: str
     output: str
     val_data: str | None = None
@@ -68,6 +66,7 @@ class TrainConfig:
     qat: bool = False
     # transfer learning (edgekit.pipeline.transfer): pretrained weights, stage 2 of the fine-tune
     weights: str | None = None
+    weights_request: WeightsRequest | None = None  # flags given beside --weights, checked against them
     fine_tune: str = DEFAULT_FINE_TUNE
     fine_tune_epochs: int = 10
     fine_tune_lr: float | None = None  # None: a tenth of lr
@@ -104,7 +103,12 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        return cls(**{**d, "model": ModelConfig.from_dict(d["model"]) if d.get("model") else None})
+        req = d.get("weights_request")
+        return cls(**{
+            **d,
+            "model": ModelConfig.from_dict(d["model"]) if d.get("model") else None,
+            "weights_request": WeightsRequest(**req) if req else None,
+        })  # fmt: skip
 
 
 # --------------------------------------------------------------------------- device / strategy

@@ -83,7 +83,7 @@ def train_transfer(cfg, progress, resume: bool = False, resume_epochs: int | Non
                 f"run folder {out} already holds a run", hint="pass --resume to continue it, or another -o"
             )
         # the source first: a bad weights file fails before any photo is decoded, and writes nothing
-        bb = B.open_source(cfg.weights, cfg.model, progress)
+        bb = B.open_source(cfg.weights, cfg.weights_request, cfg.data, progress)
         mcfg, prep = bb.config, bb.preprocessing
         state = {"epoch": 0, "stage": 1, "stage1_epochs": None, "stages": {}, "source": bb.record}
     fine = B.FineTune.parse(cfg.fine_tune)
@@ -285,6 +285,7 @@ def _record(cfg, prep, splits, device, stages: _Stages, ev: dict) -> dict:
             "cached_in_memory": splits.train_img is not None,
         },
         "device": device,
+        "weights": stages.state["source"],  # provenance of the pretrained weights (read by export)
         "transfer": {
             "source": stages.state["source"],
             "fine_tune": cfg.fine_tune,

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli, write_digit_folder
+from tests.conftest import REPO, run_cli, write_digit_folder
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]
 
@@ -161,3 +161,38 @@ def test_transfer_errors_are_one_line_and_write_nothing(tmp_path, data_dir, sour
                    "-o", str(tmp_path / "c"), check=False)  # fmt: skip
     assert proc.returncode == 4 and "Traceback" not in proc.stderr, proc.stderr
     assert "0.25" in proc.stderr and "0.5" in proc.stderr and not (tmp_path / "c").exists()
+
+
+def test_sweep_fine_tunes_the_cells_a_file_fits_and_names_the_others(tmp_path, source_run, data_dir):
+    args = ["sweep", "--weights", str(source_run), "--fine-tune", "none", "--data", str(data_dir), "--epochs", "1",
+            "--alpha", "0.25,0.5", "--resolution", "32", "--runs", "3", "--min-seconds", "0",
+            "-o", str(tmp_path / "sweep"), "--db", str(tmp_path / "r.db"), "--json"]  # fmt: skip
+    summary = json.loads(run_cli(*args).stdout)
+    assert summary["done"] == 1 and summary["failures"] == [] and summary["weights"] == str(source_run)
+    (skipped,) = summary["cells_skipped"]
+    assert (skipped["alpha"], skipped["resolution"]) == (0.5, 32) and "0.25" in skipped["reason"]
+    (cell,) = summary["grid"]
+    assert (cell["alpha"], cell["resolution"]) == (0.25, 32) and 0 <= cell["top1"] <= 1
+    run = json.loads((tmp_path / "sweep" / "mobilenet_v1_025_32-train" / "run.json").read_text())
+    assert run["transfer"]["stages"][0]["unfrozen_layers"] == [] and run["preprocessing"] == IMAGENET_PREP
+
+
+SHARED = REPO.parent / "shared"
+SHARED_TFLITE = SHARED / "models" / "mobilenet_v1_0.25_128_quant.tflite"
+ANTS_BEES = SHARED / "datasets" / "ants-bees"
+
+
+@pytest.mark.skipif(not (SHARED_TFLITE.is_file() and (ANTS_BEES / "val").is_dir()),
+                    reason="needs ../shared (the ImageNet MobileNet 0.25/128 .tflite and the ants/bees photos)")  # fmt: skip
+def test_new_head_on_the_shared_imagenet_model_learns_ants_vs_bees(tmp_path):
+    """Real photos, real ImageNet features: 4 head-only epochs must be well above chance (50 %); a
+    backbone that lost its features (wrong normalisation, BN in training mode) stays near it."""
+    out = tmp_path / "run"
+    run = json.loads(run_cli(
+        "train", "--weights", str(SHARED_TFLITE), "--data", str(ANTS_BEES / "train"), "--val-data",
+        str(ANTS_BEES / "val"), "--epochs", "4", "--patience", "0", "--fine-tune", "none", "-o", str(out), "--json",
+    ).stdout)  # fmt: skip
+    assert run["model"]["alpha"] == 0.25 and run["model"]["resolution"] == 128 and run["num_classes"] == 2
+    assert run["preprocessing"]["mean"] == [128.0] * 3 and run["preprocessing"]["std"] == [128.0] * 3
+    assert run["weights"]["kind"] == "tflite" and run["weights"]["sha256"]
+    assert run["evaluation"]["n"] == 153 and run["evaluation"]["top1"] >= 0.7
