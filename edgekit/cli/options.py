@@ -166,7 +166,7 @@ def transfer_options(f):
         click.option(
             "--fine-tune-epochs", type=int, default=10, show_default=True, help="Stage 2 epochs (early stopping)."
         ),
-        click.option("--fine-tune-lr", type=float, default=None, help="Stage 2 learning rate [default: --lr / 10]."),
+        click.option("--fine-tune-lr", type=float, default=None, help="Stage 2 learning rate [default: --lr / 100]."),
     ]
     for opt in reversed(opts):
         f = opt(f)

@@ -36,6 +36,7 @@ from edgekit.data import tfdata
 from edgekit.errors import InputDataError, UsageError, require_tensorflow
 from edgekit.pipeline import backbone as B
 from edgekit.pipeline import train as T
+from edgekit.pipeline.backbone import FINE_TUNE_LR_FACTOR
 from edgekit.pipeline.metrics import scores
 
 STAGE1_FILE = "stage1.keras"
@@ -166,7 +167,7 @@ class _Stages:
         import keras  # noqa: PLC0415
 
         cfg = self.cfg
-        lr = cfg.lr if stage == 1 else (cfg.fine_tune_lr or cfg.lr / 10)
+        lr = cfg.lr if stage == 1 else (cfg.fine_tune_lr or cfg.lr * FINE_TUNE_LR_FACTOR)
         epochs = cfg.epochs if stage == 1 else cfg.fine_tune_epochs
         start = 0 if stage == 1 else self.state["stage1_epochs"]
         unfrozen = B.freeze_for_stage(model, stage, self.fine)
