@@ -20,6 +20,7 @@ Every condition runs with each --seeds value (default 0); the table quotes the m
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -71,7 +72,7 @@ def imagenet_available() -> bool:
 
 
 def run_one(label: str, flags: list[str], seed: int, work: Path, quick: bool) -> dict:
-    tag = f"{abs(hash(label)) % 10**8:08d}-s{seed}"
+    tag = f"{hashlib.sha256(label.encode()).hexdigest()[:8]}-s{seed}"
     run_dir, bundle = work / f"run-{tag}", work / f"bundle-{tag}"
     if not ((bundle / "manifest.json").is_file() and (run_dir / "run.json").is_file()):
         shutil.rmtree(run_dir, ignore_errors=True)

@@ -139,13 +139,14 @@ def test_normalisation_of_the_weights_is_recorded_and_exported(transfer_run, tmp
 
     out, run, _ = transfer_run
     assert run["preprocessing"] == IMAGENET_PREP
-    assert run["transfer"]["source"]["weights"]
+    assert run["weights"]["kind"] == "run" and run["transfer"]["source"]["spec"]
     bundle = tmp_path / "bundle"
     man = json.loads(run_cli("export", "--weights", str(out), "-o", str(bundle), "--json").stdout)
     assert man["preprocessing"] == IMAGENET_PREP  # the device scripts normalise from this block
     (entry,) = man["models"]
     embedded = edgelib.Model((bundle / entry["file"]).read_bytes()).meta
     assert embedded["preprocessing"] == IMAGENET_PREP and embedded["num_classes"] == 2
+    assert man["source"]["pretrained"]["sha256"] == run["weights"]["sha256"]  # provenance travels on
     # the export measured the float model on the run's validation images with the same normalisation
     assert entry["accuracy"]["float_top1"] == pytest.approx(run["evaluation"]["top1"], abs=1e-4)
 
