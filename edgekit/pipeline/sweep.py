@@ -41,6 +41,10 @@ class SweepConfig:
     output: str = "edgekit-out/sweep"
     db: str | None = None
     seed: int = 0
+    weights: str | None = None  # pretrained weights: every trained cell fine-tunes them (pipeline.transfer)
+    fine_tune: str | None = None  # stage 2 of the fine-tune; None: the default (pipeline.backbone)
+    fine_tune_epochs: int = 10
+    fine_tune_lr: float | None = None
 
     def __post_init__(self) -> None:
         if not self.alphas or not self.resolutions:
@@ -51,6 +55,10 @@ class SweepConfig:
             raise UsageError(
                 "--latency-only measures random weights; leave out --data (or drop --latency-only)"
             )
+        if self.weights is not None and (self.data is None or self.epochs < 1):
+            raise UsageError("--weights fine-tunes every cell: give --data and --epochs of at least 1")
+        if self.fine_tune is not None and self.weights is None:
+            raise UsageError("--fine-tune needs --weights (pretrained weights to fine-tune)")
         if self.val_data is not None and self.data is None:
             raise UsageError("--val-data needs --data (the training images)")
         if self.min_seconds < 0:
@@ -89,6 +97,9 @@ def sweep_key(cfg: SweepConfig, model_cfg, point: Point) -> str:
         parts["val_data"] = str(Path(cfg.val_data).resolve()) if cfg.val_data else None
         parts["epochs"] = cfg.epochs
         parts["seed"] = cfg.seed
+    if cfg.weights:  # only then, so keys of sweeps from scratch stay as they were
+        parts["weights"] = cfg.weights if cfg.weights == "imagenet" else str(Path(cfg.weights).resolve())
+        parts["fine_tune"] = [_fine_tune(cfg), cfg.fine_tune_epochs, cfg.fine_tune_lr]
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
     return f"{model_cfg.family}/a{point.alpha:g}/r{point.resolution}/{parts['mode']}/{digest}"
 
@@ -112,6 +123,17 @@ def run_sweep(cfg: SweepConfig, progress: Progress = lambda _m: None) -> dict:
         )
     points = [Point(a, r) for a in cfg.alphas for r in cfg.resolutions]
     from edgekit.models import variant_name  # noqa: PLC0415
+
+    cells_skipped = []
+    if cfg.weights:  # only the cells the weights fit (for imagenet: those with published weights)
+        from edgekit.pipeline.backbone import unfit_cells  # noqa: PLC0415
+
+        why = unfit_cells(cfg.weights, [_model_config(cfg, p, classes) for p in points], cfg.data, progress)
+        for point, reason in zip(points, why, strict=True):
+            if reason:
+                progress(f"α={point.alpha:g} {point.resolution}px: skipped, {reason}")
+                cells_skipped.append({"alpha": point.alpha, "resolution": point.resolution, "reason": reason})
+        points = [p for p, reason in zip(points, why, strict=True) if not reason]
 
     done, skipped, steps, failures, lost = [], [], [], [], []
     with open_store(cfg.db) as store:
@@ -157,6 +179,8 @@ def run_sweep(cfg: SweepConfig, progress: Progress = lambda _m: None) -> dict:
         steps=steps,
         failures=failures,
         unrecorded=[asdict(o) for o in lost],  # results the database refused, kept in files
+        weights=cfg.weights,
+        cells_skipped=cells_skipped,
         total_s=round(time.perf_counter() - t_start, 1),
     )
     return summary
@@ -261,22 +285,37 @@ def train(cfg: SweepConfig, mcfg, run_dir: Path, progress: Progress) -> str:
     A finished run folder from an interrupted sweep is reused; a started one is resumed.
     """
     from edgekit.bundle.runfolder import RUN_JSON  # noqa: PLC0415
+    from edgekit.config import WeightsRequest  # noqa: PLC0415
+    from edgekit.pipeline.backbone import HEAD_LR  # noqa: PLC0415
     from edgekit.pipeline.train import TrainConfig  # noqa: PLC0415
-    from edgekit.pipeline.train import train as train_model  # noqa: PLC0415
+    from edgekit.pipeline.transfer import run_training  # noqa: PLC0415
 
     if (run_dir / RUN_JSON).is_file():
         return str(run_dir)
     tcfg = TrainConfig(
-        model=mcfg,
+        # with weights the architecture comes from them; the cell's α and resolution are checked
+        model=None if cfg.weights else mcfg,
+        weights_request=WeightsRequest(mcfg.family, mcfg.alpha, mcfg.resolution) if cfg.weights else None,
         data=cfg.data,
         output=str(run_dir),
         val_data=cfg.val_data,
         epochs=cfg.epochs,
         seed=cfg.seed,
+        weights=cfg.weights,
+        fine_tune=_fine_tune(cfg),
+        **({"lr": HEAD_LR} if cfg.weights else {}),
+        fine_tune_epochs=cfg.fine_tune_epochs,
+        fine_tune_lr=cfg.fine_tune_lr,
     )
     resume = (run_dir / "checkpoints" / "state.json").is_file()
-    train_model(tcfg, progress=progress, resume=resume)
+    run_training(tcfg, progress=progress, resume=resume)
     return str(run_dir)
+
+
+def _fine_tune(cfg: SweepConfig) -> str:
+    from edgekit.pipeline.backbone import DEFAULT_FINE_TUNE  # noqa: PLC0415
+
+    return cfg.fine_tune or DEFAULT_FINE_TUNE
 
 
 def _data_labels(data: str) -> tuple[str, ...]:
