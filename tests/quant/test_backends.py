@@ -13,7 +13,7 @@ from edgekit.device_scripts import edgelib
 tq = pytest.importorskip("edgekit.converters.tflite_quantize")
 pytest.importorskip("ai_edge_quantizer", reason="ai-edge-quantizer not installed (pip install 'edgekit[quantizer]')")
 
-pytestmark = [pytest.mark.tf]
+pytestmark = [pytest.mark.tf, pytest.mark.slow]
 
 PREP = {"size": [16, 16], "mean": [127.5] * 3, "std": [127.5] * 3}
 
@@ -28,7 +28,7 @@ def tiny(tmp_path_factory):
     keras.utils.set_random_seed(0)
     ds = D.open_dataset("builtin:digits")
     train, val = D.stratified_split(ds, 0.25, seed=0)
-    xt = D.decode(train, PREP)
+    xt = D.decode(train, PREP, limit=700, seed=0)
     xv = D.decode(val, PREP, limit=200, seed=0)
     inp = keras.Input((16, 16, 3))
     x = keras.layers.Conv2D(16, 3, activation="relu6", padding="same")(inp)
@@ -38,7 +38,7 @@ def tiny(tmp_path_factory):
     x = keras.layers.Flatten()(x)
     model = keras.Model(inp, keras.layers.Dense(10)(x))
     model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(xt.x, xt.y, epochs=6, batch_size=32, verbose=0)
+    model.fit(xt.x, xt.y, epochs=5, batch_size=32, verbose=0)
     calib = xt.x[:64]
     with keras_tflite.saved_model(model) as saved:
         f32 = keras_tflite.convert_saved_model(saved, "float32")
