@@ -110,6 +110,19 @@ class QuantizeConfig:
 
 
 @dataclass(frozen=True)
+class WeightsRequest:
+    """What was asked for beside `--weights` (None = not given): checked against what the weights hold."""
+
+    family: str | None = None
+    alpha: float | None = None
+    resolution: int | None = None
+    classes: int | None = None
+
+    def with_(self, **changes) -> WeightsRequest:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
 class ExportConfig:
     model: ModelConfig
     precisions: tuple[str, ...] = ("int8",)
@@ -121,3 +134,4 @@ class ExportConfig:
     output: str | None = None
     preprocessing: Preprocessing | None = None
     quantizer: str | None = None  # converter | litert; None = the measured default per precision
+    weights_request: WeightsRequest | None = None  # explicit flags to check the --weights against

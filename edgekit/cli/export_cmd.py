@@ -13,6 +13,8 @@ from edgekit.cli.options import (
     output_option,
     quantize_option,
     quantizer_option,
+    weights_option,
+    weights_request,
 )
 from edgekit.cli.output import console, print_json, progress_steps
 from edgekit.config import DEFAULT_CALIBRATION_SAMPLES
@@ -21,12 +23,7 @@ from edgekit.config import DEFAULT_CALIBRATION_SAMPLES
 @click.command()
 @model_options
 @labels_option()
-@click.option(
-    "--weights",
-    type=click.Path(),
-    default=None,
-    help="A saved Keras model (.keras) or a training run folder.",
-)
+@weights_option
 @click.option(
     "--calibration",
     default=None,
@@ -95,6 +92,11 @@ def export(
         classes = len(labels)
     if calibration_samples < 1:
         raise UsageError(f"--calibration-samples must be at least 1; received {calibration_samples}")
+    request = None
+    if weights:  # the flags given explicitly are checked against what the weights hold
+        request = weights_request(
+            click.get_current_context(), model=model, alpha=alpha, rho=rho, resolution=resolution, classes=classes
+        )
     cfg = ExportConfig(
         model=resolve_config(
             model, alpha=alpha, rho=rho, resolution=resolution, classes=classes, shortcut=shortcut
@@ -107,6 +109,7 @@ def export(
         labels=labels,
         output=output,
         quantizer=quantizer,
+        weights_request=request,
     )
     from edgekit.pipeline.export import export_bundle  # noqa: PLC0415
 

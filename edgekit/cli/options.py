@@ -121,3 +121,33 @@ quantizer_option = click.option(
     help="Who quantizes: TFLite's converter, or the LiteRT Quantizer (ai-edge-quantizer; int8 and dynamic). "
     "Default: the back end measured more accurate for each precision (README, int8 section).",
 )
+
+
+weights_option = click.option(
+    "--weights",
+    default=None,
+    metavar="SOURCE",
+    help="Pretrained weights: imagenet (downloaded once, cached), a run or bundle folder, or a "
+    ".keras/.h5/.tflite/.pth/.onnx file (README: Pretrained weights).",
+)
+
+
+def weights_request(ctx: click.Context, **given):
+    """What the user asked for beside --weights: only flags given on the command line (or by env), so
+    defaults never contradict the weights. `given` maps parameter names to their parsed values."""
+    from click.core import ParameterSource  # noqa: PLC0415
+
+    from edgekit.config import WeightsRequest  # noqa: PLC0415
+
+    explicit = {
+        k: v
+        for k, v in given.items()
+        if v is not None and ctx.get_parameter_source(k) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    }
+    if "model" in explicit:
+        from edgekit.models import get_family  # noqa: PLC0415
+
+        explicit["family"] = get_family(explicit.pop("model")).name
+    if "rho" in explicit:
+        explicit["resolution"] = int(round(224 * explicit.pop("rho")))
+    return WeightsRequest(**{k: explicit.get(k) for k in ("family", "alpha", "resolution", "classes")})

@@ -88,6 +88,8 @@ def variant_name(cfg: ModelConfig) -> str:
     if cfg.family == "mobilenet_v1":
         return f"mobilenet_v1_{round((cfg.alpha or 1.0) * 100):03d}_{cfg.resolution}"
     name = cfg.family
+    if cfg.family not in _FAMILIES:  # a model imported from elsewhere (an ONNX classifier)
+        return f"{name}_{cfg.resolution}"
     if cfg.resolution != _FAMILIES[cfg.family].default_resolution:
         name += f"_{cfg.resolution}"
     if cfg.shortcut and cfg.shortcut != "B":

@@ -87,7 +87,7 @@ def convert_bundle(cfg: ConvertConfig, progress: Progress = lambda _m: None) -> 
     if len(inputs) != 1:
         raise ModelFileError(f"{cfg.onnx} has {len(inputs)} inputs; an image classifier has exactly one")
     shape = onnx_check.static_shape(inputs[0])
-    layout, (h, w, c) = _image_layout(shape, onnx_keras.input_layout(model), cfg.onnx)
+    layout, (h, w, c) = image_layout(shape, onnx_keras.input_layout(model), cfg.onnx)
     backend = _pick_backend(cfg.backend, model)  # before the slow steps: a refusal comes at once
     name = cfg.name or _safe_name(Path(cfg.onnx).stem)
     out = Path(cfg.output) if cfg.output else Path("edgekit-out") / name
@@ -158,7 +158,7 @@ def convert_bundle(cfg: ConvertConfig, progress: Progress = lambda _m: None) -> 
     return out, manifest
 
 
-def _image_layout(shape: list, layout: str, path: str) -> tuple[str, tuple[int, int, int]]:
+def image_layout(shape: list, layout: str, path: str) -> tuple[str, tuple[int, int, int]]:
     if len(shape) != 4 or any(d is None for d in shape[1:]):
         raise ModelFileError(
             f"{path} has input shape {shape}; expected a fixed-size image batch [N, C, H, W] or [N, H, W, C]",
