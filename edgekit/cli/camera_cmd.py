@@ -7,7 +7,14 @@ from pathlib import Path
 import click
 
 from edgekit.cli.fleet import is_fleet
-from edgekit.cli.options import all_devices_option, device_option, json_option, labels_option, threads_option
+from edgekit.cli.options import (
+    all_devices_option,
+    device_option,
+    json_option,
+    labels_option,
+    parallel_option,
+    threads_option,
+)
 
 
 @click.command()
@@ -25,10 +32,11 @@ from edgekit.cli.options import all_devices_option, device_option, json_option, 
 @click.option("--realtime", is_flag=True, help="Pace a video file like a live camera (frames may drop).")
 @device_option()
 @all_devices_option
+@parallel_option
 @json_option
 def camera(
     model_or_bundle, source, camera_index, picamera2, max_frames, log_file, threads, top_k, labels_file, realtime,
-    device, all_devices, as_json,
+    device, all_devices, parallel, as_json,
 ) -> None:  # fmt: skip
     """Classify frames: every frame of a video in order, or the newest frame of a live camera.
 
@@ -65,7 +73,9 @@ def camera(
         store.record("camera", doc, manifest=ref.manifest, device=doc["device"])
         return doc
 
-    run_on_devices(device, all_devices, job, title="camera", as_json=as_json, show=_print)
+    run_on_devices(
+        device, all_devices, job, title="camera", as_json=as_json, show=_print, max_parallel=parallel
+    )
 
 
 def _print(doc: dict) -> None:

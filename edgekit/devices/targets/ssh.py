@@ -135,14 +135,21 @@ def fingerprint(key: str) -> str:
 # --------------------------------------------------------------------------- the target
 
 
+def multiplexing() -> bool:
+    """One SSH connection per device carries all its commands (ControlMaster), unless
+    EDGEKIT_SSH_MULTIPLEX=0 asks for a fresh connection per command (slower; for comparison)."""
+    return os.environ.get("EDGEKIT_SSH_MULTIPLEX", "1").strip().lower() not in ("0", "no", "false", "off")
+
+
 class SSHTarget(Target):
     """A device reached with `ssh`/`scp`; see the module docstring for the safety rules."""
 
-    def __init__(self, spec: DeviceSpec, connect_timeout: float = CONNECT_TIMEOUT_S) -> None:
+    def __init__(self, spec: DeviceSpec, connect_timeout: float | None = None) -> None:
         super().__init__(spec)
 
         self.addr = parse_ssh_address(spec.address)
-        self.connect_timeout = connect_timeout
+        # the device entry may allow a slow link more time (`devices add --connect-timeout S`)
+        self.connect_timeout = float(connect_timeout or spec.options.get("connect_timeout") or CONNECT_TIMEOUT_S)
         self._home: str | None = None
         self._dir: str | None = None
         self._lock = threading.Lock()
@@ -183,6 +190,9 @@ class SSHTarget(Target):
             "ControlPersist": "60",
             "LogLevel": "ERROR",
         }
+        if not multiplexing():  # one TCP + SSH handshake per command (EDGEKIT_SSH_MULTIPLEX=0)
+            opts.update(ControlMaster="no", ControlPath="none")
+            opts.pop("ControlPersist")
         out = []
         for k, v in opts.items():
             out += ["-o", f"{k}={v}"]
