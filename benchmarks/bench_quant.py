@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -75,6 +77,10 @@ def bench_model(name: str, saved: str, f32: bytes, calib_pool, x, y, float_out, 
         progress(f"{name}: converter int8, {n} calibration images")
         rows.append(measure(f"int8, {n} calibration images", conv("int8", calib_pool[:n]), float_out, x, y,
                             {"backend": "converter", "precision": "int8", "calibration": n}))  # fmt: skip
+        q = lq.quantize_tflite(f32, tq.Recipe(), calib_pool[:n])
+        rows.append(measure(f"int8, {n} calibration images", q, float_out, x, y,
+                            {"backend": "litert", "precision": "int8", "calibration": n}))  # fmt: skip
+        _save(rows)
     progress(f"{name}: converter per-tensor")
     rows.append(measure("int8, per-tensor weights", conv("int8", cal, per_channel=False), float_out, x, y,
                         {"backend": "converter", "precision": "int8", "calibration": n_default}))  # fmt: skip
@@ -82,12 +88,12 @@ def bench_model(name: str, saved: str, f32: bytes, calib_pool, x, y, float_out, 
         rows.append(measure(p, conv(p), float_out, x, y, {"backend": "converter", "precision": p}))
     litert_rows = [
         ("static_wi8_ai8 as shipped (moving-average ranges)", tq.Recipe(ranges="ema")),
-        ("true min/max ranges (edgekit default)", tq.Recipe()),
         ("percentile 99.99 ranges", tq.Recipe(ranges="percentile", percentile=99.99)),
         ("percentile 99.9 ranges", tq.Recipe(ranges="percentile", percentile=99.9)),
         ("MSE weight clipping", tq.Recipe(weights="mse")),
         ("OCTAV weight clipping", tq.Recipe(weights="octav")),
         ("per-tensor weights", tq.Recipe(per_channel=False)),
+        ("int16 activations (static_wi8_ai16)", tq.Recipe(activation_bits=16)),
         ("dynamic", tq.Recipe(precision="dynamic")),
     ]
     for label, recipe in litert_rows:
@@ -95,6 +101,7 @@ def bench_model(name: str, saved: str, f32: bytes, calib_pool, x, y, float_out, 
         q = lq.quantize_tflite(f32, recipe, cal if recipe.precision == "int8" else None)
         rows.append(measure(label, q, float_out, x, y, {"backend": "litert", "precision": recipe.precision,
                                                           "calibration": n_default if recipe.precision == "int8" else None}))  # fmt: skip
+        _save(rows)
     if y is not None:
         base_c = conv("int8", cal)
         progress(f"{name}: --max-drop 0.5 through the converter")
@@ -103,12 +110,17 @@ def bench_model(name: str, saved: str, f32: bytes, calib_pool, x, y, float_out, 
         rows.append(measure("--max-drop 0.5", flat, float_out, x, y, _budget_extra("converter", rep)))
         base_l = lq.quantize_tflite(f32, tq.Recipe(), cal)
         progress(f"{name}: --max-drop 0.5 through the LiteRT Quantizer")
-        flat, rep = lq.litert_budget(f32, base_l, tq.Recipe(), calib=cal, x_eval=x, y_eval=y,
-                                     float_out=float_out, budget=qz.Budget(0.5))  # fmt: skip
+        flat, rep = lq.litert_search(f32, tq.Recipe(), cal)(base_l, x_eval=x, y_eval=y, float_out=float_out,
+                                                            budget=qz.Budget(0.5))  # fmt: skip
         rows.append(measure("--max-drop 0.5", flat, float_out, x, y, _budget_extra("litert", rep)))
     for r in rows:
         r["model"] = name
     return rows
+
+
+def _save(rows: list[dict]) -> None:
+    """Partial results as they come (a long run that fails late keeps what it measured)."""
+    (Path(tempfile.gettempdir()) / "bench_quant.partial.json").write_text(json.dumps(rows, indent=1, default=str))
 
 
 def _budget_extra(backend: str, rep: dict) -> dict:
@@ -196,6 +208,9 @@ def main(argv=None) -> None:
     with keras_tflite.saved_model(model) as saved:
         f32 = keras_tflite.convert_saved_model(saved, "float32")
         rows = bench_model("mobilenet_v1_025_128", saved, f32, calib_pool, x, y, float_out)
+    qat = measure("TF's own QAT uint8 model (the file rebuilt from)", TFLITE.read_bytes(), float_out, x, y,
+                  {"backend": "TF QAT", "precision": "uint8", "model": "mobilenet_v1_025_128"})  # fmt: skip
+    rows.insert(1, qat)
     keras_top1 = float(np.mean(float_out.argmax(-1) == y))
     best = _defaults(rows)
     cpu = edgelib.cpu_info()
@@ -218,7 +233,7 @@ def main(argv=None) -> None:
     }
     body = render(rows, meta)
     print(body)
-    (ROOT / "benchmarks" / "bench_quant.json").write_text(json.dumps({"rows": rows, "meta": meta}, indent=1, default=str))
+    _save(rows)
     if not args.no_write:
         write_section("bench_quant", body)
 
@@ -233,7 +248,7 @@ def _defaults(rows: list[dict]) -> dict:
     """Per precision, the back end whose default row agrees more with float (ties: the converter)."""
     pick = {}
     for precision, conv_row, lit_row in (
-        ("int8", f"int8, {DEFAULT_N} calibration images", "true min/max ranges (edgekit default)"),
+        ("int8", f"int8, {DEFAULT_N} calibration images", f"int8, {DEFAULT_N} calibration images"),
         ("dynamic", "dynamic", "dynamic"),
     ):
         c = next(r for r in rows if r["backend"] == "converter" and r["row"] == conv_row)
@@ -243,8 +258,44 @@ def _defaults(rows: list[dict]) -> dict:
     return pick
 
 
+def _find(rows, backend, row):
+    return next((r for r in rows if r["backend"] == backend and r["row"] == row), None)
+
+
 def _notes(rows, best, cpu) -> list[str]:
-    return []
+    """The goal lines and what to ship, computed from the rows above."""
+    notes = []
+    d = f"int8, {DEFAULT_N} calibration images"
+    for backend in ("converter", "litert"):
+        r = _find(rows, backend, d)
+        met = r["drop_points"] <= 0.5 and r["agreement"] >= 0.97
+        notes.append(
+            f"- Goal (defaults, {backend}): top-1 within 0.5 points and agreement ≥ 97 %: "
+            f"{'**met**' if met else '**not met**'} (drop {r['drop_points']:+.2f} points, interval "
+            f"{r['drop_ci95_points']}, agreement {r['agreement']:.1%})."
+        )
+    for r in rows:
+        if r["row"] == "--max-drop 0.5":
+            layers = ", ".join(r.get("float_layers") or []) or "none (full int8 was within budget)"
+            notes.append(
+                f"- `--max-drop 0.5` through the {r['backend']}: drop {r['drop_points']:+.2f} points "
+                f"(budget {'met' if r.get('budget_met') else 'not met'}); layers kept in float: {layers}"
+                + (f"; host latency ×{r['latency_change']}" if r.get("latency_change") else "")
+                + ". The search measures on the same val photos it reports on, so its drop is optimistic."
+            )
+    f32 = _find(rows, "converter", "float32 (reference)")
+    i8 = _find(rows, "converter", d)
+    fast = min((r for r in rows if r["precision"] in ("float32", "float16", "dynamic") or r["row"] == d),
+               key=lambda r: r["latency_ms"])  # fmt: skip
+    notes.append(
+        f"- Which precision to ship: {edgelib.int8_speed_note(cpu)} Here int8 runs {i8['latency_ms']:.2f} ms "
+        f"vs float32 {f32['latency_ms']:.2f} ms (×{i8['latency_ms'] / f32['latency_ms']:.2f}); the fastest "
+        f"row is {fast['precision']} ({fast['backend']}, {fast['latency_ms']:.2f} ms). On this x86 host ship "
+        f"{'int8' if fast is i8 else fast['precision']} for speed (int8 for size: "
+        f"{i8['size_bytes'] / 1e6:.2f} MB vs {f32['size_bytes'] / 1e6:.2f} MB); on ARM devices (Pi, phones) ship int8."
+    )
+    notes.append(f"- Measured defaults (read by tests/quant/test_cli.py): {json.dumps(best, sort_keys=True)}.")
+    return notes
 
 
 DEFAULT_N = DEFAULT_CALIBRATION_SAMPLES  # the rows the default is chosen from

@@ -51,6 +51,7 @@ class Recipe:
     weights: str = "min_max"
     percentile: float = 99.99
     float_ops: tuple[str, ...] = field(default_factory=tuple)  # output tensor names kept in float
+    activation_bits: int = 8  # 16: static_wi8_ai16 (int16 activations, symmetric; slow reference kernels)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -59,10 +60,14 @@ class Recipe:
             raise ValueError(f"ranges must be one of {', '.join(RANGES)}; received {self.ranges!r}")
         if self.weights not in WEIGHTS:
             raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}; received {self.weights!r}")
+        if self.activation_bits not in (8, 16):
+            raise ValueError(f"activation_bits must be 8 or 16; received {self.activation_bits!r}")
 
     @property
     def name(self) -> str:
-        return "static_wi8_ai8" if self.precision == "int8" else "dynamic_wi8_afp32"
+        if self.precision == "dynamic":
+            return "dynamic_wi8_afp32"
+        return f"static_wi8_ai{self.activation_bits}"
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -78,7 +83,12 @@ class Recipe:
         weight = {"num_bits": 8, "symmetric": True, "granularity": gran, "dtype": "INT"}
         if self.precision == "int8":
             op_config = {
-                "activation_tensor_config": {"num_bits": 8, "symmetric": False, "granularity": "TENSORWISE", "dtype": "INT"},
+                "activation_tensor_config": {
+                    "num_bits": self.activation_bits,
+                    "symmetric": self.activation_bits == 16,  # LiteRT's int16 kernels are symmetric only
+                    "granularity": "TENSORWISE",
+                    "dtype": "INT",
+                },
                 "weight_tensor_config": weight,
                 "compute_precision": "INTEGER",
                 "explicit_dequantize": False,
