@@ -123,6 +123,15 @@ def require():
     return quantizer
 
 
+def available() -> bool:
+    import importlib.util  # noqa: PLC0415
+
+    try:
+        return importlib.util.find_spec("ai_edge_quantizer") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def version() -> str | None:
     try:
         from importlib.metadata import version as _v  # noqa: PLC0415

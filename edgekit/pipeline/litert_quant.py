@@ -35,6 +35,8 @@ def backend_for(precision: str, requested: str | None) -> str:
     if precision == "float32":
         return "converter"  # not quantized: the float32 conversion itself
     backend = requested or DEFAULT_BACKEND[precision]
+    if requested is None and backend == "litert" and not tq.available():
+        backend = "converter"  # a measured default never makes the optional extra mandatory
     if backend == "litert" and precision not in tq.PRECISIONS:
         raise UsageError(
             f"--quantizer litert makes {' and '.join(tq.PRECISIONS)}, not {precision}",

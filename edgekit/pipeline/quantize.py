@@ -57,7 +57,7 @@ def paired_drop(float_correct: np.ndarray, q_correct: np.ndarray) -> dict:
         return {"drop_points": None, "drop_ci95_points": None, "float_only_right": 0, "int8_only_right": 0}
     bb, cc, nn = b + 0.5, c + 0.5, n + 2.0
     d = (bb - cc) / nn
-    se = np.sqrt(max((bb + cc) - (bb - cc) ** 2 / nn, 0.0)) / nn
+    se = float(np.sqrt(max((bb + cc) - (bb - cc) ** 2 / nn, 0.0))) / nn
     return {
         "drop_points": round((b - c) / n * 100, 2),
         "drop_ci95_points": [round((d - Z95 * se) * 100, 2), round((d + Z95 * se) * 100, 2)],
@@ -75,7 +75,7 @@ def agreement_interval(agree: np.ndarray) -> dict:
     p = float(a.mean())
     den = 1 + Z95**2 / n
     mid = (p + Z95**2 / (2 * n)) / den
-    half = Z95 * np.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / den
+    half = Z95 * float(np.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n))) / den
     return {"agreement": round(p, 4), "agreement_ci95": [round(mid - half, 4), round(mid + half, 4)]}
 
 
