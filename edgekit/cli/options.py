@@ -154,8 +154,14 @@ def weights_request(ctx: click.Context, **given):
     }
     if "model" in explicit:
         from edgekit.models import get_family  # noqa: PLC0415
+        from edgekit.models.registry import parse_variant_name  # noqa: PLC0415
 
-        explicit["family"] = get_family(explicit.pop("model")).name
+        name = explicit.pop("model")
+        explicit["family"] = get_family(name).name
+        variant = parse_variant_name(name)  # mobilenet_v1_050_160 names α and resolution too
+        if variant is not None:
+            explicit.setdefault("alpha", variant.alpha)
+            explicit.setdefault("resolution", variant.resolution)
     if "rho" in explicit:
         explicit["resolution"] = int(round(224 * explicit.pop("rho")))
     return WeightsRequest(**{k: explicit.get(k) for k in ("family", "alpha", "resolution", "classes")})

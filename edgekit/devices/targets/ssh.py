@@ -22,9 +22,11 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -398,6 +400,35 @@ class SSHTarget(Target):
     def describe(self) -> dict:
         return {**super().describe(), "address": str(self.addr)}
 
+    # ----------------------------------------------------------------- port forwarding
+
+    def forward(self, local_port: int, remote_port: int, remote_host: str = "127.0.0.1") -> Tunnel:
+        """`ssh -N -L 127.0.0.1:local_port:remote_host:remote_port`, checked like every connection
+        (pinned host key, BatchMode) but on a connection of its own, so it ends with close()."""
+        argv = [
+            _require("ssh"),
+            # first value wins in ssh: these must come before _opts()'s ControlMaster/ControlPath
+            "-o", "ControlMaster=no", "-o", "ControlPath=none", "-o", "ExitOnForwardFailure=yes",
+            *self._opts(), "-N", "-L", f"127.0.0.1:{local_port}:{remote_host}:{remote_port}",
+            "-p", str(self.addr.port), "--", self.addr.host,
+        ]  # fmt: skip
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        tunnel = Tunnel(proc, local_port)
+        deadline = time.monotonic() + self.connect_timeout * 2
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                stderr = proc.stderr.read().decode("utf-8", "replace")
+                if any(rx.search(stderr) for rx, _ in _SSH_ERRORS):
+                    self._raise_for_ssh(stderr, f"forwarding port {local_port}")
+                last = stderr.strip().splitlines()[-1] if stderr.strip() else f"ssh exited {proc.returncode}"
+                raise DeviceError(f"forwarding 127.0.0.1:{local_port} to {self.name} failed: {last}")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", local_port)) == 0:
+                    return tunnel
+            time.sleep(0.05)
+        tunnel.close()
+        raise DeviceError(f"forwarding 127.0.0.1:{local_port} to {self.name}: no tunnel after {self.connect_timeout * 2:g} s")
+
     def close(self) -> None:
         """Stop the master connection and remove the control folder."""
         d, self._dir = self._dir, None
@@ -411,6 +442,25 @@ class SSHTarget(Target):
                     timeout=10,
                 )
         shutil.rmtree(d, ignore_errors=True)
+
+
+class Tunnel:
+    """A running `ssh -L`; close() ends it."""
+
+    def __init__(self, proc: subprocess.Popen, local_port: int) -> None:
+        self.proc = proc
+        self.local_port = local_port
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        with contextlib.suppress(Exception):
+            self.proc.stderr.close()
 
 
 _ADDR_RE = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>\[[0-9A-Fa-f:]+\]|[^:@\s\[\]]+)(?::(?P<port>\d+))?$")
