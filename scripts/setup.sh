@@ -27,7 +27,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[tf,dev,onnx]"
+.venv/bin/python -m pip install -q -e ".[tf,dev,onnx,quantizer]"
 # torch==2.13.0 resolves to the local CPU wheel here; where it cannot install, the ONNX tests that
 # export PyTorch models skip and say why (any other torch version would download GBs of CUDA).
 .venv/bin/python -m pip install -q -e ".[onnx-test]" || echo "setup: torch==2.13.0 not installable; PyTorch-based ONNX tests will skip" >&2

@@ -23,10 +23,25 @@ FLOAT_MODEL = "float_model.keras"
 
 
 def calibration_record(calib) -> dict:
-    """The manifest's `calibration` block: where the representative images (an ImageBatch) came from."""
+    """The manifest's `calibration` block: where the representative images (an ImageBatch) came from,
+    and a warning when there were fewer than the measured default."""
+    from edgekit.config import DEFAULT_CALIBRATION_SAMPLES  # noqa: PLC0415
+
+    n = int(calib.x.shape[0])
+    warning = (
+        {
+            "warning": f"calibrated on {n} images, fewer than the {DEFAULT_CALIBRATION_SAMPLES} measured to "
+            "be needed for stable int8 ranges on real photos (BENCHMARKS.md, bench_quant): int8 may lose more "
+            "accuracy than it has to; pass --calibration with more images"
+        }
+        if n < DEFAULT_CALIBRATION_SAMPLES and not calib.synthetic
+        else {}
+    )
     return {
         "source": calib.source,
-        "samples": int(calib.x.shape[0]),
+        "samples": n,
+        "recommended_samples": DEFAULT_CALIBRATION_SAMPLES,
+        **warning,
         "synthetic": calib.synthetic,
         "skipped": list(calib.skipped),
         "note": (

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "runs": ("edgekit.cli.runs_cmd", "runs", "Recorded runs: list, show, export as CSV."),
     "report": ("edgekit.cli.report_cmd", "report", "HTML/Markdown report: results, Pareto plot, latency."),
     "sweep": ("edgekit.cli.sweep_cmd", "sweep", "α × resolution sweep: export, profile, eval, Pareto."),
+    "quantize": ("edgekit.cli.quantize_cmd", "quantize", "Any float .tflite -> int8 with the LiteRT Quantizer (no TensorFlow)."),
 }
 
 

@@ -123,6 +123,13 @@ db_option = click.option(
     envvar="EDGEKIT_DB",
     help="Results database (default: EDGEKIT_DB, else results.db in EDGEKIT_HOME or the user data dir).",
 )
+quantizer_option = click.option(
+    "--quantizer",
+    type=click.Choice(["converter", "litert"]),
+    default=None,
+    help="Who quantizes: TFLite's converter, or the LiteRT Quantizer (ai-edge-quantizer; int8 and dynamic). "
+    "Default: the back end measured more accurate for each precision (README, int8 section).",
+)
 
 
 weights_option = click.option(
