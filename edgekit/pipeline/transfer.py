@@ -27,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.bundle.atomic import write_json_atomic
 from edgekit.bundle.keras_model import load_keras
-from edgekit.bundle.manifest import LABELS, SCHEMA_VERSION, write_json_atomic
+from edgekit.bundle.manifest import LABELS, SCHEMA_VERSION
 from edgekit.bundle.runfolder import MODEL_FILE, RUN_JSON, SAMPLES
 from edgekit.config import ModelConfig, Preprocessing
 from edgekit.data import datasets as D

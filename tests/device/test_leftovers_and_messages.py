@@ -13,7 +13,8 @@ import time
 import psutil
 import pytest
 
-from edgekit.bundle.manifest import read_manifest, sha256_file, write_json_atomic
+from edgekit.bundle.atomic import write_json_atomic
+from edgekit.bundle.manifest import read_manifest, sha256_file
 from edgekit.errors import EdgekitError
 from tests.conftest import run_cli
 from tests.device.conftest import int8_model
