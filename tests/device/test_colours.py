@@ -41,6 +41,7 @@ def _rgb_halves(x: np.ndarray) -> tuple:
     return tuple(np.median(x[: h // 3], axis=(0, 1))), tuple(np.median(x[-h // 3 :], axis=(0, 1)))
 
 
+@pytest.mark.tf  # OpenCV and LiteRT ([tf] extra)
 @pytest.mark.parametrize("fmt", sorted(EXPECTED))
 def test_picamera2_red_reaches_the_model_as_red(camera_script, fmt):
     cc = camera_script
@@ -76,6 +77,7 @@ def test_byte_orders_convert_once():
         pixels.to_rgb(rgb, "YUV")
 
 
+@pytest.mark.tf  # OpenCV and LiteRT ([tf] extra)
 def test_picamera2_colours_through_the_script_and_the_live_view(tmp_path):
     """The real script with the fake camera: the model's view served to the browser is red over blue."""
     import cv2
@@ -104,6 +106,7 @@ def test_picamera2_colours_through_the_script_and_the_live_view(tmp_path):
     assert doc["end_reason"] == "interrupted" and doc["frames"] >= 1
 
 
+@pytest.mark.tf  # OpenCV and LiteRT ([tf] extra)
 @pytest.mark.parametrize("crop", ["none", "center"])
 def test_desktop_eval_and_camera_preprocess_alike(camera_script, tmp_path, crop):
     """One photo through the desktop's loader, eval_images.py's and the camera script's preprocessing:

@@ -32,7 +32,10 @@ from tests.device.livehelpers import (
 PHASES = 15  # alternating without / with the slow viewer, starting and ending without
 PHASE_S = 0.25
 
-pytestmark = pytest.mark.skipif(not MODEL.is_file(), reason=f"the shared real model is not at {MODEL}")
+pytestmark = [
+    pytest.mark.skipif(not MODEL.is_file(), reason=f"the shared real model is not at {MODEL}"),
+    pytest.mark.tf,  # OpenCV and LiteRT ([tf] extra)
+]
 
 
 @pytest.fixture(scope="module")

@@ -124,6 +124,7 @@ def test_npz_eval_needs_no_image_decoder(device_venv, tiny_bundle, digits_dir, t
     assert doc["data"]["kind"] == "npz" and len(doc["predictions"]) == 36
 
 
+@pytest.mark.tf  # the device venv is built from this venv's OpenCV and LiteRT
 def test_live_view_runs_where_desktop_packages_cannot_be_imported(tmp_path):
     """classify_camera.py --serve (liveview.py, pixels.py) with edgekit, TensorFlow and click blocked."""
     from tests.device.livehelpers import LABELS, MODEL, write_photo_video
