@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import io
 import json
+import math
 import os
 import platform
 import sys
@@ -73,6 +74,38 @@ def _op_resolver(runtime: str):
     return OpResolverType
 
 
+class NotAClassifier(ValueError):
+    """A model that loads but has no input or no output tensor to feed or read."""
+
+
+class TooLarge(ValueError):
+    """A model whose tensors would take more memory than any device has (a corrupt shape)."""
+
+
+DEFAULT_MAX_TENSOR_BYTES = 4 << 30
+
+
+def max_tensor_bytes() -> int:
+    try:
+        return max(1, int(os.environ.get("EDGEKIT_MAX_TENSOR_BYTES", DEFAULT_MAX_TENSOR_BYTES)))
+    except ValueError:
+        return DEFAULT_MAX_TENSOR_BYTES
+
+
+def declared_tensor_bytes(interpreter) -> int:
+    """The bytes a model's tensors declare (read before anything is allocated)."""
+    total = 0
+    for d in interpreter.get_tensor_details():
+        n = 1
+        for s in d["shape"]:
+            n *= max(int(s), 1)
+        try:
+            total += n * np.dtype(d["dtype"]).itemsize
+        except TypeError:
+            total += n
+    return total
+
+
 class Model:
     """A loaded `.tflite` with float-in / float-out helpers that handle (de)quantization."""
 
@@ -90,9 +123,18 @@ class Model:
                 self.runtime
             ).BUILTIN_WITHOUT_DEFAULT_DELEGATES
         self.interpreter = Interpreter(**kwargs)
+        declared, cap = declared_tensor_bytes(self.interpreter), max_tensor_bytes()
+        if declared > cap:  # before allocate_tensors: a corrupt shape must not take the memory first
+            raise TooLarge(
+                f"it declares {declared / 2**30:.1f} GiB of tensors, over the {cap / 2**30:g} GiB cap "
+                "(EDGEKIT_MAX_TENSOR_BYTES): corrupt, or far too large for a device"
+            )
         self.interpreter.allocate_tensors()
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
+        inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        if not inputs or not outputs:
+            raise NotAClassifier(f"it has no {'input' if not inputs else 'output'} tensors")
+        self.n_inputs, self.n_outputs = len(inputs), len(outputs)
+        self.input, self.output = inputs[0], outputs[0]
         self.labels, self.meta = read_embedded(content)
 
     @classmethod
@@ -353,25 +395,145 @@ def int8_speed_note(cpu: dict) -> str:
 # --------------------------------------------------------------------------- images
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+# A decompression bomb (a 6 MB JPEG of 20000 x 20000 pixels) would take gigabytes once decoded: images
+# over this many pixels, or files over MAX_IMAGE_BYTES, are skipped with a reason before any decoding.
+# 50 Mpx holds a 48 Mpx phone photo (8000 x 6000); EDGEKIT_MAX_IMAGE_PIXELS changes it (here and on a device).
+DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
+MAX_IMAGE_BYTES = 256 << 20
+
+
+def max_image_pixels() -> int:
+    try:
+        return max(1, int(os.environ.get("EDGEKIT_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS)))
+    except ValueError:
+        return DEFAULT_MAX_IMAGE_PIXELS
 
 
 class ImageReadError(ValueError):
-    """An image file that cannot be decoded (corrupt, truncated, not an image)."""
+    """An image file that cannot be decoded (corrupt, truncated, not an image, too large, not a file)."""
+
+
+def read_image_file(path: str) -> bytes:
+    """The bytes of a regular file of at most MAX_IMAGE_BYTES; ImageReadError for anything else.
+
+    Opened non-blocking, so a named pipe called x.jpg is refused instead of hanging the reader."""
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise ImageReadError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageReadError(f"{path} is not a regular file")
+        if st.st_size > MAX_IMAGE_BYTES:
+            raise ImageReadError(
+                f"{path} is {st.st_size / 2**20:.0f} MiB, over the {MAX_IMAGE_BYTES >> 20} MiB image file cap"
+            )
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(MAX_IMAGE_BYTES + 1)
+    except OSError as exc:
+        raise ImageReadError(f"cannot read {path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+
+
+def image_dimensions(data: bytes):
+    """(width, height) from a PNG, JPEG, GIF, BMP or WebP header without decoding; None if unknown."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+        return int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little")
+    if data[:2] == b"BM" and len(data) >= 26:
+        w = int.from_bytes(data[18:22], "little", signed=True)
+        h = int.from_bytes(data[22:26], "little", signed=True)
+        return abs(w), abs(h)
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 30:
+        chunk = data[12:16]
+        if chunk == b"VP8X":
+            return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
+        if chunk == b"VP8L":
+            bits = int.from_bytes(data[21:25], "little")
+            return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+        if chunk == b"VP8 ":
+            return int.from_bytes(data[26:28], "little") & 0x3FFF, int.from_bytes(data[28:30], "little") & 0x3FFF
+    if data[:2] == b"\xff\xd8":
+        return _jpeg_dimensions(data)
+    return None
+
+
+def _jpeg_dimensions(data: bytes):
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+            i += 2
+            continue
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and i + 9 <= len(data):
+            return int.from_bytes(data[i + 7 : i + 9], "big"), int.from_bytes(data[i + 5 : i + 7], "big")
+        i += 2 + length
+    return None
+
+
+def check_pixels(path: str, size) -> None:
+    """ImageReadError when an image of `size` (width, height) is over the pixel cap."""
+    if size is None:
+        return
+    w, h = int(size[0]), int(size[1])
+    cap = max_image_pixels()
+    if w * h > cap:
+        raise ImageReadError(
+            f"{path} is {w} x {h} pixels ({w * h / 1e6:.0f} Mpx), over the {cap / 1e6:g} Mpx cap "
+            "(EDGEKIT_MAX_IMAGE_PIXELS)"
+        )
+
+
+def _pil_size(data: bytes):
+    """(width, height) from Pillow's header parser (TIFF and the rest), None without Pillow."""
+    try:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as im:
+            return im.size
+    except Exception:
+        return None
+
+
+def screen_image(path: str) -> str | None:
+    """Why `path` would be skipped (not a regular file, too large, too many pixels), else None.
+
+    What the desktop checks before it ships an image to a device."""
+    try:
+        data = read_image_file(path)
+        check_pixels(path, image_dimensions(data) or _pil_size(data))
+    except ImageReadError as exc:
+        return str(exc)
+    return None
 
 
 def decode_image(path: str) -> np.ndarray:
     """RGB uint8 HxWx3 from a file, with OpenCV when present, else Pillow.
 
-    Grayscale, RGBA and CMYK become RGB. Raises ImageReadError for unreadable files.
+    Grayscale, RGBA and CMYK become RGB. Raises ImageReadError for unreadable files, files that are
+    not regular files, and images over the pixel cap (checked from the header, before decoding).
     """
+    data = read_image_file(path)
+    check_pixels(path, image_dimensions(data) or _pil_size(data))
     try:
         import cv2
     except ImportError:
         cv2 = None
     if cv2 is not None:
-        data = np.fromfile(path, dtype=np.uint8)
-        img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
         if img is not None:
+            check_pixels(path, (img.shape[1], img.shape[0]))
             return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
         # fall through: Pillow reads a few formats OpenCV does not (GIF, CMYK JPEG variants)
     try:
@@ -381,9 +543,12 @@ def decode_image(path: str) -> np.ndarray:
             raise ImageReadError("neither OpenCV nor Pillow is installed to decode images") from exc
         raise ImageReadError(f"cannot decode image {path}") from None
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(data)) as im:
+            check_pixels(path, im.size)  # the header only: nothing is decoded yet
             im.load()
             return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except ImageReadError:
+        raise
     except Exception as exc:
         raise ImageReadError(f"cannot decode image {path}: {exc.__class__.__name__}") from None
 
@@ -464,6 +629,49 @@ def list_images(root: str) -> list[str]:
     return out
 
 
+MAX_INPUT_SIDE = 8192  # preprocessing.size bound: a larger side is a corrupt manifest, not a model
+
+
+def bundle_name_problem(name):
+    """Why `name` is not a plain relative path inside a bundle (None when it is): no absolute path,
+    no `..`, no empty or `.` part, no backslash or NUL."""
+    if not isinstance(name, str) or not name:
+        return "must be a non-empty file name"
+    if name.startswith("/") or "\\" in name or "\x00" in name:
+        return "must be a relative path inside the bundle"
+    if any(part in ("", ".", "..") for part in name.split("/")):
+        return "must be a plain path inside the bundle (no `..`, `.` or empty parts)"
+    return None
+
+
+def _numbers(v, n_ok=(1, 3)) -> bool:
+    return (
+        isinstance(v, (list, tuple))
+        and len(v) in n_ok
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+    )
+
+
+def preprocessing_problem(prep):
+    """Why a `preprocessing` block cannot be used (None when it can): the size is two whole numbers
+    in [1, MAX_INPUT_SIDE], mean and std 1 or 3 finite numbers, std never 0."""
+    if not isinstance(prep, dict):
+        return "missing (an object with size, mean and std is required)" if prep is None else "must be an object"
+    size = prep.get("size")
+    if not (
+        isinstance(size, (list, tuple))
+        and len(size) == 2
+        and all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= MAX_INPUT_SIDE for s in size)
+    ):
+        return f"size must be [height, width] with each in [1, {MAX_INPUT_SIDE}]; found {size!r}"
+    for key in ("mean", "std"):
+        if key in prep and not _numbers(prep[key]):
+            return f"{key} must be 1 or 3 finite numbers; found {prep[key]!r}"
+    if "std" in prep and any(s == 0 for s in prep["std"]):
+        return f"std must not be 0; found {prep['std']!r}"
+    return None
+
+
 def default_preprocessing(model: Model) -> dict:
     """Preprocessing for a model: its embedded metadata, else a guess from its input tensor.
 
@@ -471,6 +679,9 @@ def default_preprocessing(model: Model) -> dict:
     input without metadata is fed raw pixels mapped through the input's own scale and zero-point.
     """
     if model.meta and "preprocessing" in model.meta:
+        problem = preprocessing_problem(model.meta["preprocessing"])
+        if problem:
+            raise ModelFailure(f"the model's embedded preprocessing cannot be used: {problem}")
         return dict(model.meta["preprocessing"])
     h, w = model.input_size
     if model.input["dtype"] == np.float32:
@@ -667,15 +878,37 @@ class Context:
         return f"class_{index}"
 
 
+MAX_LABELS_BYTES = 16 << 20
+BACKGROUND_LABELS = ("background", "__background__", "???", "bg")
+
+
 def read_label_file(path: str) -> list:
+    """One label per line (UTF-8, blank lines skipped); InputFailure with one line otherwise."""
     try:
+        if os.path.getsize(path) > MAX_LABELS_BYTES:
+            raise InputFailure(f"labels file {path} is over {MAX_LABELS_BYTES >> 20} MiB: not a labels file")
         with open(path, encoding="utf-8") as f:
             labels = [ln.strip() for ln in f if ln.strip()]
     except OSError as exc:
         raise InputFailure(f"cannot read labels file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise InputFailure(
+            f"labels file {path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+            f"{exc.start}): save it as UTF-8"
+        ) from None
     if not labels:
         raise InputFailure(f"labels file {path} is empty: write one label per line")
     return labels
+
+
+def duplicate_labels(labels) -> list:
+    """Labels that occur more than once, in order of first occurrence."""
+    seen, dup = set(), []
+    for lab in labels:
+        if lab in seen and lab not in dup:
+            dup.append(lab)
+        seen.add(lab)
+    return dup
 
 
 def _bundle_entry(model_path: str):
@@ -689,14 +922,45 @@ def _bundle_entry(model_path: str):
             manifest = json.load(f)
     except (OSError, ValueError):
         return None, None
-    for entry in manifest.get("models", []):
-        if entry.get("file") == os.path.basename(model_path):
+    models = manifest.get("models") if isinstance(manifest, dict) else None
+    for entry in models if isinstance(models, list) else []:
+        if isinstance(entry, dict) and entry.get("file") == os.path.basename(model_path):
             return manifest, entry
     return None, None
 
 
-def open_model(path: str, threads=None, labels_path=None, runtime=None, xnnpack: bool = True) -> Context:
-    """Check, load and describe an image classifier; raises ModelFailure/InputFailure with one line."""
+def _bundle_labels(manifest: dict, folder: str):
+    """The bundle's own labels (None when it has no labels file): inside the bundle, unique, and as
+    many as its num_classes."""
+    mpath = os.path.join(folder, "manifest.json")
+    name = manifest.get("labels_file") or "labels.txt"
+    problem = bundle_name_problem(name)
+    if problem:
+        raise ModelFailure(f"{mpath}: labels_file {name!r} {problem}")
+    lf = os.path.join(folder, name)
+    if os.path.islink(lf):
+        raise ModelFailure(f"{lf} is a symbolic link: a bundle holds plain files only (re-export it)")
+    if not os.path.isfile(lf):
+        return None
+    labels = read_label_file(lf)
+    dup = duplicate_labels(labels)
+    if dup:
+        raise ModelFailure(f"{lf} lists {dup[0]!r} twice: a bundle's labels must be unique (re-export it)")
+    n = manifest.get("num_classes")
+    if isinstance(n, int) and n != len(labels):
+        raise ModelFailure(
+            f"{mpath} says num_classes {n} but {name} has {len(labels)} labels: re-export the bundle"
+        )
+    return labels
+
+
+def open_model(
+    path: str, threads=None, labels_path=None, runtime=None, xnnpack: bool = True, labels: bool = True
+) -> Context:
+    """Check, load and describe an image classifier; raises ModelFailure/InputFailure with one line.
+
+    `labels=False` (the probe) leaves the labels out: whether they fit is the caller's concern."""
+    want_labels = labels
     if not os.path.isfile(path):
         raise ModelFailure(f"model file {path} does not exist")
     with open(path, "rb") as f:
@@ -704,6 +968,10 @@ def open_model(path: str, threads=None, labels_path=None, runtime=None, xnnpack:
     check_tflite_bytes(content, path)
     try:
         model = Model(content, threads=threads, runtime=runtime, xnnpack=xnnpack)
+    except NotAClassifier as exc:
+        raise ModelFailure(f"{path} is not an image classifier: {exc}") from None
+    except TooLarge as exc:
+        raise ModelFailure(f"{path}: {exc}") from None
     except RuntimeError as exc:
         if "no TFLite interpreter" in str(exc):
             raise DependencyFailure(str(exc)) from None
@@ -715,22 +983,23 @@ def open_model(path: str, threads=None, labels_path=None, runtime=None, xnnpack:
     manifest, entry = _bundle_entry(path)
     meta = model.meta or {}
     if manifest is not None and "preprocessing" in manifest:
+        folder = os.path.dirname(os.path.abspath(path))
+        problem = preprocessing_problem(manifest["preprocessing"])
+        if problem:
+            raise ModelFailure(f"{os.path.join(folder, 'manifest.json')}: preprocessing: {problem}")
         prep, source = dict(manifest["preprocessing"]), "manifest"
         output_kind = manifest.get("output_kind")
         precision = entry.get("precision")
-        labels = None
-        lf = os.path.join(os.path.dirname(os.path.abspath(path)), manifest.get("labels_file") or "labels.txt")
-        if os.path.isfile(lf):
-            labels = read_label_file(lf)
+        labels = _bundle_labels(manifest, folder) if want_labels else None
     else:
         prep = default_preprocessing(model)
         source = "embedded" if meta.get("preprocessing") else "guessed"
         output_kind = meta.get("output_kind")
         precision = meta.get("precision")
         labels = None
-    if labels is None:
+    if labels is None and want_labels:
         labels = model.labels
-    if labels_path:
+    if labels_path and want_labels:
         labels = read_label_file(labels_path)
     n = int(np.prod(model.output["shape"][1:]))
     if labels:
@@ -752,6 +1021,21 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _check_classifier(model: Model, path: str) -> None:
+    """One image input (float32, int8 or uint8), one output of class scores."""
+    if model.n_inputs != 1:
+        raise ModelFailure(
+            f"{path} is not an image classifier: it has {model.n_inputs} inputs; edgekit feeds one image"
+        )
+    if model.n_outputs != 1:
+        raise ModelFailure(
+            f"{path} is not an image classifier: it has {model.n_outputs} outputs; edgekit reads one "
+            "output of class scores"
+        )
+    dtype = np.dtype(model.input["dtype"])
+    if dtype not in (np.float32, np.int8, np.uint8):
+        raise ModelFailure(
+            f"{path} is not an image classifier: its input is {dtype.name}; expected float32, int8 or uint8"
+        )
     shape = model.input_shape
     out = [int(d) for d in model.output["shape"]]
     if len(shape) != 4 or shape[-1] not in (1, 3):
@@ -766,14 +1050,17 @@ def _check_classifier(model: Model, path: str) -> None:
 
 
 def _fit_labels(labels: list, n: int, where: str) -> list:
+    """Labels for n outputs. A first entry more than the outputs is dropped only when it names a
+    background class (a TF label map); anything else would shift every label by one: refused."""
     if len(labels) == n:
         return labels
-    if len(labels) == n + 1:
-        # A label map with a background entry the model has no output for (TF object-detection style).
+    if len(labels) == n + 1 and labels[0].strip().lower() in BACKGROUND_LABELS:
         warn(f"{where} has {len(labels)} entries for {n} outputs: dropping the first ({labels[0]!r})")
         return labels[1:]
-    raise InputFailure(
-        f"{where} has {len(labels)} labels but the model has {n} outputs: pass the matching labels file"
+    hint = "pass the matching labels file"
+    if len(labels) + 1 == n:
+        hint = "if output 0 is a background class, add a first line `background`; else " + hint
+    raise InputFailure(f"{where} has {len(labels)} labels but the model has {n} outputs: {hint}"
     )
 
 
@@ -951,7 +1238,7 @@ def environment() -> dict:
 def probe(path: str) -> dict:
     """Load, check and invoke a model once on zeros: what the desktop runs in a subprocess to learn
     whether a doubtful model crashes the interpreter before anything else loads it."""
-    ctx = open_model(path)
+    ctx = open_model(path, labels=False)
     try:
         raw = ctx.model.invoke_raw(make_batch(ctx.model, "zeros", ctx.model.input_shape[0]))
     except Exception as exc:
@@ -963,19 +1250,29 @@ def probe(path: str) -> dict:
         "kind": "probe",
         "model": ctx.model_info(),
         "runtime": ctx.runtime_info(),
-        "labels": len(ctx.labels),
+        "labels": len(ctx.model.labels or []),  # embedded ones; whether they fit is the caller's concern
+        "path": path,
     }
 
 
 def _probe_main(argv=None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(prog="edgelib.py", description="Check that a .tflite loads and runs.")
+    p = argparse.ArgumentParser(prog="edgelib.py", description="Check that .tflite files load and run.")
     p.add_argument("command", choices=["probe"])
-    p.add_argument("model")
+    p.add_argument("models", nargs="+", help="one JSON line each, in order (an `error` key when refused)")
     args = p.parse_args(argv)
-    emit_json(probe(args.model))
-    return 0
+    first_error = 0
+    for path in args.models:
+        try:
+            doc = probe(path)
+        except ScriptError as exc:  # say so and go on: the desktop probes many models in one process
+            _stderr_line(f"error: {exc}")
+            doc = {"schema_version": SCHEMA_VERSION, "kind": "probe", "path": path, "error": str(exc),
+                   "exit_code": exc.exit_code}  # fmt: skip
+            first_error = first_error or exc.exit_code
+        emit_json(doc)
+    return first_error
 
 
 if __name__ == "__main__":

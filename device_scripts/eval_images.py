@@ -54,16 +54,23 @@ class LabelMap:
 
     def __init__(self, labels: list, names: list) -> None:
         self.labels = labels
-        by_name = {}
+        by_name, where = {}, {}
         for i, label in enumerate(labels):
             by_name.setdefault(label, i)
             by_name.setdefault(_norm(label), i)
+            where.setdefault(_norm(label), []).append(i)
         self.index = {}
         missing = []
         for name in names:
             i = by_name.get(name, by_name.get(_norm(name)))
             if i is None:
                 missing.append(name)
+            elif len(where.get(_norm(labels[i]), ())) > 1:
+                # A label file may repeat a name (ImageNet lists 'crane' twice); a class called so is ambiguous.
+                raise edgelib.InputFailure(
+                    f"class {name!r} of the data matches {len(where[_norm(labels[i])])} labels of the model "
+                    f"(indices {', '.join(map(str, where[_norm(labels[i])]))}): rename one in the labels file"
+                )
             else:
                 self.index[name] = i
         self.note = None
@@ -201,6 +208,7 @@ def evaluate(args) -> dict:
     model = ctx.model
     model.resize_batch(1)
     preds, skipped, lat, pre, hits5 = [], [], [], [], []
+    not_finite = 0
     k = min(max(5, args.top_k), ctx.num_classes)
     step = max(1, len(items) // 10)
     for i, (path, y) in enumerate(items):
@@ -225,11 +233,19 @@ def evaluate(args) -> dict:
             raise edgelib.ModelFailure(f"{args.model}: invoke failed ({edgelib._one_line(exc)})") from None
         t2 = time.perf_counter()
         scores = ctx.scores(raw)[0]
+        if not np.all(np.isfinite(scores)):
+            not_finite += 1
+            continue
         top = edgelib.top_k(scores, k)
         pre.append(t1 - t0)
         lat.append(t2 - t1)
         hits5.append(int(y) in [j for j, _ in top[:5]])
         preds.append({"path": path, "label": int(y), "pred": top[0][0], "top": top[: args.top_k]})
+    if not_finite:
+        raise edgelib.ModelFailure(
+            f"{args.model} outputs NaN or Inf on {not_finite} of {not_finite + len(preds)} images: its "
+            "accuracy would mean nothing (the model is broken; re-export or retrain it)"
+        )
     if not preds:
         raise edgelib.InputFailure(f"none of the {len(items)} images in {data} could be read")
     return _summary(ctx, args, kind, labels, preds, hits5, skipped, lat, pre, note)

@@ -11,6 +11,9 @@ from edgekit.errors import UsageError
 PRECISIONS = ("int8", "float16", "dynamic", "float32")
 IO_TYPES = ("int8", "uint8", "float32")
 SHORTCUTS = ("A", "B", "C")
+# int8 calibration images by default: set by measurement on real photos (BENCHMARKS.md, bench_quant);
+# fewer than this draws a warning.
+DEFAULT_CALIBRATION_SAMPLES = 100
 
 
 @dataclass(frozen=True)
@@ -136,8 +139,9 @@ class ExportConfig:
     io: str = "int8"
     weights: str | None = None
     calibration: str | None = None
-    calibration_samples: int = 100
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
     labels: tuple[str, ...] = field(default_factory=tuple)
     output: str | None = None
     preprocessing: Preprocessing | None = None
+    quantizer: str | None = None  # converter | litert; None = the measured default per precision
     weights_request: WeightsRequest | None = None  # explicit flags to check the --weights against

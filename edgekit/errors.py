@@ -22,6 +22,7 @@ class ExitCode(IntEnum):
     HOSTKEY = 7  # SSH host key unknown or changed: refused
     DEPENDENCY = 8  # an optional package (TensorFlow, ONNX tools, ...) is missing
     PARTIAL = 9  # a fleet run where some devices failed (others' results kept)
+    NOT_RECORDED = 10  # the result was printed, but the results database refused it (kept in a file)
     INTERRUPTED = 130  # Ctrl-C
 
 
@@ -30,13 +31,20 @@ class EdgekitError(Exception):
 
     exit_code: ExitCode = ExitCode.INTERNAL
 
+    prefix = "error"  # how the CLI starts the line
+
     def __init__(self, message: str, *, hint: str | None = None) -> None:
+        message = _one_line(message)  # TFLite's own errors carry newlines: the user gets one line
         super().__init__(message)
         self.message = message
-        self.hint = hint
+        self.hint = _one_line(hint) if hint else hint
 
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
 
 
 class UsageError(EdgekitError):
@@ -71,6 +79,13 @@ class PartialFailure(EdgekitError):
     exit_code = ExitCode.PARTIAL
 
 
+class ResultNotRecorded(EdgekitError):
+    """The result was printed (and kept in a file) but not recorded: a warning with an exit code of its own."""
+
+    exit_code = ExitCode.NOT_RECORDED
+    prefix = "warning"
+
+
 def error_class(code: int) -> type[EdgekitError]:
     """The error class a (device script's, device shell's) exit code stands for; DeviceError otherwise."""
     for cls in (UsageError, InputDataError, ModelFileError, VerificationError, DeviceError, HostKeyError,
@@ -85,7 +100,9 @@ def describe_exit_codes() -> str:
     words = {ExitCode.OK: "ok", ExitCode.INTERNAL: "internal error", ExitCode.USAGE: "usage",
              ExitCode.INPUT: "input data", ExitCode.MODEL: "model file", ExitCode.VERIFY: "verification failed",
              ExitCode.DEVICE: "device", ExitCode.HOSTKEY: "SSH host key", ExitCode.DEPENDENCY: "missing dependency",
-             ExitCode.PARTIAL: "partial fleet failure", ExitCode.INTERRUPTED: "interrupted"}  # fmt: skip
+             ExitCode.PARTIAL: "partial fleet failure",
+             ExitCode.NOT_RECORDED: "result not recorded (printed, and kept in a file)",
+             ExitCode.INTERRUPTED: "interrupted"}  # fmt: skip
     return "Exit codes: " + ", ".join(f"{int(c)} {words[c]}" for c in ExitCode) + "."
 
 

@@ -20,6 +20,33 @@ $EK eval "$OUT/mnist_int8" --data builtin:mnist:test
 # This machine as the device: the device scripts run in a subprocess exactly as on a Raspberry Pi.
 $EK profile "$OUT/mnist_int8" --threads 1,2
 $EK eval "$OUT/mnist_int8" --device local --data builtin:mnist:test
+# Transfer learning: a pretrained MobileNet α 0.25 at 128 px, a new head for the photos' classes
+# (stage 1 only: a few epochs). Keras' ImageNet weights when the cache or the network has them, else TF's
+# ImageNet .tflite from ../shared, else from scratch (said so). Photos: ants/bees from ../shared, else digits.
+SHARED=../shared
+TFLITE=$SHARED/models/mobilenet_v1_0.25_128_quant.tflite
+if [ -d "$SHARED/datasets/ants-bees/val" ]; then
+  PHOTOS=(--data "$SHARED/datasets/ants-bees/train" --val-data "$SHARED/datasets/ants-bees/val")
+  EVAL_DATA=$SHARED/datasets/ants-bees/val
+else
+  PHOTOS=(--data builtin:digits:train)
+  EVAL_DATA=builtin:digits:test
+fi
+TR=(--epochs 6 --fine-tune none "${PHOTOS[@]}" -o "$OUT/runs/transfer")
+rm -rf "$OUT/runs/transfer"
+if $EK train --weights imagenet --model mobilenet --alpha 0.25 --resolution 128 "${TR[@]}"; then
+  echo "demo: transfer learning from Keras' ImageNet weights (mobilenet_2_5_128_tf_no_top.h5)"
+elif [ -f "$TFLITE" ]; then
+  echo "demo: no Keras ImageNet weights here (above: why); transfer learning from $TFLITE instead"
+  rm -rf "$OUT/runs/transfer"
+  $EK train --weights "$TFLITE" "${TR[@]}"
+else
+  echo "demo: no pretrained weights here (no network or cache for imagenet, no ../shared): training from scratch"
+  rm -rf "$OUT/runs/transfer"
+  $EK train --model mobilenet --alpha 0.25 --resolution 128 --epochs 6 "${PHOTOS[@]}" -o "$OUT/runs/transfer"
+fi
+$EK export --weights "$OUT/runs/transfer" -o "$OUT/transfer_int8"
+$EK eval "$OUT/transfer_int8" --device local --data "$EVAL_DATA"
 # Results history and a self-contained HTML report (device beside the desktop reference).
 $EK runs list
 $EK report -o "$OUT/report.html"

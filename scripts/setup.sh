@@ -27,8 +27,10 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[tf,dev,onnx]"
+.venv/bin/python -m pip install -q -e ".[tf,dev,onnx,quantizer]"
 # torch==2.13.0 resolves to the local CPU wheel here; where it cannot install, the ONNX tests that
 # export PyTorch models skip and say why (any other torch version would download GBs of CUDA).
 .venv/bin/python -m pip install -q -e ".[onnx-test]" || echo "setup: torch==2.13.0 not installable; PyTorch-based ONNX tests will skip" >&2
+# jax[cpu] for the Keras-backend tests (`edgekit eval --backend jax`); they skip, saying so, without it.
+.venv/bin/python -m pip install -q -e ".[backends-test]" || echo "setup: jax[cpu]==0.10.2 not installable; the jax backend tests will skip" >&2
 echo "setup: done ($(.venv/bin/python --version), edgekit $(.venv/bin/edgekit --version | awk '{print $NF}'))"

@@ -17,6 +17,14 @@ def load_keras(path: str | Path, *, compile: bool = False):
     try:
         return keras.models.load_model(path, compile=compile)
     except Exception as exc:  # noqa: BLE001 - keras raises many kinds for a bad file
+        if "safe_mode" in str(exc):  # Keras refuses to run code stored in the file (a Lambda layer)
+            what = "a `Lambda` layer" if "Lambda" in str(exc) else "Python code"
+            raise ModelFileError(
+                f"{path} holds {what}, which Keras' safe mode refuses to deserialize (it would run code "
+                "from the file)",
+                hint="rebuild the model without Lambda layers, or load it yourself with safe_mode=False "
+                "if you trust the file, and save it again",
+            ) from None
         detail = (str(exc).strip().splitlines() or [""])[0][:300]
         raise ModelFileError(
             f"{path} cannot be loaded as a Keras model ({exc.__class__.__name__}{': ' + detail if detail else ''})",

@@ -1,33 +1,47 @@
 """Writing a bundle: the one writer export and convert share, and the manifest blocks they both fill.
 
-Everything goes into a temporary folder beside the target, which is then swapped into place, so an
-interrupted export never leaves half a bundle (and an existing bundle survives a failed one).
+Everything goes into a temporary folder beside the target, which is then swapped into place
+(edgekit.bundle.atomic), so an interrupted export never leaves half a bundle, an existing bundle
+survives a failed one, and a reader never finds the folder without its manifest.
 """
 
 from __future__ import annotations
 
-import os
 import platform
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from edgekit import __version__
-from edgekit.bundle.manifest import LABELS, MANIFEST, file_entries, write_json_atomic
+from edgekit.bundle.atomic import replace_dir, restore_or_clean, temp_dir_beside, write_json_atomic
+from edgekit.bundle.manifest import LABELS, MANIFEST, file_entries
 from edgekit.device_scripts import edgelib
-from edgekit.errors import ModelFileError
 
 FLOAT_MODEL = "float_model.keras"
 
 
 
 def calibration_record(calib) -> dict:
-    """The manifest's `calibration` block: where the representative images (an ImageBatch) came from."""
+    """The manifest's `calibration` block: where the representative images (an ImageBatch) came from,
+    and a warning when there were fewer than the measured default."""
+    from edgekit.config import DEFAULT_CALIBRATION_SAMPLES  # noqa: PLC0415
+
+    n = int(calib.x.shape[0])
+    warning = (
+        {
+            "warning": f"calibrated on {n} images, fewer than the {DEFAULT_CALIBRATION_SAMPLES} measured to "
+            "be needed for stable int8 ranges on real photos (BENCHMARKS.md, bench_quant): int8 may lose more "
+            "accuracy than it has to; pass --calibration with more images"
+        }
+        if n < DEFAULT_CALIBRATION_SAMPLES and not calib.synthetic
+        else {}
+    )
     return {
         "source": calib.source,
-        "samples": int(calib.x.shape[0]),
+        "samples": n,
+        "recommended_samples": DEFAULT_CALIBRATION_SAMPLES,
+        **warning,
         "synthetic": calib.synthetic,
         "skipped": list(calib.skipped),
         "note": (
@@ -48,7 +62,9 @@ def host_record() -> dict:
 
 
 def io_details(data: bytes) -> dict:
-    m = edgelib.Model(data)
+    from edgekit.bundle.modelcheck import load_model  # noqa: PLC0415
+
+    m = load_model(data, name="the converted model")
 
     def one(d):
         scale, zp = d["quantization"]
@@ -91,8 +107,10 @@ def write_bundle(
 
     `model` may be None (no Keras float model); `extra_files` maps further file names to bytes.
     """
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    restore_or_clean(out)  # what an export killed earlier left beside `out`
+    tmp = temp_dir_beside(out)
     try:
         (tmp / LABELS).write_text("\n".join(labels) + "\n", encoding="utf-8")
         for e in entries:
@@ -105,20 +123,7 @@ def write_bundle(
         names += list(extra_files or {})
         manifest["files"] = file_entries(tmp, names)
         write_json_atomic(tmp / MANIFEST, manifest)
-        swap_into_place(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-
-def swap_into_place(tmp: Path, out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise ModelFileError(f"output {out} exists and is not a folder", hint="choose another -o/--output")
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "runs": ("edgekit.cli.runs_cmd", "runs", "Recorded runs: list, show, export as CSV."),
     "report": ("edgekit.cli.report_cmd", "report", "HTML/Markdown report: results, Pareto plot, latency."),
     "sweep": ("edgekit.cli.sweep_cmd", "sweep", "α × resolution sweep: export, profile, eval, Pareto."),
+    "quantize": ("edgekit.cli.quantize_cmd", "quantize", "Any float .tflite -> int8 with the LiteRT Quantizer (no TensorFlow)."),
 }
 
 
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         rv = cli.main(args=argv, prog_name="edgekit", standalone_mode=False)
     except EdgekitError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"{exc.prefix}: {exc}", err=True)
         sys.exit(int(exc.exit_code))
     except click.exceptions.Abort:
         click.echo("interrupted", err=True)

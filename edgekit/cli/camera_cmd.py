@@ -9,6 +9,7 @@ import click
 from edgekit.cli.fleet import is_fleet
 from edgekit.cli.options import (
     all_devices_option,
+    db_option,
     device_option,
     json_option,
     labels_option,
@@ -40,11 +41,12 @@ from edgekit.cli.options import (
 )
 @device_option()
 @all_devices_option
+@db_option
 @parallel_option
 @json_option
 def camera(
     model_or_bundle, source, camera_index, picamera2, max_frames, log_file, threads, top_k, labels_file, realtime,
-    preview, preview_port, device, all_devices, parallel, as_json,
+    preview, preview_port, device, all_devices, db, parallel, as_json,
 ) -> None:  # fmt: skip
     """Classify frames: every frame of a video in order, or the newest frame of a live camera.
 
@@ -52,10 +54,11 @@ def camera(
     Example:  edgekit camera edgekit-out/mobilenet_v1_050_160 --source clip.avi --log frames.jsonl
               edgekit camera BUNDLE --device pi --picamera2 --preview   (open the printed URL)
     """
+    from edgekit.cli import recording  # noqa: PLC0415
     from edgekit.cli.fleet import run_on_devices  # noqa: PLC0415
     from edgekit.devices import jobs, resolve  # noqa: PLC0415
     from edgekit.errors import UsageError  # noqa: PLC0415
-    from edgekit.results import store  # noqa: PLC0415
+    from edgekit.results.comparison import as_dict, for_camera  # noqa: PLC0415
 
     if sum(x is not None and x is not False for x in (source, camera_index, picamera2 or None)) > 1:
         raise UsageError("give one of --source, --camera or --picamera2")
@@ -88,11 +91,15 @@ def camera(
             doc = _with_preview(target, ref, settings, preview_port, log=log, progress=step)
         else:
             doc = jobs.camera(target, ref, settings, log=log, progress=step)
-        store.record("camera", doc, manifest=ref.manifest, device=doc["device"])
+        doc["vs_reference"] = as_dict(for_camera(ref.bundle, doc))
         return doc
 
+    def record(doc):
+        return recording.record("camera", doc, manifest=ref.manifest, device=doc["device"], db=db)
+
     run_on_devices(
-        device, all_devices, job, title="camera", as_json=as_json, show=_print, max_parallel=parallel
+        device, all_devices, job, title="camera", as_json=as_json, show=_print, max_parallel=parallel,
+        record=record,
     )
 
 
@@ -143,3 +150,6 @@ def _print(doc: dict) -> None:
         c.print(f"  {label:<20} {n:>6}  {n / total:.0%}")
     if doc.get("log"):
         c.print(f"log: {doc['log']}")
+    from edgekit.cli.device_eval import print_vs_reference  # noqa: PLC0415
+
+    print_vs_reference(doc.get("vs_reference"), doc["device"]["name"])

@@ -66,13 +66,17 @@ def deploy(bundle_or_tflite, device, all_, parallel, timeout, config, as_json) -
             if not as_json:
                 if o.ok:
                     r = o.result
-                    what = (
-                        "already there, nothing sent"
-                        if r["skipped"]
-                        else f"{r['transferred_bytes'] / 1e6:.2f} MB sent"
-                    )
+                    if r["skipped"]:
+                        what = "already there, verified on the device, nothing sent"
+                    elif r["repaired"]:
+                        what = (
+                            f"repaired {len(r['repaired'])} file(s) that differed on the device: "
+                            f"{', '.join(r['repaired'])}; {r['transferred_bytes'] / 1e6:.2f} MB sent"
+                        )
+                    else:
+                        what = f"{r['transferred_bytes'] / 1e6:.2f} MB sent"
                     click.echo(f"{o.device}: current -> {r['root']} ({what})")
-                else:
+                elif len(specs) > 1:  # one device: its error line says it (once)
                     click.echo(f"{o.device}: FAILED: {o.error}")
 
         t0 = time.perf_counter()

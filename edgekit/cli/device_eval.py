@@ -6,69 +6,49 @@ given; this module owns only the device path.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from edgekit.devices.fleet import DEFAULT_PARALLEL
 
 
 def run_device_eval(
     *, model: str, data: str, labels: str | None, device: str, threads: int, as_json: bool,
-    all_devices: bool = False, parallel: int = DEFAULT_PARALLEL,
+    all_devices: bool = False, parallel: int = DEFAULT_PARALLEL, limit: int | None = None, seed: int = 0,
+    db: str | None = None,
 ) -> None:  # fmt: skip
     """Evaluate MODEL (a .tflite or a bundle's primary model) on DATA with the device script on DEVICE,
-    compare with the desktop reference stored in the bundle when there is one, record and print."""
+    compare with the desktop reference stored in the bundle when there is one, print, then record.
+
+    `--limit/--seed` take the desktop eval's seeded sample; nothing is ever written into the bundle
+    (reference.json is the desktop's), so `--no-write` holds by construction."""
+    from edgekit.cli import recording  # noqa: PLC0415
     from edgekit.cli.fleet import run_on_devices  # noqa: PLC0415
     from edgekit.devices import jobs, resolve  # noqa: PLC0415
-    from edgekit.results import store  # noqa: PLC0415
+    from edgekit.results.comparison import device_eval_fields  # noqa: PLC0415
 
     (ref,) = resolve.resolve_models(model, all_precisions=False)
 
     def job(target, step):
-        doc = jobs.evaluate(target, ref, data, labels=labels, threads=threads or None, progress=step)
+        doc = jobs.evaluate(
+            target, ref, data, labels=labels, threads=threads or None, progress=step, limit=limit, seed=seed
+        )
         result = {
             "schema_version": 1,
             "device": doc["device"],
             "precision": doc["model"].get("precision"),
             "tflite": {k: doc[k] for k in ("top1", "top5", "n", "latency_ms", "runtime")},
-            **_vs_reference(ref.bundle, doc),
+            "threads": (doc.get("runtime") or {}).get("threads"),
+            "batch": 1,  # eval_images.py times one image per invoke
+            **device_eval_fields(ref.bundle, doc),
             "device_result": doc,
         }
-        store.record("eval", result, manifest=ref.manifest, device=doc["device"])
         return result
 
+    def record(result):
+        return recording.record("eval", result, manifest=ref.manifest, device=result["device"], db=db)
+
     run_on_devices(
-        device, all_devices, job, title="eval", as_json=as_json, show=_print, max_parallel=parallel
+        device, all_devices, job, title="eval", as_json=as_json, show=_print, max_parallel=parallel,
+        record=record,
     )
-
-
-def _vs_reference(bundle: Path | None, doc: dict) -> dict:
-    """Device vs the desktop's host-TFLite figures in bundle/reference.json (written by `edgekit eval`)."""
-    if bundle is None or not (bundle / "reference.json").is_file():
-        return {}
-    try:
-        ref = json.loads((bundle / "reference.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    host = ref.get("tflite") if isinstance(ref.get("tflite"), dict) else {}
-    out: dict = {"reference": ref.get("reference"), "host_tflite": host or None}
-    if isinstance(host.get("top1"), (int, float)) and doc["top1"] is not None:
-        out["top1_change"] = doc["top1"] - host["top1"]
-    host_p50 = (host.get("latency_ms") or {}).get("p50")  # present when the reference recorded host latency
-    dev_p50 = (doc.get("latency_ms") or {}).get("p50")
-    if isinstance(host_p50, (int, float)) and host_p50 > 0 and isinstance(dev_p50, (int, float)):
-        out["latency_ratio"] = dev_p50 / host_p50  # device / desktop, per image
-    preds = host.get("predictions")
-    if isinstance(preds, list) and preds:
-        by_name = {Path(str(p.get("path", ""))).name: p.get("pred") for p in preds if isinstance(p, dict)}
-        same = [
-            by_name[Path(p["path"]).name] == p["pred"]
-            for p in doc["predictions"]
-            if Path(p["path"]).name in by_name
-        ]
-        if same:
-            out["agreement"] = sum(same) / len(same)
-    return out
 
 
 def _print(result: dict) -> None:
@@ -92,13 +72,28 @@ def _print(result: dict) -> None:
     note = result.get("latency_note") or doc.get("latency_note")
     if note:
         c.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
+    print_vs_reference(result.get("vs_reference"), result["device"]["name"])
     if "top1_change" in result:
-        c.print(f"vs desktop TFLite: top-1 change {result['top1_change'] * 100:+.2f} points")
-    if "latency_ratio" in result:
-        c.print(f"latency vs the desktop: {result['latency_ratio']:.2f}x")
+        c.print(f"vs the host TFLite: top-1 change {result['top1_change'] * 100:+.2f} points")
     if "agreement" in result:
-        c.print(f"top-1 agreement with the desktop: {result['agreement']:.2%}")
+        c.print(f"top-1 agreement with the host TFLite: {result['agreement']:.2%}")
     if doc["data"].get("note"):
         c.print(f"[yellow]note:[/] {doc['data']['note']}")
     for s in doc["skipped"]:
         c.print(f"[yellow]skipped[/] {s['path']}: {s['reason']}")
+
+
+def print_vs_reference(vs: dict | None, device: str) -> None:
+    """The one line every device command prints: this device against the desktop float reference."""
+    from rich.markup import escape  # noqa: PLC0415
+
+    from edgekit.cli.output import console  # noqa: PLC0415
+    from edgekit.results.comparison import Comparison  # noqa: PLC0415
+
+    if not vs:
+        return
+    cmp = Comparison.from_dict(vs)
+    line = cmp.sentence(device)
+    if cmp.agreement is not None:
+        line += f"; top-1 agreement with it {cmp.agreement:.2%} on {cmp.matched_images} images"
+    console().print(f"[bold]vs reference:[/] {escape(line)}", soft_wrap=True)

@@ -194,6 +194,14 @@ def add(
             login = res.stdout.strip()
         finally:
             target.close()
+        if res.returncode != 0:  # e.g. ssh's own exit 255: "remote username contains invalid characters"
+            from edgekit.errors import DeviceError  # noqa: PLC0415
+
+            last = (res.stderr.strip().splitlines() or [f"exit code {res.returncode}"])[-1]
+            raise DeviceError(
+                f"test login to {spec.address} failed (exit {res.returncode}): {last}",
+                hint=f"device {name!r} was not added; check the address and the key",
+            )
     path = inventory.put(spec, cfg, replace_existing=replace)
     out = {
         "schema_version": 1,
@@ -369,7 +377,8 @@ def check(ctx, names, all_, runtime, config, as_json) -> None:
         print_json({"schema_version": 1, "devices": [o.to_dict() for o in outcomes]})
     else:
         for o in outcomes:
-            _print_check(o)
+            if o.ok or len(outcomes) > 1:  # one device's failure: its error line says it (once)
+                _print_check(o)
     fleet.raise_for_outcomes(outcomes)
 
 

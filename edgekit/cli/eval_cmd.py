@@ -27,11 +27,26 @@ from edgekit.cli.output import console, print_json, progress_steps
 @all_devices_option
 @parallel_option
 @threads_option(help="Interpreter threads (with --device).")
+@click.option(
+    "--backend",
+    type=click.Choice(["tensorflow", "jax", "torch"]),  # edgekit.pipeline.keras_reference.BACKENDS
+    default="tensorflow",
+    show_default=True,
+    help="Keras backend the float reference runs on (the .keras model is backend-neutral).",
+)
+@click.option(
+    "--reference-precision",
+    type=click.Choice(["float32", "mixed_float16", "mixed_bfloat16"]),
+    default="float32",
+    show_default=True,
+    help="float32 is the reference; a mixed policy is labelled as such wherever its figures go.",
+)
 @db_option
 @json_option
 def eval_(
-    target, data, labels_file, limit, seed, no_write, device, all_devices, parallel, threads, db, as_json
-) -> None:
+    target, data, labels_file, limit, seed, no_write, device, all_devices, parallel, threads, backend,
+    reference_precision, db, as_json,
+) -> None:  # fmt: skip
     """Top-1/top-5, per-class accuracy, confusion matrix; float vs int8 agreement for bundles and runs.
 
     TARGET is an export bundle, a training run folder, a .keras model or any .tflite classifier.
@@ -46,16 +61,23 @@ def eval_(
     if device or all_devices:
         from edgekit.cli.device_eval import run_device_eval  # noqa: PLC0415
 
+        if backend != "tensorflow" or reference_precision != "float32":
+            raise UsageError(
+                "--backend and --reference-precision choose how the desktop reference runs; "
+                "run `edgekit eval TARGET --data ... --backend ...` without --device first"
+            )
+
         run_device_eval(
             model=target, data=data, labels=labels_file, device=device, threads=threads, as_json=as_json,
-            all_devices=all_devices, parallel=parallel,
+            all_devices=all_devices, parallel=parallel, limit=limit, seed=seed, db=db,
         )  # fmt: skip
         return
-    from edgekit.pipeline.reference import check_data_spec, evaluate  # noqa: PLC0415
+    from edgekit.cli import recording  # noqa: PLC0415
+    from edgekit.pipeline.reference import check_data_spec, evaluate, recorded_view  # noqa: PLC0415
 
     check_data_spec(data)
     with progress_steps("eval", quiet=as_json) as step:
-        result = evaluate(
+        result, manifest = evaluate(
             target,
             data,
             labels_file=labels_file,
@@ -63,15 +85,22 @@ def eval_(
             seed=seed,
             write=not no_write,
             progress=step,
-            db=db,
+            backend=backend,
+            precision=reference_precision,
         )
-    if as_json:
-        print_json(result)
-        return
-    _print(result)
+    print_json(result) if as_json else _print(result)
+    recording.finish([recording.record("eval", recorded_view(result), manifest=manifest, db=db)])
 
 
 eval = eval_  # the COMMANDS table names the attribute `eval`
+
+
+def _speed_cells(block: dict) -> list[str]:
+    lat, thr = block.get("latency_ms") or {}, block.get("throughput") or {}
+    if not lat.get("p50"):
+        return ["–", "–", "–"]
+    ips = f"{thr['images_per_s']:.0f} (batch {thr['batch']})" if thr.get("images_per_s") else "–"
+    return [f"{lat['p50']:.3f}", f"{lat['p90']:.3f}", ips]
 
 
 def _print(r: dict) -> None:
@@ -82,21 +111,32 @@ def _print(r: dict) -> None:
     c.print(
         f"[bold]{r['target']}[/] ({r['kind']}) on {d['n']} images of {d['classes']} classes from {d['source']}"
     )
+    from edgekit.results.comparison import where  # noqa: PLC0415
+
     t = Table(show_header=True)
-    for col in ("model", "where", "top-1", "top-5"):
-        t.add_column(col)
+    for col in ("model", "where", "top-1", "top-5", "p50 ms", "p90 ms", "images/s"):
+        t.add_column(col, justify="left" if col in ("model", "where") else "right")
     if "reference" in r:
         ref = r["reference"]
         t.add_row(
             f"float {ref['model']}",
-            f"Keras on {ref['device']['type']}",
+            where(ref.get("device"), ref.get("backend"), ref.get("precision")) or "Keras",
             f"{ref['top1']:.2%}",
             f"{ref['top5']:.2%}",
+            *_speed_cells(ref),
         )
     if "tflite" in r:
         q = r["tflite"]
-        t.add_row(q["model"], f"host TFLite ({q['runtime']})", f"{q['top1']:.2%}", f"{q['top5']:.2%}")
+        threads = f", {q['threads']} threads" if q.get("threads") else ""
+        t.add_row(
+            q["model"], f"host TFLite ({q['runtime']}{threads})", f"{q['top1']:.2%}", f"{q['top5']:.2%}",
+            *_speed_cells(q),
+        )  # fmt: skip
     c.print(t)
+    c.print("latency: per image at batch 1 after warm-up; images/s at the batch shown")
+    note = (r.get("reference") or {}).get("precision_note")
+    if note:
+        c.print(f"[yellow]note:[/] {note}")
     if "agreement" in r:
         diff = r.get("output_diff", {})
         c.print(

@@ -12,10 +12,12 @@ from edgekit.cli.options import (
     model_options,
     output_option,
     quantize_option,
+    quantizer_option,
     weights_option,
     weights_request,
 )
 from edgekit.cli.output import console, print_json, progress_steps
+from edgekit.config import DEFAULT_CALIBRATION_SAMPLES
 
 
 @click.command()
@@ -28,7 +30,11 @@ from edgekit.cli.output import console, print_json, progress_steps
     help="Folder of images for int8 calibration and verification (default: synthetic images).",
 )
 @click.option(
-    "--calibration-samples", type=int, default=100, show_default=True, help="Images used to calibrate."
+    "--calibration-samples",
+    type=int,
+    default=DEFAULT_CALIBRATION_SAMPLES,
+    show_default=True,
+    help="Images used to calibrate (the default is measured; fewer draw a warning).",
 )
 @click.option(
     "--max-drop",
@@ -44,6 +50,7 @@ from edgekit.cli.output import console, print_json, progress_steps
     help="tflite, or tflite,onnx / onnx: also write ONNX (float32 + int8 QDQ) checked with ONNX Runtime.",
 )
 @quantize_option
+@quantizer_option
 @io_option
 @output_option()
 @db_option
@@ -62,6 +69,7 @@ def export(
     max_drop,
     formats,
     precisions,
+    quantizer,
     io,
     output,
     db,
@@ -100,19 +108,19 @@ def export(
         calibration_samples=calibration_samples,
         labels=labels,
         output=output,
+        quantizer=quantizer,
         weights_request=request,
     )
     from edgekit.pipeline.export import export_bundle  # noqa: PLC0415
 
     with progress_steps("export", quiet=as_json) as step:
         out, manifest = export_bundle(cfg, progress=step, max_drop=max_drop, extras=_format_extras(formats, cfg))
-    from edgekit.results.store import record  # noqa: PLC0415
+    from edgekit.cli import recording  # noqa: PLC0415
 
-    record("export", {"bundle": str(out.resolve()), **manifest}, manifest=manifest, db=db)
-    if as_json:
-        print_json({"bundle": str(out), **manifest})
-        return
-    _summary(out, manifest)
+    print_json({"bundle": str(out), **manifest}) if as_json else _summary(out, manifest)
+    recording.finish(
+        [recording.record("export", {"bundle": str(out.resolve()), **manifest}, manifest=manifest, db=db)]
+    )
 
 
 def _format_extras(formats: str, cfg):
@@ -139,7 +147,7 @@ def _summary(out, manifest: dict) -> None:
         f"{m['macs'] / 1e6:.0f}M MACs, input {m['input_shape']})"
     )
     t = Table(show_header=True)
-    for col in ("file", "precision", "size", "vs float32", "top-1 agreement", "max |Δ|", "input"):
+    for col in ("file", "precision", "quantizer", "size", "vs float32", "top-1 agreement", "max |Δ|", "input"):
         t.add_column(col)
     for e in manifest["models"]:
         v = e["verification"]
@@ -147,6 +155,7 @@ def _summary(out, manifest: dict) -> None:
         t.add_row(
             e["file"],
             e["precision"],
+            e.get("quantizer", {}).get("backend", "–"),
             f"{e['size_bytes'] / 1e6:.2f} MB",
             f"{v['size_ratio_vs_float32']:.2f}×",
             f"{v['top1_agreement']:.0%}",
@@ -163,6 +172,8 @@ def _summary(out, manifest: dict) -> None:
     cal = manifest["calibration"]
     if cal["synthetic"]:
         c.print(f"[yellow]note:[/] {cal['note']}")
+    elif cal.get("warning"):
+        c.print(f"[yellow]warning:[/] {cal['warning']}")
     if cal.get("skipped"):
         c.print(
             f"[yellow]skipped {len(cal['skipped'])} unreadable images:[/] {', '.join(cal['skipped'][:5])}"
@@ -178,9 +189,12 @@ def _summary(out, manifest: dict) -> None:
 
 def _accuracy_lines(c, a: dict) -> None:
     """Float vs int8 top-1 and the --max-drop outcome (edgekit.pipeline.quantize)."""
+    ci = a.get("drop_ci95_points")
+    ci_text = f", 95 % paired interval of the drop [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else ""
     c.print(
         f"[bold]accuracy[/] on {a['n']} labelled images ({a['data']}): float {a['float_top1']:.2%}, "
-        f"int8 {a['int8_top1']:.2%} ({0.0 - a['drop_points']:+.2f} points), agreement {a['agreement']:.2%}"
+        f"int8 {a['int8_top1']:.2%} ({0.0 - a['drop_points']:+.2f} points{ci_text}), "
+        f"agreement {a['agreement']:.2%}"
     )
     b = a.get("max_drop")
     if not b:
@@ -190,7 +204,7 @@ def _accuracy_lines(c, a: dict) -> None:
         c.print(
             f"kept {len(b['float_layers'])} layer(s) in float: {names}; size "
             f"{b['full_int8']['size_bytes'] / 1e6:.2f} → {b['size_bytes'] / 1e6:.2f} MB, host latency "
-            f"×{b['host_latency_change']:.2f}; {b['io_note']}"
+            f"×{b['host_latency_change']:.2f}" + (f"; {b['io_note']}" if b.get("io_note") else "")
         )
     if b["budget_met"]:
         c.print(f"[green]within --max-drop {b['max_drop_points']}[/]: drop {b['drop_points']:.2f} points")

@@ -16,6 +16,7 @@ import click
 
 from edgekit.cli.output import print_json, progress_steps
 from edgekit.devices.fleet import DEFAULT_PARALLEL, Outcome, raise_for_outcomes, run_fleet
+from edgekit.errors import EdgekitError
 
 
 def is_fleet(device: str | None, all_devices: bool = False) -> bool:
@@ -73,9 +74,13 @@ def run_on_devices(
     as_json: bool,
     show: Callable[[Any], None],
     to_json: Callable[[Any], Any] = lambda r: r,
+    record: Callable[[Any], Any] | None = None,
     max_parallel: int = DEFAULT_PARALLEL,
 ) -> list[Outcome]:
-    """Run `job(target, progress)` on the devices, print every outcome, raise for the failed ones."""
+    """Run `job(target, progress)` on the devices, print every outcome, then `record(result)` each
+    successful one (after printing: a database failure never costs a result; see cli/recording.py),
+    and raise for the failed ones."""
+    from edgekit.cli import recording  # noqa: PLC0415
     from edgekit.devices import inventory, resolve  # noqa: PLC0415
 
     several = is_fleet(device, all_devices)
@@ -97,6 +102,7 @@ def run_on_devices(
     if not several:  # the device's own error (and exit code) propagates as it is
         result = one(device)
         print_json(to_json(result)) if as_json else show(result)
+        recording.finish([record(result)] if record else [])
         return [Outcome(device or "local", True, result=result)]
     names = [s.name for s in inventory.resolve(device, all_devices)]
     t0 = time.perf_counter()
@@ -123,5 +129,11 @@ def run_on_devices(
             else:
                 click.echo(f"failed: {o.error}")
     print_summary(s)
-    raise_for_outcomes(outcomes)
+    recorded = [record(o.result) for o in outcomes if o.ok] if record else []
+    try:
+        raise_for_outcomes(outcomes)
+    except EdgekitError:
+        recording.warn(recorded)  # the devices' failure decides the exit code; the warning still shows
+        raise
+    recording.finish(recorded)
     return outcomes

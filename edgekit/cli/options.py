@@ -6,6 +6,7 @@ import click
 
 from edgekit.config import IO_TYPES, PRECISIONS
 from edgekit.devices.fleet import DEFAULT_PARALLEL
+from edgekit.pipeline.backbone import DEFAULT_FINE_TUNE
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 
@@ -122,6 +123,13 @@ db_option = click.option(
     envvar="EDGEKIT_DB",
     help="Results database (default: EDGEKIT_DB, else results.db in EDGEKIT_HOME or the user data dir).",
 )
+quantizer_option = click.option(
+    "--quantizer",
+    type=click.Choice(["converter", "litert"]),
+    default=None,
+    help="Who quantizes: TFLite's converter, or the LiteRT Quantizer (ai-edge-quantizer; int8 and dynamic). "
+    "Default: the back end measured more accurate for each precision (README, int8 section).",
+)
 
 
 weights_option = click.option(
@@ -158,3 +166,23 @@ def weights_request(ctx: click.Context, **given):
     if "rho" in explicit:
         explicit["resolution"] = int(round(224 * explicit.pop("rho")))
     return WeightsRequest(**{k: explicit.get(k) for k in ("family", "alpha", "resolution", "classes")})
+
+
+def transfer_options(f):
+    """--weights, then --fine-tune --fine-tune-epochs --fine-tune-lr: transfer learning (train, sweep)."""
+    opts = [
+        weights_option,
+        click.option(
+            "--fine-tune",
+            default=None,
+            help="With --weights, stage 2: none, top-N% (of the backbone's layers) or all "
+            f"[default: {DEFAULT_FINE_TUNE}; BatchNorm stays frozen].",
+        ),
+        click.option(
+            "--fine-tune-epochs", type=int, default=10, show_default=True, help="Stage 2 epochs (early stopping)."
+        ),
+        click.option("--fine-tune-lr", type=float, default=None, help="Stage 2 learning rate [default: --lr / 100]."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f

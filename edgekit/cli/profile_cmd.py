@@ -8,6 +8,7 @@ import click
 
 from edgekit.cli.options import (
     all_devices_option,
+    db_option,
     device_option,
     json_option,
     parallel_option,
@@ -35,11 +36,12 @@ from edgekit.cli.options import (
 @click.option("--no-xnnpack", is_flag=True, help="Plain TFLite kernels instead of the XNNPACK delegate.")
 @device_option()
 @all_devices_option
+@db_option
 @parallel_option
 @json_option
 def profile(
     model_or_bundle, threads, batch, runs, warmup, min_seconds, input_kind, no_xnnpack, device, all_devices,
-    parallel, as_json,
+    db, parallel, as_json,
 ) -> None:  # fmt: skip
     """Latency per thread count and batch size (p50/p90/p99, images/s, init, memory).
 
@@ -77,13 +79,15 @@ def profile(
             return _Adb(docs)
         docs = jobs.profile(target, refs, settings, progress=step)
         rows = jobs.profile_rows(docs)
-        jobs.record_profile(docs, rows, refs)
-        return docs, rows
+        return docs, rows, jobs.profile_vs_reference(refs, rows)
+
+    def record(r):
+        return None if isinstance(r, _Adb) else jobs.record_profile(r[0], r[1], refs, r[2], db=db)
 
     run_on_devices(
         device, all_devices, job, title="profile", as_json=as_json, max_parallel=parallel,
         to_json=lambda r: r.docs if isinstance(r, _Adb) else r[1],
-        show=lambda r: print_benchmark(r.docs) if isinstance(r, _Adb) else _print(*r),
+        show=lambda r: print_benchmark(r.docs) if isinstance(r, _Adb) else _print(*r), record=record,
     )  # fmt: skip
 
 
@@ -111,7 +115,7 @@ def print_benchmark(docs: list[dict]) -> None:
             )
 
 
-def _print(docs: list[dict], rows: list[dict]) -> None:
+def _print(docs: list[dict], rows: list[dict], vs: dict | None = None) -> None:
     from rich import box  # noqa: PLC0415
     from rich.markup import escape  # noqa: PLC0415  (the CPU model may say "[emulated ...]")
     from rich.table import Table  # noqa: PLC0415
@@ -176,3 +180,6 @@ def _print(docs: list[dict], rows: list[dict]) -> None:
         c.print(
             f"CPU temperature {t0:.1f} °C before, {t1:.1f} °C after" if t1 is not None else f"{t0:.1f} °C"
         )
+    from edgekit.cli.device_eval import print_vs_reference  # noqa: PLC0415
+
+    print_vs_reference(vs, docs[0]["device"]["name"])

@@ -37,9 +37,9 @@ def report(model, device, since, run_id, budget_ms, fmt, output, title, db, as_j
       edgekit report -o report.html
       edgekit report --model mobilenet --device pi --since 7d --format md > report.md
     """
+    from edgekit.bundle.atomic import write_text_atomic  # noqa: PLC0415
     from edgekit.results.report import render_report  # noqa: PLC0415
     from edgekit.results.report.compare import ReportOptions, build_report  # noqa: PLC0415
-    from edgekit.results.report.files import write_text_atomic  # noqa: PLC0415
     from edgekit.results.store import open_store  # noqa: PLC0415
 
     if budget_ms is not None and budget_ms <= 0:
@@ -62,3 +62,5 @@ def report(model, device, since, run_id, budget_ms, fmt, output, title, db, as_j
     write_text_atomic(out, text)
     n = sum(len(m["rows"]) for m in data["models"])
     click.echo(f"report written: {out} ({len(data['models'])} models, {n} device results)")
+    for line in data.get("summary", []):  # each device result against the desktop reference, one line
+        click.echo(line["text"])

@@ -184,7 +184,7 @@ def export_(kind, model, device, since, bundle, as_csv, output, measurements, db
     if output:
         from pathlib import Path  # noqa: PLC0415
 
-        from edgekit.results.report.files import write_text_atomic  # noqa: PLC0415
+        from edgekit.bundle.atomic import write_text_atomic  # noqa: PLC0415
 
         write_text_atomic(Path(output), buf.getvalue())
         click.echo(f"{len(rows)} rows written to {output}", err=True)
@@ -215,3 +215,22 @@ def info(db, as_json) -> None:
             click.echo(f"  {k}: {n}")
     else:
         click.echo("  (not created yet: it appears with the first export, eval or profile)")
+
+
+@runs.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@db_option
+@json_option
+def import_(files, db, as_json) -> None:
+    """Record results a failing database could not take (kept under EDGEKIT_HOME/unrecorded/).
+
+    Each file is recorded with its original time, then removed.
+    """
+    from edgekit.results.unrecorded import import_kept  # noqa: PLC0415
+
+    ids = [import_kept(f, db) for f in files]
+    if as_json:
+        print_json({"schema_version": 1, "imported": [{"file": f, "id": i} for f, i in zip(files, ids, strict=True)]})
+        return
+    for f, i in zip(files, ids, strict=True):
+        click.echo(f"recorded {f} as run {i}")

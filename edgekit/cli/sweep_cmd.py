@@ -13,6 +13,7 @@ from edgekit.cli.options import (
     output_option,
     parse_int_list,
     threads_option,
+    transfer_options,
 )
 from edgekit.cli.output import console, print_json, progress_steps
 
@@ -52,6 +53,7 @@ def _floats(value: str, name: str) -> tuple[float, ...]:
     show_default=True,
     help="Training epochs per configuration (with --data).",
 )
+@transfer_options
 @click.option("--latency-only", is_flag=True, help="Random weights: the latency/size grid only, quickly.")
 @device_option(default="local", help="Device name(s), comma list.")
 @click.option(
@@ -68,7 +70,8 @@ def _floats(value: str, name: str) -> tuple[float, ...]:
                help="Folder for the bundles and sweep.html.")  # fmt: skip
 @db_option
 @json_option
-def sweep(model, alpha, resolution, rho, classes, data, val_data, epochs, latency_only, device, budget_ms, threads,
+def sweep(model, alpha, resolution, rho, classes, data, val_data, epochs, weights, fine_tune, fine_tune_epochs,
+          fine_tune_lr, latency_only, device, budget_ms, threads,
           runs, min_seconds, output, db, as_json) -> None:  # fmt: skip
     """Build (train), export int8, profile and evaluate every α × resolution; resumable.
 
@@ -76,6 +79,8 @@ def sweep(model, alpha, resolution, rho, classes, data, val_data, epochs, latenc
     Examples:
       edgekit sweep --latency-only --alpha 0.25,0.5,0.75,1.0 --resolution 128,160,192,224
       edgekit sweep --data photos/ --epochs 10 --alpha 0.25,0.5 --rho 0.571,0.714 --budget-ms 20
+      edgekit sweep --weights imagenet --data photos/ --val-data photos_val/ --alpha 0.25,0.5 \\
+          --resolution 128,160 --budget-ms 20       # fine-tunes every cell from its own ImageNet weights
     """
     from edgekit.errors import UsageError  # noqa: PLC0415
     from edgekit.pipeline.sweep import SweepConfig, run_sweep  # noqa: PLC0415
@@ -100,6 +105,10 @@ def sweep(model, alpha, resolution, rho, classes, data, val_data, epochs, latenc
         data=data,
         val_data=val_data,
         epochs=epochs,
+        weights=weights,
+        fine_tune=fine_tune,
+        fine_tune_epochs=fine_tune_epochs,
+        fine_tune_lr=fine_tune_lr,
         latency_only=latency_only,
         budget_ms=budget_ms,
         threads=threads,
@@ -115,8 +124,14 @@ def sweep(model, alpha, resolution, rho, classes, data, val_data, epochs, latenc
         print_json(summary)
     else:
         _print_summary(summary)
+    from edgekit.cli import recording  # noqa: PLC0415
+    from edgekit.results.unrecorded import RecordOutcome  # noqa: PLC0415
+
+    lost = [RecordOutcome(**o) for o in summary.get("unrecorded", [])]
     if summary["failures"]:
         from edgekit.errors import PartialFailure  # noqa: PLC0415
+
+        recording.warn(lost)
 
         f = summary["failures"][0]
         raise PartialFailure(
@@ -124,13 +139,14 @@ def sweep(model, alpha, resolution, rho, classes, data, val_data, epochs, latenc
             f"{' on ' + f['device'] if f['device'] else ''}: {f['error']}); the others are recorded",
             hint="run the same sweep again to retry only what is missing",
         )
+    recording.finish(lost)
 
 
 def _write_report(summary: dict, cfg) -> str | None:
     """sweep.html beside the bundles: the report restricted to this sweep's runs."""
+    from edgekit.bundle.atomic import write_text_atomic  # noqa: PLC0415
     from edgekit.results.report import render_report  # noqa: PLC0415
     from edgekit.results.report.compare import ReportOptions, build_report  # noqa: PLC0415
-    from edgekit.results.report.files import write_text_atomic  # noqa: PLC0415
     from edgekit.results.store import open_store  # noqa: PLC0415
 
     if not summary["run_ids"]:
@@ -149,6 +165,8 @@ def _print_summary(s: dict) -> None:
     from rich.table import Table  # noqa: PLC0415
 
     c = console()
+    for cell in s.get("cells_skipped", []):
+        c.print(f"[yellow]skipped α={cell['alpha']:g} {cell['resolution']} px:[/] {cell['reason']}", soft_wrap=True)
     for dev in s["pareto"]:
         cells = [g for g in s["grid"] if g["device"] == dev["device"]]
         res = sorted({g["resolution"] for g in cells})
@@ -186,6 +204,8 @@ def _print_summary(s: dict) -> None:
         if dev["best_within_budget"]:
             b = dev["best"]
             c.print(f"[bold]{what} {budget} on {dev['device']}:[/] {b['model']} ({b['latency_ms']:.2f} ms)")
+            if b.get("vs_reference_text"):
+                c.print(f"[bold]vs reference:[/] {b['vs_reference_text']}", soft_wrap=True, highlight=False)
         else:
             c.print(f"[yellow]no model runs {budget} on {dev['device']}[/]")
     c.print(

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import click
 
-from edgekit.cli.options import json_option, labels_option, model_options, output_option
+from edgekit.cli.options import (
+    json_option,
+    labels_option,
+    model_options,
+    output_option,
+    transfer_options,
+    weights_request,
+)
 from edgekit.cli.output import console, print_json, progress_steps
+from edgekit.pipeline.backbone import DEFAULT_FINE_TUNE, HEAD_LR
 
 
 @click.command()
@@ -20,7 +28,9 @@ from edgekit.cli.output import console, print_json, progress_steps
 @labels_option("labels.txt fixing the class order.")
 @click.option("--epochs", type=int, default=None, help="Epochs (default 20; with --resume: the run's own).")
 @click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="Peak learning rate.")
+@click.option(
+    "--lr", type=float, default=None, help=f"Peak learning rate [default: 1e-3; with --weights {HEAD_LR:g} (the head)]."
+)
 @click.option("--weight-decay", type=float, default=1e-4, show_default=True, help="Decoupled weight decay.")
 @click.option("--label-smoothing", type=float, default=0.1, show_default=True)
 @click.option("--schedule", type=click.Choice(["cosine", "step"]), default="cosine", show_default=True)
@@ -39,34 +49,49 @@ from edgekit.cli.output import console, print_json, progress_steps
     "--workers", type=click.IntRange(min=2), default=None,
     help="Train as N workers on this machine (MultiWorkerMirroredStrategy; one GPU each where there are N).",
 )  # fmt: skip
+@transfer_options
 @output_option(required=True, help="Run folder, e.g. runs/NAME.")
 @json_option
 def train(
     model, alpha, rho, resolution, classes, shortcut, data, val_data, val_split, labels_file, epochs,
     batch_size, lr, weight_decay, label_smoothing, schedule, optimizer, patience, augment, mixed_precision,
-    seed, resume, qat, workers, output, as_json,
+    seed, resume, qat, weights, fine_tune, fine_tune_epochs, fine_tune_lr, workers, output, as_json,
 ) -> None:  # fmt: skip
     """Train MobileNet (any α/ρ) or ResNet-18/34 and write a run folder for `edgekit export --weights`.
 
     \b
-    Example:  edgekit train --model mobilenet --alpha 0.25 --resolution 64 --data builtin:mnist:train \\
+    With --weights: a pretrained backbone and a new head for the data's classes, trained in two stages
+    (head only with the backbone frozen, then --fine-tune), normalised as the weights expect.
+
+    \b
+    Examples: edgekit train --model mobilenet --alpha 0.25 --resolution 64 --data builtin:mnist:train \\
                   --epochs 5 --batch-size 16 --lr 3e-3 -o runs/mnist
+              edgekit train --weights imagenet --alpha 0.25 --resolution 128 --data photos/ -o runs/photos
     """
     from edgekit.errors import UsageError  # noqa: PLC0415
     from edgekit.models import resolve_config  # noqa: PLC0415
     from edgekit.pipeline.train import TrainConfig  # noqa: PLC0415
-    from edgekit.pipeline.train import train as run_training
+    from edgekit.pipeline.transfer import run_training  # noqa: PLC0415
 
     if classes is not None:
         raise UsageError("--classes comes from the data when training; drop it")
     if not data and not resume:
         raise UsageError("--data is required (a folder, a CSV or builtin:mnist)")
-    mcfg = resolve_config(model, alpha=alpha, rho=rho, resolution=resolution, shortcut=shortcut, classes=2)
+    request = None
+    if weights:  # the architecture is the weights' own; flags given explicitly are checked against it
+        mcfg, request = None, weights_request(
+            click.get_current_context(), model=model, alpha=alpha, rho=rho, resolution=resolution
+        )
+    else:
+        if fine_tune is not None:
+            raise UsageError("--fine-tune needs --weights (pretrained weights to fine-tune)")
+        mcfg = resolve_config(model, alpha=alpha, rho=rho, resolution=resolution, shortcut=shortcut, classes=2)
     cfg = TrainConfig(
         model=mcfg, data=data, output=output, val_data=val_data, val_split=val_split, labels_file=labels_file,
-        epochs=epochs or 20, batch_size=batch_size, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
+        epochs=epochs or 20, batch_size=batch_size, lr=lr or (HEAD_LR if weights else 1e-3), weight_decay=weight_decay, label_smoothing=label_smoothing,
         schedule=schedule, optimizer=optimizer, seed=seed, patience=patience, augment=augment,
-        mixed_precision=mixed_precision, qat=qat,
+        mixed_precision=mixed_precision, qat=qat, weights=weights, weights_request=request, fine_tune=fine_tune or DEFAULT_FINE_TUNE,
+        fine_tune_epochs=fine_tune_epochs, fine_tune_lr=fine_tune_lr,
     )  # fmt: skip
     if workers:
         _launch_workers(workers, output)
@@ -77,6 +102,12 @@ def train(
         print_json({"run": output, **run})
         return
     c = console()
+    for s in run.get("transfer", {}).get("stages", []):
+        c.print(
+            f"stage {s['stage']} ({s['what']}): {s['epochs_run']} epochs in {s['seconds']:.0f} s, best "
+            f"validation top-1 {s['best_val_top1']:.2%} at epoch {s['best_epoch']}"
+            f"{', early-stopped' if s['early_stopped'] else ''}"
+        )
     ev, tr, dev = run["evaluation"], run["training"], run["device"]
     c.print(
         f"[bold green]run written[/] {output}: {run['config']['model']['family']} "

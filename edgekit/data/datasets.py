@@ -80,8 +80,8 @@ def load_folder(root: str | Path, prep: dict, limit: int | None = None, seed: in
         try:
             xs.append(edgelib.preprocess(edgelib.decode_image(p), prep))
             ok.append(p)
-        except edgelib.ImageReadError:
-            log.warning("skipped unreadable image %s", p)
+        except edgelib.ImageReadError as exc:
+            log.warning("skipped unreadable image %s (%s)", p, exc)
             skipped.append(p)
     if not xs:
         raise InputDataError(
@@ -427,15 +427,21 @@ def align_labels(dataset_names, model_labels) -> np.ndarray:
     def key(s: str) -> str:
         return " ".join(str(s).lower().replace("_", " ").replace("-", " ").split())
 
-    index = {}
+    index: dict[str, list[int]] = {}
     for i, lab in enumerate(model_labels):
-        index.setdefault(key(lab), i)
+        index.setdefault(key(lab), []).append(i)
     out, missing = [], []
     for n in dataset_names:
-        if key(n) in index:
-            out.append(index[key(n)])
-        else:
+        if key(n) not in index:
             missing.append(n)
+        elif len(index[key(n)]) > 1:  # ImageNet's labels list 'crane' twice: a class called so is ambiguous
+            raise InputDataError(
+                f"dataset class {n!r} matches {len(index[key(n)])} of the model's labels (indices "
+                f"{', '.join(map(str, index[key(n)]))})",
+                hint="rename one of them in the labels file",
+            )
+        else:
+            out.append(index[key(n)][0])
     if missing:
         raise InputDataError(
             f"dataset classes not among the model's {len(model_labels)} labels: {', '.join(missing[:8])}"

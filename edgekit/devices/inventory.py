@@ -16,10 +16,13 @@ carries the host keys accepted at `devices add`/`devices trust`, checked on ever
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import sys
-import tempfile
+import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,6 +35,7 @@ KINDS = ("ssh", "adb", "local")
 LOCAL = DeviceSpec(name="local", kind="local")  # always available, even with an empty inventory
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _CORE_KEYS = ("kind", "address", "identity", "python", "workdir")
+LOCK_TIMEOUT_S = 30.0  # a read-modify-write takes milliseconds; this long means a stuck process
 
 
 def default_path() -> Path:
@@ -78,6 +82,7 @@ def load(path: str | os.PathLike | None = None) -> dict[str, DeviceSpec]:
     for name, entry in (data.get("devices") or {}).items():
         if not isinstance(entry, dict) or entry.get("kind") not in KINDS:
             raise InputDataError(f"device {name!r} in {p} needs kind = one of {', '.join(KINDS)}")
+        _check_entry(name, entry, p)
         extras = {k: v for k, v in entry.items() if k not in _CORE_KEYS}
         out[name] = DeviceSpec(
             name=name,
@@ -89,6 +94,46 @@ def load(path: str | os.PathLike | None = None) -> dict[str, DeviceSpec]:
             options=extras,
         )
     return out
+
+
+def _check_entry(name: str, entry: dict, path: Path) -> None:
+    """A hand-edited entry gets the checks `devices add` makes (name, SSH address)."""
+    try:
+        if name != "local":  # a `local` entry may override this machine's defaults
+            check_name(name)
+        if entry["kind"] == "ssh":
+            from edgekit.devices.targets.ssh import parse_ssh_address  # noqa: PLC0415
+
+            parse_ssh_address(str(entry.get("address", "")))
+    except UsageError as exc:
+        raise InputDataError(f"device inventory {path}: {exc.message}", hint="fix the entry in the file") from None
+
+
+@contextlib.contextmanager
+def locked(path: str | os.PathLike | None = None) -> Iterator[Path]:
+    """Hold the inventory's lock across a read-modify-write, so concurrent `devices add` processes queue
+    instead of each writing back what it read (and dropping the others' entries). flock on a file of
+    its own beside the inventory: the inventory itself is replaced by rename on every save."""
+    p = Path(path).expanduser() if path else default_path()
+    p.parent.mkdir(parents=True, exist_ok=True)
+    lock = p.with_name(f".{p.name}.lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + LOCK_TIMEOUT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise InputDataError(
+                        f"device inventory {p} stayed locked for {LOCK_TIMEOUT_S:.0f} s",
+                        hint="another edgekit is changing it; retry when it is done",
+                    ) from None
+                time.sleep(0.02)
+        yield p
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _to_entry(spec: DeviceSpec) -> dict:
@@ -108,16 +153,9 @@ def save(devices: dict[str, DeviceSpec], path: str | os.PathLike | None = None) 
     text = "# edgekit device inventory (edit with `edgekit devices`); no passwords here\n" + tomli_w.dumps(
         {"schema_version": SCHEMA_VERSION, "devices": {n: _to_entry(s) for n, s in sorted(devices.items())}}
     )
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    from edgekit.bundle.atomic import write_text_atomic  # noqa: PLC0415
+
+    return write_text_atomic(p, text, mode=0o600)
 
 
 def get(name: str, path: str | os.PathLike | None = None) -> DeviceSpec:
@@ -134,37 +172,40 @@ def get(name: str, path: str | os.PathLike | None = None) -> DeviceSpec:
 
 
 def put(spec: DeviceSpec, path: str | os.PathLike | None = None, *, replace_existing: bool = False) -> Path:
-    devices = load(path)
-    if spec.name in devices and not replace_existing:
-        raise UsageError(
-            f"device {spec.name!r} already exists", hint="use --replace, or `edgekit devices remove`"
-        )
-    devices[spec.name] = spec
-    return save(devices, path)
+    with locked(path):
+        devices = load(path)
+        if spec.name in devices and not replace_existing:
+            raise UsageError(
+                f"device {spec.name!r} already exists", hint="use --replace, or `edgekit devices remove`"
+            )
+        devices[spec.name] = spec
+        return save(devices, path)
 
 
 def update(name: str, path: str | os.PathLike | None = None, **changes) -> DeviceSpec:
     """Change fields of one entry; `options` entries are merged (None removes a key)."""
-    devices = load(path)
-    spec = get(name, path) if name not in devices else devices[name]
-    options = dict(spec.options)
-    for k, v in (changes.pop("options", None) or {}).items():
-        if v is None:
-            options.pop(k, None)
-        else:
-            options[k] = v
-    new = replace(spec, options=options, **changes)
-    devices[name] = new
-    save(devices, path)
-    return new
+    with locked(path):
+        devices = load(path)
+        spec = get(name, path) if name not in devices else devices[name]
+        options = dict(spec.options)
+        for k, v in (changes.pop("options", None) or {}).items():
+            if v is None:
+                options.pop(k, None)
+            else:
+                options[k] = v
+        new = replace(spec, options=options, **changes)
+        devices[name] = new
+        save(devices, path)
+        return new
 
 
 def remove(name: str, path: str | os.PathLike | None = None) -> DeviceSpec:
-    devices = load(path)
-    spec = get(name, path)
-    devices.pop(name, None)
-    save(devices, path)
-    return spec
+    with locked(path):
+        devices = load(path)
+        spec = get(name, path)
+        devices.pop(name, None)
+        save(devices, path)
+        return spec
 
 
 def check_tag(tag: str) -> str:

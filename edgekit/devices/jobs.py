@@ -6,6 +6,7 @@ A job runs on one Target; fleets run the same job on many (edgekit.devices.fleet
 from __future__ import annotations
 
 import posixpath
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,11 +66,6 @@ def _label(doc: dict, target: Target) -> dict:
     return doc
 
 
-
-def _record(kind: str, result, manifest: dict | None, device: dict) -> None:
-    from edgekit.results import store  # noqa: PLC0415
-
-    store.record(kind, result, manifest=manifest, device=device)
 
 
 
@@ -159,10 +155,22 @@ def _int8_vs_float(same: list[dict], cpu: dict, rule: str | None) -> str:
     return f"Rule of thumb for int8 on this CPU: {rule}" if rule else ""
 
 
-def record_profile(docs: list[dict], rows: list[dict], refs: list[ModelRef]) -> None:
-    """One stored run per profile command: every configuration of every precision."""
+def profile_vs_reference(refs: list[ModelRef], rows: list[dict]) -> dict | None:
+    """The primary precision (int8 when exported) against the bundle's desktop reference: batch 1,
+    then throughput."""
+    from edgekit.results.comparison import as_dict, for_profile  # noqa: PLC0415
+
+    primary = next((r.precision for r in refs if r.precision == "int8"), refs[0].precision)
+    return as_dict(for_profile(refs[0].bundle, rows, primary))
+
+
+def record_profile(docs: list[dict], rows: list[dict], refs: list[ModelRef], vs: dict | None = None, *, db=None):
+    """One stored run per profile command: every configuration of every precision. Call it after the
+    result is printed; a database that refuses the run keeps it in a file (RecordOutcome says where)."""
+    from edgekit.results.unrecorded import record_or_keep  # noqa: PLC0415
+
     if not docs:
-        return
+        return None
     manifest = refs[0].manifest
     result = {
         "schema_version": 1,
@@ -175,8 +183,8 @@ def record_profile(docs: list[dict], rows: list[dict], refs: list[ModelRef]) -> 
     }
     if len(docs) == 1:
         result["precision"] = docs[0]["model"].get("precision")
-    _record("profile", result, manifest, docs[0].get("device") or {})
-
+    result["vs_reference"] = vs if vs is not None else profile_vs_reference(refs, rows)
+    return record_or_keep("profile", result, manifest=manifest, device=docs[0].get("device") or {}, db=db)
 
 
 def evaluate(
@@ -187,23 +195,32 @@ def evaluate(
     labels: str | None = None,
     threads: int | None = None,
     progress: Progress | None = None,
+    limit: int | None = None,
+    seed: int = 0,
 ) -> dict:
-    """eval_images.py on the target over a folder, CSV, .npz or `builtin:NAME` on the host."""
+    """eval_images.py on the target over a folder, CSV, .npz or `builtin:NAME` on the host; with
+    `limit`, over the seeded sample of at most that many images the desktop `eval` would take."""
     from edgekit.data.datasets import is_builtin  # noqa: PLC0415
 
     if is_builtin(data):
         # A built-in dataset lives inside a desktop package: preprocess it here into the .npz form,
         # which the device evaluates bit-for-bit without any image decoder.
         with tempfile.TemporaryDirectory(prefix="edgekit-builtin-") as tmp:
-            npz = pack_builtin_npz(data, ref, Path(tmp) / "eval_inputs.npz")
+            npz = pack_builtin_npz(data, ref, Path(tmp) / "eval_inputs.npz", limit=limit, seed=seed)
             doc = evaluate(target, ref, str(npz), labels=labels, threads=threads, progress=progress)
-        doc.setdefault("data", {})["source"] = data  # not the temporary file's name
+        doc.setdefault("data", {}).update(source=data, limit=limit, seed=seed)  # not the temporary file
         return doc
     data_path = Path(data).expanduser()
     if not data_path.exists():
         raise InputDataError(
             f"--data {data} does not exist", hint="pass an image folder, a CSV, an .npz or builtin:NAME"
         )
+    if limit:
+        with tempfile.TemporaryDirectory(prefix="edgekit-sample-") as tmp:
+            sampled = _sample(data_path, limit, seed, Path(tmp), labels)
+            doc = evaluate(target, ref, str(sampled), labels=labels, threads=threads, progress=progress)
+        doc.setdefault("data", {}).update(source=str(data_path), limit=limit, seed=seed)
+        return doc
     host = [str(ref.path), str(data_path)]
     if data_path.suffix.lower() == ".csv":
         host += _csv_images(data_path)
@@ -221,6 +238,35 @@ def evaluate(
         cleanup(target, paths)
     return _label(doc, target)
 
+
+
+def _sample(data: Path, limit: int, seed: int, tmp: Path, labels: str | None) -> Path:
+    """The seeded sample `eval --limit N --seed S` takes on the desktop (datasets.sample), as a
+    folder of copies (DIR/<class>/<name>: file names kept, so predictions still match the desktop's
+    by name) or, for an .npz, its rows."""
+    import numpy as np  # noqa: PLC0415
+
+    if data.suffix.lower() == ".npz":
+        with np.load(data, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        n = len(arrays.get("x", ()))
+        if n <= limit:
+            return data
+        idx = np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
+        out = tmp / "sample.npz"
+        np.savez(out, **{k: v[idx] if len(v) == n else v for k, v in arrays.items()})
+        return out
+    from edgekit.data import datasets  # noqa: PLC0415
+
+    ds = datasets.sample(datasets.open_dataset(data, labels), limit, seed)
+    root = tmp / "sample"
+    for i, (p, y) in enumerate(zip(ds.paths, ds.y, strict=True)):
+        dest = root / ds.class_names[int(y)] / Path(p).name
+        if dest.exists():  # the same name in two sub-folders of one class
+            dest = dest.with_name(f"{i}_{dest.name}")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(p, dest)
+    return root
 
 
 def _csv_images(csv_path: Path) -> list[str]:
@@ -258,7 +304,7 @@ def pack_eval_npz(folder: str | Path, prep: dict, labels: list[str], out: str | 
 
 
 
-def pack_builtin_npz(spec: str, ref: ModelRef, out: str | Path) -> Path:
+def pack_builtin_npz(spec: str, ref: ModelRef, out: str | Path, *, limit: int | None = None, seed: int = 0) -> Path:
     """`builtin:NAME[:part]` preprocessed with the model's own preprocessing, labels aligned by name."""
     import numpy as np  # noqa: PLC0415
 
@@ -275,7 +321,7 @@ def pack_builtin_npz(spec: str, ref: ModelRef, out: str | Path) -> Path:
             f"{spec} needs a model that carries its labels and preprocessing ({ref.path} does not)",
             hint="evaluate an edgekit bundle, or pass an image folder with --labels",
         )
-    batch = datasets.decode(datasets.open_dataset(spec), prep)
+    batch = datasets.decode(datasets.open_dataset(spec), prep, limit=limit, seed=seed)
     y = datasets.align_labels(batch.class_names, labels)[batch.y]
     out = Path(out)
     np.savez(out, x=batch.x.astype(np.float32), y=y.astype(np.int64), paths=np.asarray(batch.paths))

@@ -56,6 +56,13 @@ def export_bundle(
     extras: Callable | None = None,
 ) -> tuple[Path, dict]:
     """Run the whole export; returns (bundle folder, manifest). `max_drop`: see edgekit.pipeline.quantize."""
+    from edgekit.pipeline import litert_quant as lq  # noqa: PLC0415
+
+    backends = {p: lq.backend_for(p, cfg.quantizer) for p in cfg.precisions}
+    if "litert" in backends.values():
+        lq.require()  # before any TensorFlow work: one line when ai-edge-quantizer is missing
+        if "int8" in cfg.precisions and backends["int8"] == "litert":
+            lq.litert_recipe("int8", io=cfg.io)  # --io the LiteRT Quantizer cannot write: say so now
     tf = require_tensorflow()
     from edgekit.converters import keras_tflite, tflite_metadata  # noqa: PLC0415
 
@@ -91,24 +98,32 @@ def export_bundle(
     }
     entries = []
     sizes: dict[str, int] = {}
+    float32_flat = b""
     with keras_tflite.saved_model(model) as saved:
         for precision in _with_float32_first(cfg.precisions):
-            progress(f"converting to {precision}")
             q = QuantizeConfig.preset(precision, io=cfg.io)
+            backend = backends.get(precision, "converter")
+            recipe = lq.litert_recipe(precision, per_channel=q.per_channel, io=q.io) if backend == "litert" else None
+            progress(f"converting to {precision}" + (" with the LiteRT Quantizer" if recipe else ""))
             t0 = time.perf_counter()
-            try:
-                flat = keras_tflite.convert_saved_model(
-                    saved,
-                    q.precision,
-                    representative=_representative(calib.x) if q.precision == "int8" else None,
-                    io_type=q.io,
-                    per_channel=q.per_channel,
-                )
-            except keras_tflite.ConversionError as exc:
-                raise VerificationError(
-                    str(exc), hint="run with EDGEKIT_DEBUG=1 for the converter log"
-                ) from exc
+            if recipe is not None:
+                flat = lq.quantize_tflite(float32_flat, recipe, calib.x if precision == "int8" else None)
+            else:
+                try:
+                    flat = keras_tflite.convert_saved_model(
+                        saved,
+                        q.precision,
+                        representative=_representative(calib.x) if q.precision == "int8" else None,
+                        io_type=q.io,
+                        per_channel=q.per_channel,
+                    )
+                except keras_tflite.ConversionError as exc:
+                    raise VerificationError(
+                        str(exc), hint="run with EDGEKIT_DEBUG=1 for the converter log"
+                    ) from exc
             convert_s = time.perf_counter() - t0
+            if precision == "float32":
+                float32_flat = flat
             sizes[precision] = len(flat)
             if precision not in cfg.precisions:
                 continue  # float32 converted only to measure the size ratio
@@ -123,6 +138,7 @@ def export_bundle(
                     float_out=acc_float,
                     max_drop=max_drop,
                     per_channel=q.per_channel,
+                    search=lq.litert_search(float32_flat, recipe, calib.x) if recipe else None,
                     progress=progress,
                 )
             data = tflite_metadata.embed(flat, labels=list(src.labels), meta={**meta, "precision": precision})
@@ -138,6 +154,7 @@ def export_bundle(
                     "size_bytes": len(data),
                     "flatbuffer_bytes": len(flat),
                     "verification": verification,
+                    "quantizer": lq.record(backend, precision, per_channel=q.per_channel, io=q.io, recipe=recipe),
                     **({"accuracy": accuracy} if accuracy else {}),
                     "_data": data,
                 }

@@ -10,8 +10,8 @@ import re
 
 import numpy as np
 
+from edgekit.bundle.modelcheck import load_model
 from edgekit.data.datasets import ImageBatch
-from edgekit.device_scripts import edgelib
 from edgekit.errors import VerificationError
 
 # Named thresholds (README "Verification thresholds"), each pinned by a test that shows it refusing a
@@ -148,7 +148,7 @@ def _int8_gate(main: dict, calib: ImageBatch, min_agreement: float) -> dict:
 
 def _litert_outputs(tflite: bytes, x: np.ndarray) -> list[np.ndarray]:
     """Every output of a `.tflite` (dequantized), one image per invoke, in ONNX output order."""
-    m = edgelib.Model(tflite)
+    m = load_model(tflite, name="the converted model")
     it = m.interpreter
     details = it.get_output_details()
     outs: list[list[np.ndarray]] = [[] for _ in details]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgekit.device_scripts import edgelib
+from edgekit.bundle.modelcheck import load_model
 
 Progress = Callable[[str], None]
 DEBUG_IMAGES = 32  # the debugger runs every op twice per image: a few dozen images rank well enough
@@ -39,16 +39,61 @@ def accuracy(outputs: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(outputs.argmax(-1) == y)) if len(y) else float("nan")
 
 
+Z95 = 1.959964
+
+
+def paired_drop(float_correct: np.ndarray, q_correct: np.ndarray) -> dict:
+    """The top-1 drop in points with a 95 % interval that uses the pairing.
+
+    Float and int8 see the same images, so only discordant images carry information: b = right in
+    float and wrong in int8, c = the reverse; drop = (b − c) / n. The interval is Wald's for a paired
+    difference with 0.5 added to every cell of the 2×2 table (Agresti & Min 2005), which keeps a
+    width when b = c = 0 instead of claiming certainty from a small set."""
+    f = np.asarray(float_correct, bool)
+    q = np.asarray(q_correct, bool)
+    n = int(f.size)
+    b, c = int(np.sum(f & ~q)), int(np.sum(~f & q))
+    if n == 0:
+        return {"drop_points": None, "drop_ci95_points": None, "float_only_right": 0, "int8_only_right": 0}
+    bb, cc, nn = b + 0.5, c + 0.5, n + 2.0
+    d = (bb - cc) / nn
+    se = float(np.sqrt(max((bb + cc) - (bb - cc) ** 2 / nn, 0.0))) / nn
+    return {
+        "drop_points": round((b - c) / n * 100, 2),
+        "drop_ci95_points": [round((d - Z95 * se) * 100, 2), round((d + Z95 * se) * 100, 2)],
+        "float_only_right": b,
+        "int8_only_right": c,
+    }
+
+
+def agreement_interval(agree: np.ndarray) -> dict:
+    """Top-1 agreement with its 95 % Wilson interval (needs no labels)."""
+    a = np.asarray(agree, bool)
+    n = int(a.size)
+    if n == 0:
+        return {"agreement": None, "agreement_ci95": None}
+    p = float(a.mean())
+    den = 1 + Z95**2 / n
+    mid = (p + Z95**2 / (2 * n)) / den
+    half = Z95 * float(np.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n))) / den
+    return {"agreement": round(p, 4), "agreement_ci95": [round(mid - half, 4), round(mid + half, 4)]}
+
+
 def int8_report(float_out: np.ndarray, q_out: np.ndarray, y: np.ndarray, source: str) -> dict:
-    """Float vs int8 on labelled images: both top-1s (fractions), the drop in points, agreement."""
+    """Float vs int8 on labelled images: both top-1s (fractions), the drop in points with its paired
+    95 % interval, agreement with its interval."""
+    fp, qp = float_out.argmax(-1), q_out.argmax(-1)
     f1, q1 = accuracy(float_out, y), accuracy(q_out, y)
+    paired = paired_drop(fp == y, qp == y)
     return {
         "data": source,
         "n": int(len(y)),
         "float_top1": round(f1, 4),
         "int8_top1": round(q1, 4),
         "drop_points": round((f1 - q1) * 100, 2),
-        "agreement": round(float(np.mean(float_out.argmax(-1) == q_out.argmax(-1))), 4),
+        "drop_ci95_points": paired["drop_ci95_points"],
+        "discordant": {"float_only_right": paired["float_only_right"], "int8_only_right": paired["int8_only_right"]},
+        **agreement_interval(fp == qp),
     }
 
 
@@ -113,7 +158,7 @@ def _steps(n: int, max_steps: int) -> list[int]:
 
 def host_latency_ms(tflite: bytes, runs: int = 30) -> float:
     """Median single-thread invoke time on this host (a cost indication, not a benchmark)."""
-    m = edgelib.Model(tflite, threads=1)
+    m = load_model(tflite, threads=1)
     x = np.zeros(m.input_shape, dtype=m.input["dtype"])
     for _ in range(3):
         m.invoke_raw(x)
@@ -137,8 +182,30 @@ def fit_budget(
     per_channel: bool = True,
     progress: Progress = lambda _m: None,
 ) -> tuple[bytes, dict]:
-    """(model to ship, report): the full int8 model when within budget, else the best selective one."""
-    base_out = edgelib.Model(int8).predict(x_eval)
+    """(model to ship, report) through the converter: QuantizationDebugger ranking and denylists."""
+    return search_budget(
+        int8,
+        rank=lambda: rank_layers(saved_model, calib, per_channel=per_channel),
+        build=lambda deny: selective_model(saved_model, calib, deny, per_channel=per_channel),
+        x_eval=x_eval, y_eval=y_eval, float_out=float_out, budget=budget, progress=progress,
+    )  # fmt: skip
+
+
+def search_budget(
+    int8: bytes,
+    *,
+    rank: Callable[[], list[dict]],
+    build: Callable[[list[str]], bytes],
+    x_eval: np.ndarray,
+    y_eval: np.ndarray,
+    float_out: np.ndarray,
+    budget: Budget,
+    progress: Progress = lambda _m: None,
+) -> tuple[bytes, dict]:
+    """(model to ship, report): the full int8 model when within budget, else the best selective one.
+
+    Either back end: `rank()` lists ops worst first, `build(names)` quantizes with those in float."""
+    base_out = load_model(int8).predict(x_eval)
     f1 = accuracy(float_out, y_eval)
     base_drop = (f1 - accuracy(base_out, y_eval)) * 100
     report: dict = {
@@ -156,20 +223,20 @@ def fit_budget(
         return int8, report
 
     progress(
-        f"int8 drops {base_drop:.2f} points > {budget.max_drop}: ranking layers with the quantization debugger"
+        f"int8 drops {base_drop:.2f} points > {budget.max_drop}: ranking layers by their int8 error"
     )
-    ranking = rank_layers(saved_model, calib, per_channel=per_channel)
+    ranking = rank()
     report["ranking"] = ranking[:20]
     best = (base_drop, 0, int8)
     for k in _steps(len(ranking), budget.max_steps):
         deny = [r["tensor_name"] for r in ranking[:k]]
         progress(f"keeping {k} worst layer(s) in float")
         try:
-            flat = selective_model(saved_model, calib, deny, per_channel=per_channel)
+            flat = build(deny)
         except ValueError as exc:  # the debugger refuses some denylists; report and stop there
             report["steps"].append({"float_layers": k, "error": str(exc).splitlines()[0]})
             break
-        drop = (f1 - accuracy(edgelib.Model(flat).predict(x_eval), y_eval)) * 100
+        drop = (f1 - accuracy(load_model(flat).predict(x_eval), y_eval)) * 100
         report["steps"].append({"float_layers": k, "drop_points": round(drop, 2), "size_bytes": len(flat)})
         if drop < best[0] - 1e-9:
             best = (drop, k, flat)
@@ -190,12 +257,15 @@ def fit_budget(
             size_change_bytes=len(flat) - len(int8),
             host_latency_ms=lat,
             host_latency_change=round(lat / max(report["full_int8"]["host_latency_ms"], 1e-9), 3),
-            io="float32",
-            io_note=(
-                "the selective model has float32 input and output (the quantization debugger always "
-                "writes it so): feed normalised float32 images, as manifest preprocessing describes"
-            ),
         )
+        if load_model(flat).input["dtype"] == np.float32:
+            report.update(
+                io="float32",
+                io_note=(
+                    "the selective model has float32 input and output (the quantization debugger always "
+                    "writes it so): feed normalised float32 images, as manifest preprocessing describes"
+                ),
+            )
     if not met:
         report["note"] = (
             f"budget not met: the best found loses {drop:.2f} points with {k} layer(s) in float "
@@ -259,9 +329,13 @@ def export_accuracy(
     float_out: np.ndarray | None,
     max_drop: float | None,
     per_channel: bool = True,
+    search: Callable | None = None,
     progress: Progress = lambda _m: None,
 ) -> tuple[bytes, dict]:
-    """Float vs int8 accuracy for the manifest, and the --max-drop search when asked."""
+    """Float vs int8 accuracy for the manifest, and the --max-drop search when asked.
+
+    `search` is the back end's budget search (same arguments as fit_budget's after `int8`); the
+    converter's QuantizationDebugger search when None."""
     from edgekit.errors import UsageError  # noqa: PLC0415
 
     if data is None:
@@ -270,26 +344,18 @@ def export_accuracy(
             hint="export from a run folder, or pass --calibration DIR/<class>/*.jpg or builtin:NAME matching the labels",
         )
     x, y, source = data
-    report = int8_report(float_out, edgelib.Model(int8).predict(x), y, source)
+    report = int8_report(float_out, load_model(int8).predict(x), y, source)
     if max_drop is None:
         return int8, report
-    flat, budget = fit_budget(
-        saved_model,
-        int8,
-        calib=calib,
-        x_eval=x,
-        y_eval=y,
-        float_out=float_out,
-        budget=Budget(max_drop),
-        per_channel=per_channel,
-        progress=progress,
-    )
+    if search is None:
+
+        def search(model, **kw):
+            return fit_budget(saved_model, model, calib=calib, per_channel=per_channel, **kw)
+
+    flat, budget = search(int8, x_eval=x, y_eval=y, float_out=float_out, budget=Budget(max_drop), progress=progress)
     if flat is not int8:
-        report["int8_top1_full"] = report["int8_top1"]
-        report["int8_top1"] = round(accuracy(edgelib.Model(flat).predict(x), y), 4)
-        report["drop_points"] = round((report["float_top1"] - report["int8_top1"]) * 100, 2)
-        report["agreement"] = round(
-            float(np.mean(float_out.argmax(-1) == edgelib.Model(flat).predict(x).argmax(-1))), 4
-        )
+        full_top1 = report["int8_top1"]
+        report = int8_report(float_out, load_model(flat).predict(x), y, source)
+        report["int8_top1_full"] = full_top1
     report["max_drop"] = budget
     return flat, report

@@ -19,12 +19,14 @@ import numpy as np
 
 from edgekit.bundle.keras_model import load_keras
 from edgekit.bundle.manifest import default_labels
+from edgekit.bundle.modelcheck import load_model, predict_checked
 from edgekit.device_scripts import edgelib
 from edgekit.errors import InputDataError, ModelFileError
 from edgekit.pipeline.metrics import compare, scores
+from edgekit.pipeline.reference_speed import Timing, check_backend, host_tflite_speed, reference_outputs
 
 REFERENCE_JSON = "reference.json"
-BACKGROUND = ("background", "__background__", "???", "bg")
+BACKGROUND = edgelib.BACKGROUND_LABELS
 Progress = Callable[[str], None]
 
 
@@ -34,24 +36,21 @@ Progress = Callable[[str], None]
 def resolve_labels(
     labels: list[str] | None, n_outputs: int, where: str = "labels"
 ) -> tuple[list[str], str | None]:
-    """Labels matching the model's outputs, handling a background class in either place.
-
-    TF's classic ImageNet models output 1001 classes with output 0 = background; their label files
-    come with the background line (1001 entries) or without it (1000)."""
+    """Labels matching the model's outputs. A background label the model has no output for is dropped
+    only when it is really there (the first entry names a background class); any other difference in
+    count would shift every label by one, so it is refused with the counts (the device agrees)."""
     if labels is None:
         return list(default_labels(n_outputs)), "no labels: classes are named class_<index>"
     if len(labels) == n_outputs:
         return list(labels), None
-    if len(labels) + 1 == n_outputs:
-        return ["background", *labels], "the model has one output more than the labels: output 0 = background"
     if len(labels) == n_outputs + 1 and labels[0].strip().lower() in BACKGROUND:
         return list(
             labels[1:]
         ), f"dropped the leading {labels[0]!r} label: the model has no background output"
-    raise ModelFileError(
-        f"{where} has {len(labels)} entries but the model has {n_outputs} outputs",
-        hint="pass the labels file that belongs to this model with --labels",
-    )
+    hint = "pass the labels file that belongs to this model with --labels"
+    if len(labels) + 1 == n_outputs:
+        hint = "if output 0 is a background class, add a first line `background`; else " + hint
+    raise ModelFileError(f"{where} has {len(labels)} entries but the model has {n_outputs} outputs", hint=hint)
 
 
 # --------------------------------------------------------------------------- targets
@@ -73,6 +72,8 @@ def open_target(target: str, labels_file: str | None = None) -> Target:
     from edgekit.bundle.manifest import (  # noqa: PLC0415
         LABELS,
         MANIFEST,
+        bundle_labels,
+        bundle_path,
         primary_model,
         read_labels,
         read_manifest,
@@ -82,9 +83,10 @@ def open_target(target: str, labels_file: str | None = None) -> Target:
     given = read_labels(labels_file) if labels_file else None
     if p.is_dir() and (p / MANIFEST).is_file():
         m = read_manifest(p)
-        tfl = p / primary_model(m)["file"]
-        keras_path = p / m.get("float_model", "float_model.keras")
-        labels = given or (read_labels(p / LABELS) if (p / LABELS).is_file() else None)
+        tfl = bundle_path(p, primary_model(m)["file"])
+        keras_path = bundle_path(p, m.get("float_model") or "float_model.keras")
+        own = bundle_labels(p, m)  # checked even when --labels replaces them: a broken bundle says so
+        labels = given or own
         return Target(
             "bundle", p, labels, m["preprocessing"], keras_path if keras_path.is_file() else None, tfl, m
         )
@@ -120,15 +122,25 @@ def evaluate(
     seed: int = 0,
     write: bool = True,
     progress: Progress = lambda _m: None,
-    db: str | None = None,
-) -> dict:
-    """Evaluate TARGET on labelled DATA; returns the result (and writes reference.json for a bundle)."""
+    backend: str = "tensorflow",
+    precision: str = "float32",
+    timing: Timing | None = None,
+) -> tuple[dict, dict | None]:
+    """Evaluate TARGET on labelled DATA (and write reference.json for a bundle); returns the result and
+    the manifest to record it with. Recording is the caller's, once the result is printed: a database
+    failure must never cost the figures (edgekit.results.unrecorded).
+
+    The float reference runs with Keras on `backend` (tensorflow here, jax/torch in a subprocess) and
+    is timed as the host .tflite is (batch-1 latency, throughput at `timing.batch`)."""
     from edgekit.data import datasets as D  # noqa: PLC0415
 
+    check_backend(backend, precision)
+    timing = timing or Timing()
     t = open_target(target, labels_file)
-    tfl_model = _load_tflite(t.tflite_path) if t.tflite_path else None
+    tfl_model, tfl_bytes = _load_tflite(t.tflite_path) if t.tflite_path else (None, None)
     keras_model = None
-    if t.keras_path is not None:
+    # In this process only for the tensorflow backend, or to convert a run's model to int8
+    if t.keras_path is not None and (backend == "tensorflow" or tfl_model is None):
         progress("loading the Keras model")
         keras_model = load_keras(t.keras_path)
     n_out = int(tfl_model.output["shape"][-1]) if tfl_model else int(keras_model.output_shape[-1])
@@ -141,7 +153,7 @@ def evaluate(
     batch = D.decode(ds, prep, limit=limit, seed=seed)
     y = D.align_labels(batch.class_names, labels)[batch.y]
     result: dict = {
-        "schema_version": 1,
+        "schema_version": 2,  # 2: reference and host .tflite carry latency, throughput, device, backend
         "target": str(t.path),
         "kind": t.kind,
         "data": {
@@ -156,31 +168,32 @@ def evaluate(
         "preprocessing": prep,
     }
     outs: dict[str, np.ndarray] = {}
-    if keras_model is not None:
-        progress(f"float reference on {len(y)} images")
-        outs["reference"] = np.asarray(keras_model.predict(batch.x, batch_size=64, verbose=0), np.float32)
-        result["reference"] = {
-            **scores(outs["reference"], y, labels),
-            "model": t.keras_path.name,
-            "device": reference_device(),
-        }
+    if t.keras_path is not None:
+        progress(f"float reference (Keras/{backend}, {precision}) on {len(y)} images, then its speed")
+        outs["reference"], figures = reference_outputs(
+            t.keras_path, keras_model, batch.x, backend=backend, precision=precision, timing=timing
+        )
+        result["reference"] = {**scores(outs["reference"], y, labels), "model": t.keras_path.name, **figures}
     if tfl_model is None and keras_model is not None:
         progress("converting to int8 in memory (per-channel) for the host TFLite figures")
-        tfl_model, note = _convert_int8(keras_model, t, batch.x, prep)
+        tfl_model, note, tfl_bytes = _convert_int8(keras_model, t, batch.x, prep)
         result["tflite_note"] = note
     if tfl_model is not None:
-        progress(f"host TFLite ({tfl_model.input['dtype'].__name__} input) on {len(y)} images")
-        outs["tflite"] = tfl_model.predict(batch.x)
+        progress(f"host TFLite ({tfl_model.input['dtype'].__name__} input) on {len(y)} images, then its speed")
+        name = str(t.tflite_path) if t.tflite_path else "the int8 model converted in memory"
+        outs["tflite"] = predict_checked(tfl_model, batch.x, name)
         result["tflite"] = {
             **scores(outs["tflite"], y, labels),
             "model": t.tflite_path.name if t.tflite_path else "int8 (converted in memory)",
             "input_dtype": np.dtype(tfl_model.input["dtype"]).name,
             "runtime": f"{tfl_model.runtime} {tfl_model.runtime_version}",
+            **host_tflite_speed(tfl_bytes, tfl_model, batch.x, timing),
         }
     if "reference" in outs and "tflite" in outs:
         result.update(compare(outs["reference"], outs["tflite"], result["reference"], result["tflite"]))
     if t.kind == "bundle" and write:
-        from edgekit.bundle.manifest import bundle_id, write_json_atomic  # noqa: PLC0415
+        from edgekit.bundle.atomic import write_json_atomic  # noqa: PLC0415
+        from edgekit.bundle.manifest import bundle_id  # noqa: PLC0415
 
         ref = {**result, "bundle_id": bundle_id(t.manifest)}
         for k, v in outs.items():  # per-image predictions, so a device run can be compared image by image
@@ -193,37 +206,20 @@ def evaluate(
             }
         write_json_atomic(t.path / REFERENCE_JSON, ref)
         result["written"] = str(t.path / REFERENCE_JSON)
-    _record(result, t.manifest, db)
-    return result
+    return result, t.manifest
 
 
-def reference_device() -> dict:
-    """Where Keras ran: the first GPU when TensorFlow sees one, else the CPU."""
-    import tensorflow as tf  # noqa: PLC0415
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", gpus[0].name)
-        return {"type": "GPU", "name": name}
-    return {"type": "CPU", "name": edgelib.cpu_info()["model"]}
-
-
-def _load_tflite(path: Path) -> edgelib.Model:
-    from edgekit.converters import tflite_file  # noqa: PLC0415
-
-    try:
-        data = tflite_file.check_file(path)
-    except tflite_file.NotTFLiteError as exc:
-        raise ModelFileError(str(exc)) from None
-    try:
-        return edgelib.Model(data, threads=os.cpu_count())
-    except (RuntimeError, ValueError) as exc:
-        raise ModelFileError(f"{path} cannot be loaded by the TFLite interpreter: {exc}") from None
+def _load_tflite(path: Path) -> tuple[edgelib.Model, bytes]:
+    """Probed in a subprocess first (a model that crashes the interpreter kills only the probe)."""
+    return load_model(path, threads=os.cpu_count()), Path(path).read_bytes()
 
 
 def _guess_prep(tfl_model, keras_model) -> dict:
     if tfl_model is not None:
-        return edgelib.default_preprocessing(tfl_model)
+        try:
+            return edgelib.default_preprocessing(tfl_model)
+        except edgelib.ModelFailure as exc:
+            raise ModelFileError(str(exc)) from None
     _, h, w, _ = keras_model.input_shape
     return {
         "size": [int(h), int(w)],
@@ -251,18 +247,12 @@ def _convert_int8(keras_model, t: Target, x_eval: np.ndarray, prep: dict):
         )
     except keras_tflite.ConversionError as exc:
         raise ModelFileError(str(exc)) from None
-    return edgelib.Model(flat, threads=os.cpu_count()), note
+    return load_model(flat, threads=os.cpu_count(), name="the int8 model converted in memory"), note, flat
 
 
-def _record(result: dict, manifest: dict | None, db: str | None) -> None:
-    try:
-        from edgekit.results.store import record  # noqa: PLC0415
-
-        result["record_id"] = record(
-            "eval", {k: v for k, v in result.items() if k != "predictions"}, manifest=manifest, db=db
-        )
-    except Exception as exc:  # noqa: BLE001 - a results database problem must not lose the figures
-        result["record_error"] = f"{exc.__class__.__name__}: {exc}"
+def recorded_view(result: dict) -> dict:
+    """What the results database keeps of an eval: everything but the per-image predictions."""
+    return {k: v for k, v in result.items() if k != "predictions"}
 
 
 def check_data_spec(data: str) -> None:

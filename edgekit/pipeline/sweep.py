@@ -13,7 +13,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edgekit.errors import EdgekitError, UsageError
@@ -41,6 +41,10 @@ class SweepConfig:
     output: str = "edgekit-out/sweep"
     db: str | None = None
     seed: int = 0
+    weights: str | None = None  # pretrained weights: every trained cell fine-tunes them (pipeline.transfer)
+    fine_tune: str | None = None  # stage 2 of the fine-tune; None: the default (pipeline.backbone)
+    fine_tune_epochs: int = 10
+    fine_tune_lr: float | None = None
 
     def __post_init__(self) -> None:
         if not self.alphas or not self.resolutions:
@@ -51,6 +55,10 @@ class SweepConfig:
             raise UsageError(
                 "--latency-only measures random weights; leave out --data (or drop --latency-only)"
             )
+        if self.weights is not None and (self.data is None or self.epochs < 1):
+            raise UsageError("--weights fine-tunes every cell: give --data and --epochs of at least 1")
+        if self.fine_tune is not None and self.weights is None:
+            raise UsageError("--fine-tune needs --weights (pretrained weights to fine-tune)")
         if self.val_data is not None and self.data is None:
             raise UsageError("--val-data needs --data (the training images)")
         if self.min_seconds < 0:
@@ -89,6 +97,9 @@ def sweep_key(cfg: SweepConfig, model_cfg, point: Point) -> str:
         parts["val_data"] = str(Path(cfg.val_data).resolve()) if cfg.val_data else None
         parts["epochs"] = cfg.epochs
         parts["seed"] = cfg.seed
+    if cfg.weights:  # only then, so keys of sweeps from scratch stay as they were
+        parts["weights"] = cfg.weights if cfg.weights == "imagenet" else str(Path(cfg.weights).resolve())
+        parts["fine_tune"] = [_fine_tune(cfg), cfg.fine_tune_epochs, cfg.fine_tune_lr]
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
     return f"{model_cfg.family}/a{point.alpha:g}/r{point.resolution}/{parts['mode']}/{digest}"
 
@@ -113,7 +124,18 @@ def run_sweep(cfg: SweepConfig, progress: Progress = lambda _m: None) -> dict:
     points = [Point(a, r) for a in cfg.alphas for r in cfg.resolutions]
     from edgekit.models import variant_name  # noqa: PLC0415
 
-    done, skipped, steps, failures = [], [], [], []
+    cells_skipped = []
+    if cfg.weights:  # only the cells the weights fit (for imagenet: those with published weights)
+        from edgekit.pipeline.backbone import unfit_cells  # noqa: PLC0415
+
+        why = unfit_cells(cfg.weights, [_model_config(cfg, p, classes) for p in points], cfg.data, progress)
+        for point, reason in zip(points, why, strict=True):
+            if reason:
+                progress(f"α={point.alpha:g} {point.resolution}px: skipped, {reason}")
+                cells_skipped.append({"alpha": point.alpha, "resolution": point.resolution, "reason": reason})
+        points = [p for p, reason in zip(points, why, strict=True) if not reason]
+
+    done, skipped, steps, failures, lost = [], [], [], [], []
     with open_store(cfg.db) as store:
         db_path = store.path
         for n, point in enumerate(points, 1):
@@ -133,14 +155,14 @@ def run_sweep(cfg: SweepConfig, progress: Progress = lambda _m: None) -> dict:
             t0 = time.perf_counter()
             # One configuration (or one device) failing is reported and does not stop the others.
             try:
-                bundle, manifest = _bundle(cfg, mcfg, key, labels, tag, progress, store)
+                bundle, manifest = _bundle(cfg, mcfg, key, labels, tag, progress, _Recorder(store, lost))
             except EdgekitError as exc:
                 progress(f"{tag}: failed: {exc}")
                 failures.append({"key": key, "model": variant_name(mcfg), "device": None, "error": str(exc)})
                 continue
             for device in todo:
                 try:
-                    _measure(cfg, store, key, bundle, manifest, device, tag, progress)
+                    _measure(cfg, _Recorder(store, lost), key, bundle, manifest, device, tag, progress)
                 except EdgekitError as exc:
                     progress(f"{tag}: failed on {device}: {exc}")
                     failures.append(
@@ -156,9 +178,34 @@ def run_sweep(cfg: SweepConfig, progress: Progress = lambda _m: None) -> dict:
         skipped=len(skipped),
         steps=steps,
         failures=failures,
+        unrecorded=[asdict(o) for o in lost],  # results the database refused, kept in files
+        weights=cfg.weights,
+        cells_skipped=cells_skipped,
         total_s=round(time.perf_counter() - t_start, 1),
     )
     return summary
+
+
+class _Recorder:
+    """The store as the sweep's steps use it, except that a database failing mid-sweep keeps the
+    result in a file (edgekit.results.unrecorded) instead of losing a measurement."""
+
+    def __init__(self, store, lost: list) -> None:
+        self.store, self.lost = store, lost
+
+    def has_sweep_run(self, key: str, device: str, kind: str) -> bool:
+        return self.store.has_sweep_run(key, device, kind)
+
+    def add(self, kind: str, result, *, manifest=None, device=None) -> None:
+        import sqlite3  # noqa: PLC0415
+
+        from edgekit.results.unrecorded import keep  # noqa: PLC0415
+
+        try:
+            self.store.add(kind, result, manifest=manifest, device=device)
+        except (sqlite3.Error, OSError) as exc:
+            self.lost.append(keep(kind, result, manifest=manifest, device=device, db=self.store.path,
+                                  error=f"{exc.__class__.__name__}: {exc}"))  # fmt: skip
 
 
 def _measure(
@@ -169,6 +216,17 @@ def _measure(
     def step(m: str) -> None:
         progress(f"{tag}: {m}")
 
+    if cfg.data and not (bundle / "reference.json").is_file():
+        # the desktop float reference (and host .tflite), timed: what every device result is set against
+        from edgekit.pipeline.reference import evaluate as desktop_eval  # noqa: PLC0415
+        from edgekit.pipeline.reference_speed import Timing  # noqa: PLC0415
+
+        step("desktop reference (float Keras and host TFLite)")
+        from edgekit.pipeline.reference import recorded_view  # noqa: PLC0415
+        from edgekit.results.unrecorded import record_or_keep  # noqa: PLC0415
+
+        res, man = desktop_eval(str(bundle), cfg.val_data or cfg.data, progress=step, timing=Timing(min_seconds=0.2))
+        record_or_keep("eval", {**recorded_view(res), "sweep": {"key": key}}, manifest=man, db=cfg.db)
     if not store.has_sweep_run(key, device, "profile"):
         step(f"profiling on {device}")
         result, dev = profile(bundle, manifest, device, cfg, step)
@@ -227,22 +285,37 @@ def train(cfg: SweepConfig, mcfg, run_dir: Path, progress: Progress) -> str:
     A finished run folder from an interrupted sweep is reused; a started one is resumed.
     """
     from edgekit.bundle.runfolder import RUN_JSON  # noqa: PLC0415
+    from edgekit.config import WeightsRequest  # noqa: PLC0415
+    from edgekit.pipeline.backbone import HEAD_LR  # noqa: PLC0415
     from edgekit.pipeline.train import TrainConfig  # noqa: PLC0415
-    from edgekit.pipeline.train import train as train_model  # noqa: PLC0415
+    from edgekit.pipeline.transfer import run_training  # noqa: PLC0415
 
     if (run_dir / RUN_JSON).is_file():
         return str(run_dir)
     tcfg = TrainConfig(
-        model=mcfg,
+        # with weights the architecture comes from them; the cell's α and resolution are checked
+        model=None if cfg.weights else mcfg,
+        weights_request=WeightsRequest(mcfg.family, mcfg.alpha, mcfg.resolution) if cfg.weights else None,
         data=cfg.data,
         output=str(run_dir),
         val_data=cfg.val_data,
         epochs=cfg.epochs,
         seed=cfg.seed,
+        weights=cfg.weights,
+        fine_tune=_fine_tune(cfg),
+        **({"lr": HEAD_LR} if cfg.weights else {}),
+        fine_tune_epochs=cfg.fine_tune_epochs,
+        fine_tune_lr=cfg.fine_tune_lr,
     )
     resume = (run_dir / "checkpoints" / "state.json").is_file()
-    train_model(tcfg, progress=progress, resume=resume)
+    run_training(tcfg, progress=progress, resume=resume)
     return str(run_dir)
+
+
+def _fine_tune(cfg: SweepConfig) -> str:
+    from edgekit.pipeline.backbone import DEFAULT_FINE_TUNE  # noqa: PLC0415
+
+    return cfg.fine_tune or DEFAULT_FINE_TUNE
 
 
 def _data_labels(data: str) -> tuple[str, ...]:
@@ -275,12 +348,16 @@ def profile(
         docs = jobs.profile(target, refs, settings, progress=progress)
     finally:
         target.close()
+    from edgekit.results.comparison import as_dict, for_profile  # noqa: PLC0415
+
     doc = docs[0]
+    rows = jobs.profile_rows(docs)
     result = {
         "schema_version": 1,
         "bundle": str(bundle.resolve()),
         "precision": doc["model"].get("precision"),
-        "configurations": jobs.profile_rows(docs),
+        "configurations": rows,
+        "vs_reference": as_dict(for_profile(bundle, rows)),
         "environment": doc.get("environment"),
         "environment_after": doc.get("environment_after"),
         "runtime": doc.get("runtime"),
@@ -313,6 +390,9 @@ def evaluate(
         "data_note": None if cfg.val_data else "evaluated on --data itself (training images included)",
         "device_result": doc,
     }
+    from edgekit.results.comparison import device_eval_fields  # noqa: PLC0415
+
+    result.update(device_eval_fields(bundle, doc))
     return result, doc.get("device") or {"name": device}
 
 
@@ -321,22 +401,35 @@ def evaluate(
 
 def summarize(store, keys: list[str], cfg: SweepConfig) -> dict:
     """Grid (α × resolution per device), Pareto front and the pick within the budget."""
+    from edgekit.results.comparison import merged  # noqa: PLC0415
     from edgekit.results.pareto import best_within, is_emulated, pareto_front  # noqa: PLC0415
 
     cells: dict[tuple[str, str], dict] = {}
+    references = []  # the desktop evals (device "host"): the reference of each cell, not a cell
     for r in store.sweep_runs(keys):
         key, device = r["sweep_key"], r["device"]
+        if r["kind"] == "eval" and device == "host":
+            references.append(r["id"])
+            continue
         c = cells.setdefault(
             (key, device),
             {"model": r["model_name"], "device": device, "alpha": r["alpha"], "resolution": r["resolution"], "runs": []},
         )
         c["runs"].append(r["id"])
         c.update({k: r[k] for k in ("macs", "params", "size_bytes") if r[k] is not None})
+        vs = (r["result"] or {}).get("vs_reference") if isinstance(r["result"], dict) else None
         if r["kind"] == "profile":
             c["latency_ms"] = r["p50_ms"]
             c["emulated"] = is_emulated({"result": r["result"]})
+            c["speed_vs_reference"] = vs
         else:
             c.update(top1=r["top1"], top5=r["top5"])
+            c["accuracy_vs_reference"] = vs
+    for c in cells.values():  # latency from the profile, accuracy from the eval: one comparison
+        cmp = merged(c.pop("speed_vs_reference", None), c.pop("accuracy_vs_reference", None))
+        c["vs_reference"] = cmp.to_dict() if cmp else None
+        c["latency_ratio"] = cmp.latency_ratio if cmp else None
+        c["vs_reference_text"] = cmp.sentence(f"{c['model']} on {c['device']}") if cmp else None
     grid = sorted(cells.values(), key=lambda c: (c["device"], c["alpha"] or 0, c["resolution"] or 0))
     per_device = []
     for device in dict.fromkeys(c["device"] for c in grid):
@@ -371,5 +464,5 @@ def summarize(store, keys: list[str], cfg: SweepConfig) -> dict:
         "budget_ms": cfg.budget_ms,
         "grid": grid,
         "pareto": per_device,
-        "run_ids": sorted({r for c in grid for r in c["runs"]}),
+        "run_ids": sorted({r for c in grid for r in c["runs"]} | set(references)),
     }

@@ -19,14 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.bundle.atomic import write_json_atomic
 from edgekit.bundle.keras_model import load_keras
-from edgekit.bundle.manifest import LABELS, SCHEMA_VERSION, write_json_atomic
+from edgekit.bundle.manifest import LABELS, SCHEMA_VERSION
 from edgekit.bundle.runfolder import MODEL_FILE, RUN_JSON, SAMPLES
-from edgekit.config import ModelConfig, Preprocessing
+from edgekit.config import ModelConfig, Preprocessing, WeightsRequest
 from edgekit.data import datasets as D
 from edgekit.data import tfdata
 from edgekit.errors import DependencyError, InputDataError, UsageError, require_tensorflow
 from edgekit.pipeline import distributed
+from edgekit.pipeline.backbone import DEFAULT_FINE_TUNE, FineTune
 from edgekit.pipeline.metrics import scores
 
 Progress = Callable[[str], None]
@@ -46,7 +48,7 @@ QAT_REASON = (
 
 @dataclass(frozen=True)
 class TrainConfig:
-    model: ModelConfig  # classes are taken from the data
+    model: ModelConfig | None  # classes are taken from the data; None with `weights`: the weights' own
     data: str
     output: str
     val_data: str | None = None
@@ -64,8 +66,21 @@ class TrainConfig:
     augment: bool = True
     mixed_precision: bool | None = None  # None: on when a GPU is used
     qat: bool = False
+    # transfer learning (edgekit.pipeline.transfer): pretrained weights, stage 2 of the fine-tune
+    weights: str | None = None
+    weights_request: WeightsRequest | None = None  # flags given beside --weights, checked against them
+    fine_tune: str = DEFAULT_FINE_TUNE
+    fine_tune_epochs: int = 10
+    fine_tune_lr: float | None = None  # None: a tenth of lr
 
     def __post_init__(self) -> None:
+        if self.model is None and not self.weights:
+            raise UsageError("a model is needed: pass --model (or --weights to start from pretrained weights)")
+        FineTune.parse(self.fine_tune)  # one line naming the bad value
+        if self.fine_tune_epochs < 0:
+            raise UsageError(f"--fine-tune-epochs must be ≥ 0; received {self.fine_tune_epochs}")
+        if self.fine_tune_lr is not None and not self.fine_tune_lr > 0:
+            raise UsageError(f"--fine-tune-lr must be positive; received {self.fine_tune_lr}")
         if self.epochs < 1:
             raise UsageError(f"--epochs must be at least 1; received {self.epochs}")
         if self.batch_size < 1:
@@ -85,12 +100,17 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["model"] = self.model.to_dict()
+        d["model"] = self.model.to_dict() if self.model is not None else None
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        return cls(**{**d, "model": ModelConfig.from_dict(d["model"])})
+        req = d.get("weights_request")
+        return cls(**{
+            **d,
+            "model": ModelConfig.from_dict(d["model"]) if d.get("model") else None,
+            "weights_request": WeightsRequest(**req) if req else None,
+        })  # fmt: skip
 
 
 # --------------------------------------------------------------------------- device / strategy
@@ -225,6 +245,8 @@ def train(
             f"run folder {out} already holds a run", hint="pass --resume to continue it, or another -o"
         )
 
+    if cfg.weights:  # this function trains from scratch; edgekit.pipeline.transfer.run_training dispatches
+        raise UsageError(f"{out} is a transfer-learning run: train it through edgekit.pipeline.transfer")
     res = cfg.model.resolution
     prep = Preprocessing(size=(res, res))
     splits = prepare_data(cfg, (res, res), progress)  # before TensorFlow: bad data fails fast

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgekit.bundle.modelcheck import load_model
 from edgekit.data.datasets import ImageBatch
 from edgekit.device_scripts import edgelib
 from edgekit.errors import VerificationError
@@ -17,9 +18,14 @@ MIN_OUTPUT_CORRELATION = 0.5
 
 
 def verify(float_out: np.ndarray, tflite: bytes, calib: ImageBatch) -> dict:
-    """Run the calibration images through the `.tflite` and compare with the Keras outputs."""
-    m = edgelib.Model(tflite)
-    q_out = m.predict(calib.x)
+    """Run the calibration images through the `.tflite` and compare with the Keras outputs.
+
+    The model is probed in a subprocess before this process loads it (edgekit.bundle.modelcheck)."""
+    m = load_model(tflite, name="the converted model")
+    try:
+        q_out = m.predict(calib.x)
+    except Exception as exc:  # noqa: BLE001 - the interpreter raises RuntimeError, ValueError, ...
+        raise VerificationError(f"the converted model fails to run: {edgelib._one_line(exc)}") from None
     if not np.all(np.isfinite(q_out)):
         raise VerificationError(
             "the converted model outputs NaN or Inf", hint="this is a converter bug; report it"

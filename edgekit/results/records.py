@@ -224,7 +224,10 @@ def extract(kind: str, result, manifest: dict | None, device: dict | None) -> tu
     if kind == "camera" and head is None:
         lat = _get(r, "summary.latency_ms", "latency_ms")
         head = (
-            _measurement({"latency_ms": lat, "images_per_s": _get(r, "summary.fps", "fps")}) if lat else None
+            _measurement({"latency_ms": lat, "images_per_s": _get(r, "summary.fps", "fps"), "batch": 1,
+                          "threads": _get(r, "runtime.threads", "threads")})  # fmt: skip
+            if lat
+            else None
         )
 
     dev = device if isinstance(device, dict) else {}
@@ -271,6 +274,7 @@ def extract(kind: str, result, manifest: dict | None, device: dict | None) -> tu
         "temperature_c": _temperature(env, after),
         "throttled": _throttled(env, [after, *entries]),
         "sweep_key": _str(_get(r, "sweep.key")),
+        **_reference_columns(r),
     }
     if kind == "eval":
         cols.update(
@@ -292,6 +296,24 @@ def extract(kind: str, result, manifest: dict | None, device: dict | None) -> tu
         cols["agreement"] = _fraction(_get(primary, "verification.top1_agreement"))
     return cols, meas
 
+
+
+def _reference_columns(r: dict) -> dict:
+    """A desktop eval's own reference figures, or a device result's `vs_reference` comparison."""
+    from edgekit.results.comparison import where  # noqa: PLC0415
+
+    vs = r.get("vs_reference") if isinstance(r.get("vs_reference"), dict) else {}
+    ref = r.get("reference") if isinstance(r.get("reference"), dict) else {}
+    backend = ref.get("backend") or ("tensorflow" if ref.get("device") else None)
+    return {
+        "reference_p50_ms": _num(_get(r, "reference.latency_ms.p50", "vs_reference.reference_p50_ms")),
+        "reference_images_per_s": _num(
+            _get(r, "reference.throughput.images_per_s", "vs_reference.reference_images_per_s")
+        ),
+        "reference_device": vs.get("reference_where") or where(ref.get("device"), backend, ref.get("precision")),
+        "latency_ratio": _num(vs.get("latency_ratio")),
+        "reference_agreement": _fraction(vs.get("agreement")),
+    }
 
 
 def environment_of(result) -> dict:

@@ -146,10 +146,31 @@ def _migrate_v2(conn: sqlite3.Connection) -> None:
         _insert_measurements(conn, run_id, meas)
 
 
+# Version 3: the desktop reference's speed and where it ran, and each device result's ratio to it.
+_V3_COLUMNS = (
+    ("reference_p50_ms", "REAL"),  # the float reference, per image at batch 1
+    ("reference_images_per_s", "REAL"),  # the float reference, at its throughput batch
+    ("reference_device", "TEXT"),  # "GPU NVIDIA H200 (Keras/torch)"
+    ("latency_ratio", "REAL"),  # device p50 / reference p50, both at batch 1
+    ("reference_agreement", "REAL"),  # top-1 agreement with the reference's per-image predictions
+)
+
+
+def _migrate_v3(conn: sqlite3.Connection) -> None:
+    for name, typ in _V3_COLUMNS:
+        conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {typ}")
+    rows = conn.execute("SELECT id, kind, result_json, manifest_json, device_json FROM runs").fetchall()
+    for run_id, kind, rj, mj, dj in rows:  # a run recorded before the reference was timed keeps NULLs
+        cols, _ = extract(kind, _loads(rj), _loads(mj), _loads(dj))
+        sets = ", ".join(f"{k} = ?" for k, _ in _V3_COLUMNS)
+        conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", [cols.get(k) for k, _ in _V3_COLUMNS] + [run_id])
+
+
 # (version, what it does, how); append only, never edit a released step.
 MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite3.Connection], None]], ...] = (
     (1, "runs table", _migrate_v1),
     (2, "report columns, measurements table, sweep key", _migrate_v2),
+    (3, "desktop reference speed, device / reference ratios", _migrate_v3),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -186,6 +207,10 @@ class Store:
             )
         if path.exists() and path.is_dir():
             raise UsageError(f"results database {path} is a folder; pass a file path to --db")
+        if not create:  # a reader needs no write access (a shared, read-only results folder)
+            store = cls._open_readonly(path)
+            if store is not None:
+                return store
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT) below.
@@ -202,6 +227,39 @@ class Store:
             conn.close()
             raise
         return store
+
+    @classmethod
+    def _open_readonly(cls, path: Path) -> Store | None:
+        """A read-only connection (`mode=ro` URI), or None to go through the writable open (a file of
+        another schema version: migrated there, or refused with its message).
+
+        A WAL database needs its `-shm` file, which a read-only folder cannot hold once the last
+        writer has closed cleanly (and removed it); then it is opened `immutable=1`: nothing can be
+        writing to a folder nobody may write to.
+        """
+        uri = path.resolve().as_uri()
+        for query in ("mode=ro", "mode=ro&immutable=1"):
+            try:
+                conn = sqlite3.connect(
+                    f"{uri}?{query}", uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
+                )
+            except sqlite3.Error:
+                continue
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+                conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            except sqlite3.OperationalError:
+                conn.close()
+                continue
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                raise InputDataError(f"cannot use results database {path}: {exc}", hint=_DB_HINT) from None
+            if version != SCHEMA_VERSION:
+                conn.close()
+                return None
+            return cls(conn, path)
+        return None
 
     def close(self) -> None:
         self.conn.close()
@@ -384,7 +442,7 @@ RUN_COLUMNS = (
     "kind", "created_at", "edgekit_version", "bundle_id", "model_name", "family", "alpha", "resolution",
     "classes", "precision", "device", "interpreter", "interpreter_version", "threads", "batch", "p50_ms",
     "p90_ms", "p99_ms", "images_per_s", "top1", "top5", "result_json", "manifest_json", "device_json",
-    *(name for name, _ in _V2_COLUMNS),
+    *(name for name, _ in _V2_COLUMNS), *(name for name, _ in _V3_COLUMNS),
 )  # fmt: skip
 SUMMARY_COLUMNS = ("id", *(c for c in RUN_COLUMNS if not c.endswith("_json")))
 MEASUREMENT_COLUMNS = (

@@ -21,8 +21,8 @@ def test_readme_setup_and_ci_agree_on_extras():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     install = readme.split("## Install", 1)[1].split("```", 2)[1]  # the Install section's code block
     setup = (REPO / "scripts" / "setup.sh").read_text(encoding="utf-8")
-    readme_desktop = _extras(install)[:2]  # the desktop line and the PyTorch line, as README says
-    assert readme_desktop == _extras(setup) == [{"tf", "dev", "onnx"}, {"onnx-test"}]
+    readme_desktop = _extras(install)[:3]  # the desktop line, the PyTorch line, the backends line
+    assert readme_desktop == _extras(setup) == [{"tf", "dev", "onnx", "quantizer"}, {"onnx-test"}, {"backends-test"}]
     # CI runs the README's test command, which runs setup.sh
     assert "bash scripts/test.sh" in (REPO / ".ci" / "run").read_text(encoding="utf-8")
     assert "bash scripts/setup.sh" in (REPO / "scripts" / "test.sh").read_text(encoding="utf-8")

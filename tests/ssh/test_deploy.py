@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from edgekit.bundle.manifest import read_manifest, sha256_file, write_json_atomic
+from edgekit.bundle.atomic import write_json_atomic
+from edgekit.bundle.manifest import read_manifest, sha256_file
 from tests.conftest import run_cli
 
 from .proxy import CuttingProxy

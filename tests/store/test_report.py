@@ -38,6 +38,7 @@ def test_report_json_from_real_runs(report_db):
     (model,) = data["models"]
     assert model["name"] == "mobilenet_v1_025_32" and model["macs"] > 0
     assert model["reference"]["top1"] is not None and "CPU" in model["reference"]["device"]
+    assert model["reference"]["p50_ms"] > 0 and model["reference"]["throughput_batch"] == 64  # timed
     rows = {(r["device"], r["precision"]): r for r in model["rows"]}
     # host: the desktop eval; local: the device script's eval + `edgekit profile` (both precisions)
     assert set(rows) == {("host", "int8"), ("local", "int8"), ("local", "float32")}
@@ -47,6 +48,8 @@ def test_report_json_from_real_runs(report_db):
         (local["top1"] - model["reference"]["top1"]) * 100, abs=0.01
     )
     assert local["size_bytes"] > 0 and local["peak_rss_bytes"] > 0
+    assert local["latency_ratio"] == pytest.approx(local["p50_ms"] / model["reference"]["p50_ms"])
+    assert local["vs_reference"]["reference_where"].startswith("CPU ")
     assert rows[("host", "int8")]["agreement"] is not None
     (lat,) = data["latency"]
     assert lat["device"] == "local" and len(lat["items"]) == 4  # 2 precisions x threads 1, 2
@@ -114,6 +117,10 @@ def test_report_renders_in_chromium(report_db, tmp_path):
     assert dom.count('class="box"') == 4 and dom.count('class="bar"') == 3
     assert dom.count('class="cell"') == 3 * 4  # 3 true classes x (3 predicted + "other")
     assert 'class="results"' in dom and 'class="environment"' in dom and "desktop reference" in dom
+    # each device against the desktop reference: the columns, the reference's own point, the sentence
+    assert "× ref p50" in dom and "agr. ref" in dom and dom.count('class="point reference"') == 1
+    summary = re.findall(r'<p class="summary">([^<]*)</p>', dom)
+    assert any(s.startswith("mobilenet_v1_025_32 int8 on local is ") and "than the desktop CPU" in s for s in summary)
 
     shot = tmp_path / "report.png"
     subprocess.run(

@@ -312,7 +312,8 @@ def test_migration_from_version_1(tmp_path):
             ("2025-01-02T03:05:00+00:00", json.dumps(EVAL)),
         )
     with store.Store.open(db) as s:
-        assert s.schema_version() == store.SCHEMA_VERSION == 2
+        assert s.schema_version() == store.SCHEMA_VERSION == 3  # v1 -> v2 -> v3 (reference speed) in one open
+        assert s.get(2)["reference_p50_ms"] is None  # an old eval: its reference was never timed
         old = s.get(1)
         assert old["created_at"] == "2025-01-02T03:04:05+00:00"  # kept as it was
         assert old["macs"] == 830_000 and old["throttled"] == 1 and old["temperature_c"] == 63.0  # backfilled
@@ -361,7 +362,7 @@ def test_runs_cli(tmp_path):
     assert len(per_setting) == 3 and per_setting[0].startswith("id,created_at")
 
     info = json.loads(run_cli("runs", "info", "--json", env=env).stdout)
-    assert info["runs"] == {"eval": 1, "profile": 1} and info["db_schema_version"] == 2
+    assert info["runs"] == {"eval": 1, "profile": 1} and info["db_schema_version"] == 3
 
 
 def test_runs_cli_errors_are_one_line(tmp_path):

@@ -27,11 +27,16 @@ def test_sweep_end_to_end_then_resumed(tmp_path, digits_dir):
     ]  # fmt: skip
     first = json.loads(run_cli(*args).stdout)
     assert (first["done"], first["skipped"], first["failures"]) == (4, 0, [])
-    assert _kinds(db) == {"export": 4, "profile": 4, "eval": 4}
+    assert _kinds(db) == {"export": 4, "profile": 4, "eval": 8}  # a desktop and a device eval each
     grid = {(g["alpha"], g["resolution"]): g for g in first["grid"]}
     assert set(grid) == {(0.25, 32), (0.25, 48), (0.5, 32), (0.5, 48)}
     for g in grid.values():
         assert g["device"] == "local" and g["latency_ms"] > 0 and 0 <= g["top1"] <= 1 and g["macs"] > 0
+        # each cell against its desktop reference (timed by the sweep's desktop eval)
+        vs = g["vs_reference"]
+        assert vs["latency_ratio"] == pytest.approx(g["latency_ms"] / vs["reference_p50_ms"])
+        assert vs["top1_change_points"] == pytest.approx((g["top1"] - vs["reference_top1"]) * 100, abs=1e-3)
+        assert g["vs_reference_text"].startswith(f"{g['model']} on local is ")
     # MACs grow with width and with resolution (the paper's Table 6-7 shape)
     assert grid[(0.25, 32)]["macs"] < grid[(0.25, 48)]["macs"] < grid[(0.5, 48)]["macs"]
     (pareto,) = first["pareto"]
@@ -49,14 +54,14 @@ def test_sweep_end_to_end_then_resumed(tmp_path, digits_dir):
     # run again: everything is already recorded, nothing is redone
     again = json.loads(run_cli(*args).stdout)
     assert (again["done"], again["skipped"]) == (0, 4)
-    assert _kinds(db) == {"export": 4, "profile": 4, "eval": 4}
+    assert _kinds(db) == {"export": 4, "profile": 4, "eval": 8}  # a desktop and a device eval each
 
     # interrupted after profiling one configuration: only its eval is redone, its bundle is reused
     with sqlite3.connect(db) as c:
         c.execute("DELETE FROM runs WHERE id = (SELECT MAX(id) FROM runs WHERE kind = 'eval')")
     resumed = json.loads(run_cli(*args).stdout)
     assert (resumed["done"], resumed["skipped"]) == (1, 3)
-    assert _kinds(db) == {"export": 4, "profile": 4, "eval": 4}
+    assert _kinds(db) == {"export": 4, "profile": 4, "eval": 8}  # a desktop and a device eval each
 
 
 def test_latency_only_summary_ranks_by_macs(tmp_path):

@@ -145,8 +145,8 @@ def test_align_labels_by_name():
 
 
 def test_background_labels_resolved():
-    labels, note = resolve_labels(["cat", "dog"], 3)
-    assert labels == ["background", "cat", "dog"] and "background" in note
+    with pytest.raises(ModelFileError, match="add a first line `background`"):
+        resolve_labels(["cat", "dog"], 3)  # issue 15: no background label is there, so none is invented
     labels, note = resolve_labels(["background", "cat", "dog"], 3)
     assert labels == ["background", "cat", "dog"] and note is None
     labels, _ = resolve_labels(["background", "cat", "dog"], 2)

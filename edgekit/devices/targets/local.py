@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from edgekit.devices.targets.base import CommandResult, Target
+from edgekit.devices.targets.lifetime import die_with_parent
 from edgekit.errors import DeviceError
 
 INTERRUPT_GRACE_S = 10.0  # after Ctrl-C a script gets this long to write its summary
@@ -45,8 +46,9 @@ class LocalTarget(Target):
         (SIGINT), which gets INTERRUPT_GRACE_S to finish cleanly; its result is returned as usual."""
         try:
             proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-            )
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                preexec_fn=die_with_parent(own_group=True),  # no orphan after a kill -9 of edgekit
+            )  # fmt: skip
         except OSError as exc:
             raise DeviceError(f"cannot start {argv[0]!r} on {self.name}: {exc.strerror or exc}") from None
         deadline = time.monotonic() + timeout if timeout else None
@@ -116,7 +118,10 @@ def _stop(proc: subprocess.Popen, grace: float = 3.0) -> None:
             return
         except subprocess.TimeoutExpired:
             pass
-    proc.kill()
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # its own group: whatever it started goes too
+    except OSError:
+        proc.kill()
     proc.wait()
 
 

@@ -32,9 +32,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekit.devices.targets.base import CommandResult, DeviceSpec, Target
+from edgekit.devices.targets.lifetime import die_with_parent
 from edgekit.errors import DependencyError, DeviceError, HostKeyError, UsageError
 
 CONNECT_TIMEOUT_S = 10.0
+CONTROL_PERSIST_S = 5
+_CTL_PREFIX = "ek-ssh-"
+_OWNER = "owner.pid"
 
 # Runs "$@" in the background, watches stdin (our ssh channel) on fd 3: EOF there means the client is
 # gone, so the whole remote process group (the ssh session's) is terminated.
@@ -69,6 +73,29 @@ def _require(binary: str) -> str:
             f"the OpenSSH client `{binary}` is not installed", hint="apt install openssh-client"
         )
     return path
+
+
+def _remove_stale_control_dirs(base: str) -> None:
+    """Control folders (/tmp/ek-ssh-*) of edgekit processes that died without cleaning up (kill -9)."""
+    for d in Path(base).glob(f"{_CTL_PREFIX}*"):
+        try:
+            if d.stat().st_uid != os.getuid():
+                continue
+            pid = int((d / _OWNER).read_text(encoding="utf-8").strip())
+        except (OSError, ValueError):
+            continue  # not ours, or one being created right now
+        try:
+            os.kill(pid, 0)
+            continue  # its edgekit still runs
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        if (d / "m").exists():  # a master still up: ask it to exit
+            with contextlib.suppress(Exception):
+                subprocess.run([_require("ssh"), "-o", f"ControlPath={d}/m", "-O", "exit", "x"],
+                               capture_output=True, timeout=10)  # fmt: skip
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def host_alias(name: str) -> str:
@@ -155,14 +182,18 @@ class SSHTarget(Target):
         self._home: str | None = None
         self._dir: str | None = None
         self._lock = threading.Lock()
+        self._connected = False  # a command has run: later drops are drops, not a failed handshake
 
     # ----------------------------------------------------------------- connection options
 
     def _ctl_dir(self) -> str:
         with self._lock:
             if self._dir is None:
+                base = "/tmp" if os.path.isdir("/tmp") else None
+                _remove_stale_control_dirs(base or tempfile.gettempdir())
                 # Short path under /tmp: a Unix socket path must stay under ~100 bytes.
-                self._dir = tempfile.mkdtemp(prefix="ek-ssh-", dir="/tmp" if os.path.isdir("/tmp") else None)
+                self._dir = tempfile.mkdtemp(prefix=_CTL_PREFIX, dir=base)
+                Path(self._dir, _OWNER).write_text(str(os.getpid()), encoding="utf-8")
                 keys = self.spec.options.get("host_keys") or []
                 lines = [f"{host_alias(self.name)} {k}\n" for k in keys]
                 Path(self._dir, "known_hosts").write_text("".join(lines), encoding="utf-8")
@@ -189,7 +220,9 @@ class SSHTarget(Target):
             "ServerAliveCountMax": "3",
             "ControlMaster": "auto",
             "ControlPath": f"{d}/m",
-            "ControlPersist": "60",
+            # Short: a master outlives its last command by this much, so one left by a killed edgekit
+            # (no atexit ran) ends within seconds; a run's commands follow each other far faster.
+            "ControlPersist": str(CONTROL_PERSIST_S),
             "LogLevel": "ERROR",
         }
         if not multiplexing():  # one TCP + SSH handshake per command (EDGEKIT_SSH_MULTIPLEX=0)
@@ -257,6 +290,8 @@ class SSHTarget(Target):
             "route": "no route to host (network down or wrong address?)",
             "dropped": "the connection dropped",
         }
+        if kind == "dropped" and not self._connected:
+            messages["dropped"] = self._handshake_problem() or messages["dropped"]
         if kind:
             raise DeviceError(f"{what} on {where} failed: {messages[kind]}")
         last = stderr.strip().splitlines()[-1] if stderr.strip() else "ssh exited 255"
@@ -302,8 +337,9 @@ class SSHTarget(Target):
 
     def _exec(self, cmd: str, *, timeout=None, stream=None, input_file=None, what="command") -> CommandResult:
         proc = subprocess.Popen(
-            self.ssh_argv(cmd), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
+            self.ssh_argv(cmd), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            preexec_fn=die_with_parent(),  # its channel closes with edgekit: the remote wrapper stops the job
+        )  # fmt: skip
         out: list[bytes] = []
         err: list[str] = []
 
@@ -347,7 +383,29 @@ class SSHTarget(Target):
             self._raise_for_ssh(stderr, what)
         if proc.returncode == 255 and not stderr.strip():
             self._raise_for_ssh("Connection closed", what)
+        self._connected = True
         return CommandResult(proc.returncode, b"".join(out).decode("utf-8", "replace"), stderr)
+
+    def _handshake_problem(self) -> str | None:
+        """What the port says when ssh gave up before any command ran: a server that sends its banner
+        and no more (overloaded: MaxStartups; a tarpit; a broken sshd) is not a dropped connection."""
+        import socket  # noqa: PLC0415
+
+        try:
+            with socket.create_connection((self.addr.host, self.addr.port), timeout=3) as conn:
+                conn.settimeout(3)
+                first = conn.recv(256)
+        except OSError:
+            return None
+        line = first.split(b"\n", 1)[0].strip().decode("ascii", "replace")[:80]
+        if line.startswith("SSH-"):
+            return (
+                f"the server sent its SSH banner ({line}) but closed the connection before the handshake "
+                "finished: an overloaded or broken sshd (MaxStartups, a firewall tarpit?)"
+            )
+        if not line:
+            return "the port accepts connections but sends no SSH banner (is it an SSH server?)"
+        return f"the port answers, but not with SSH ({line!r}): is the port right?"
 
     @staticmethod
     def _stop(proc: subprocess.Popen) -> None:
@@ -487,4 +545,7 @@ def parse_ssh_address(value: str) -> SSHAddress:
     port = int(m["port"]) if m["port"] else 22
     if not 0 < port < 65536:
         raise UsageError(f"SSH port must be in 1..65535; received {port}")
+    for what, part in (("user", m["user"]), ("host", m["host"])):
+        if part and part.startswith("-"):  # ssh would read it as an option (-oProxyCommand=...)
+            raise UsageError(f"the SSH {what} name must not start with '-'; received {value!r}")
     return SSHAddress(m["user"], m["host"].strip("[]"), port)

@@ -10,8 +10,10 @@ import datetime as _dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgekit.results.comparison import Reference
 from edgekit.results.pareto import best_within, is_emulated, pareto_front
 from edgekit.results.records import environment_of, headline
+from edgekit.results.report.versus import compare_rows, reference_points, summary
 from edgekit.results.store import RunFilter, Store
 
 REPORT_SCHEMA_VERSION = 1
@@ -40,6 +42,7 @@ def build_report(store: Store, opts: ReportOptions) -> dict:
     blobs = store.results(sorted({*used, *(r["id"] for r in exports[:50])}))
     _mark_emulated(rows, blobs)
     meas = store.measurements([r["profile_run"] for r in rows if r.get("profile_run")])
+    compare_rows(rows, blobs, meas)
     models = _models(rows, exports, runs, blobs)
     chosen = _chosen_run(store, opts.run_id, [r for r in measured if r["kind"] == "eval"])
     return {
@@ -53,7 +56,8 @@ def build_report(store: Store, opts: ReportOptions) -> dict:
         },
         "models": models,
         "latency": _latency(rows, meas),
-        "scatter": _scatter(rows),
+        "scatter": _scatter(rows) + reference_points(models),
+        "summary": summary(rows),
         "macs_latency": _macs_latency(rows),
         "grid": grid(rows),
         "pareto": _pareto_table(rows, opts.budget_ms),
@@ -149,6 +153,7 @@ def _rows(measured: list[dict]) -> tuple[list[dict], set[int]]:
                 "reference_top5": ref_run.get("reference_top5") if ref_run else None,
                 "reference_run": ref_run["id"] if ref_run else None,
                 "agreement": ev.get("agreement") if ev else None,
+                "reference_agreement": ev.get("reference_agreement") if ev else None,
                 "top1_change_points": change,
                 "n_images": ev.get("n_images") if ev else None,
                 "p50_ms": (pr or ev or {}).get("p50_ms"),
@@ -200,12 +205,23 @@ def _models(rows: list[dict], exports: list[dict], runs: list[dict], blobs: dict
             if r.get("reference_top1") is not None and r.get("reference_run"):
                 res = (blobs.get(r["reference_run"]) or {}).get("result") or {}
                 ref = res.get("reference") if isinstance(res.get("reference"), dict) else {}
+                figures = Reference.from_json(res) or Reference()
                 m["reference"] = {
                     "top1": r["reference_top1"],
                     "top5": r.get("reference_top5"),
                     "device": _device_str(ref.get("device")),
                     "n": ref.get("n"),
                     "run": r["reference_run"],
+                    # speed: None in results recorded before edgekit timed the reference ("not measured")
+                    "where": figures.where,
+                    "kind": figures.kind,
+                    "backend": figures.backend,
+                    "precision": figures.precision,
+                    "p50_ms": figures.speed.p50_ms,
+                    "p90_ms": figures.speed.p90_ms,
+                    "images_per_s": figures.speed.images_per_s,
+                    "throughput_batch": figures.speed.throughput_batch,
+                    "host_tflite_p50_ms": figures.host_speed.p50_ms,
                 }
                 break
     return sorted(by_model.values(), key=lambda m: m["name"])
@@ -497,7 +513,7 @@ def _bundle_labels(result: dict, manifest: dict | None, n: int) -> list[str] | N
     f = Path(path) / "labels.txt"
     try:
         labels = [ln.strip() for ln in f.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    except OSError:
+    except (OSError, UnicodeDecodeError):  # a report shows what it can: indices instead of names
         return None
     return labels if len(labels) == n else None
 

@@ -49,18 +49,22 @@ ROW_COLUMNS = (
     ("top-1", lambda r: _pct(r["top1"])),
     ("top-5", lambda r: _pct(r["top5"])),
     ("agreement", lambda r: _pct(r["agreement"])),
+    ("agr. ref", lambda r: _pct(r.get("reference_agreement"))),
     ("Δ top-1", lambda r: _pts(r["top1_change_points"])),
     ("p50 ms", lambda r: _num(r["p50_ms"])),
     ("p90 ms", lambda r: _num(r["p90_ms"])),
     ("p99 ms", lambda r: _num(r["p99_ms"])),
     ("images/s", lambda r: _num(r["images_per_s"], "{:.1f}")),
+    ("× ref p50", lambda r: _num(r.get("latency_ratio"), "{:.2f}×")),
+    ("× ref img/s", lambda r: _num(r.get("throughput_ratio"), "{:.2f}×")),
     ("size", lambda r: _size(r["size_bytes"])),
     ("peak RSS", lambda r: _size(r["peak_rss_bytes"])),
     ("runs", lambda r: " ".join(f"#{x}" for x in (r["eval_run"], r["profile_run"]) if x)),
 )
 
 
-LATENCY_COLUMNS = {"p50 ms", "p90 ms", "p99 ms", "images/s"}
+LATENCY_COLUMNS = {"p50 ms", "p90 ms", "p99 ms", "images/s", "× ref p50", "× ref img/s"}
+NOT_MEASURED = "not measured"
 EMULATED = "emulated: latency not meaningful"
 EMULATED_MD_NOTE = (
     "† measured on an emulated CPU (qemu-user): shows that the model runs there, not how fast the "
@@ -81,11 +85,20 @@ def _ref_cells(m: dict) -> list[str] | None:
     ref = m.get("reference")
     if not ref:
         return None
+    col = {h: i for i, (h, _) in enumerate(ROW_COLUMNS)}
     cells = ["–"] * len(ROW_COLUMNS)
-    cells[0] = f"desktop reference ({ref.get('device') or 'float model'})"
-    cells[1] = "float32 (Keras)"
-    cells[4] = _pct(ref["top1"])
-    cells[5] = _pct(ref.get("top5"))
+    cells[col["device"]] = f"desktop reference ({ref.get('where') or ref.get('device') or 'float model'})"
+    cells[col["precision"]] = f"{ref.get('precision') or 'float32'} (Keras)"
+    cells[col["interpreter"]] = f"Keras/{ref['backend']}" if ref.get("backend") else "Keras"
+    cells[col["top-1"]] = _pct(ref["top1"])
+    cells[col["top-5"]] = _pct(ref.get("top5"))
+    measured = ref.get("p50_ms") is not None  # older results: accuracy only
+    cells[col["p50 ms"]] = _num(ref.get("p50_ms")) if measured else NOT_MEASURED
+    cells[col["p90 ms"]] = _num(ref.get("p90_ms")) if measured else NOT_MEASURED
+    if ref.get("images_per_s"):
+        cells[col["images/s"]] = f"{ref['images_per_s']:.1f} (batch {ref.get('throughput_batch') or '?'})"
+    elif not measured:
+        cells[col["images/s"]] = NOT_MEASURED
     cells[-1] = f"#{ref['run']}"
     return cells
 
@@ -109,6 +122,9 @@ def to_html(data: dict) -> str:
         p.append(
             "<p>No eval or profile runs match. Run <code>edgekit profile</code> or <code>edgekit eval</code>.</p>"
         )
+    if data.get("summary"):
+        p.append('<h2 id="summary">Against the desktop reference</h2>')
+        p += [f'<p class="summary">{escape(s["text"])}</p>' for s in data["summary"]]
     p.append('<h2 id="models">Results per model</h2>')
     for m in data["models"]:
         p.append(
@@ -162,8 +178,10 @@ def _html_plots(data: dict) -> list[str]:
     series = [
         {
             "name": s["device"],
+            "reference": bool(s.get("reference")),
             "points": [
-                {"x": q["latency_ms"], "y": q["top1"], "label": q["label"], "front": q["front"]}
+                {"x": q["latency_ms"], "y": q["top1"], "label": q["label"], "front": q["front"],
+                 "reference": bool(q.get("reference"))}  # fmt: skip
                 for q in s["points"]
                 if not q.get("emulated")  # emulated latency is no position on a speed axis
             ],
@@ -179,7 +197,8 @@ def _html_plots(data: dict) -> list[str]:
         yfmt=lambda v: f"{v:.0%}",
     )
     p.append(
-        f"<figure>{plot}<figcaption>Each point: one model and precision on one device.</figcaption></figure>"
+        f"<figure>{plot}<figcaption>Each point: one model and precision on one device; "
+        "◆ the desktop float reference (batch 1).</figcaption></figure>"
         if plot
         else "<p>No run has both accuracy and latency yet (run eval and profile on the same bundle).</p>"
     )
@@ -353,9 +372,15 @@ def _html_environments(envs: list[dict]) -> list[str]:
 # --------------------------------------------------------------------------- Markdown
 
 
+def _md(text) -> str:
+    """Text from the database made inert in Markdown: renderers pass raw HTML through (<script>,
+    <img onerror>), so it is escaped as in the HTML report."""
+    return escape(str(text), quote=False)
+
+
 def _md_table(headers: list[str], rows: list[list[str]]) -> list[str]:
     def esc(s: str) -> str:
-        return str(s).replace("|", "\\|").replace("\n", " ")
+        return _md(s).replace("|", "\\|").replace("\n", " ")
 
     out = ["| " + " | ".join(esc(h) for h in headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     out += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
@@ -363,11 +388,13 @@ def _md_table(headers: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def to_markdown(data: dict) -> str:
-    p = [f"## {data['title']}", "", f"_generated {data['generated_at']} from `{data['db']}`_", ""]
+    p = [f"## {_md(data['title'])}", "", f"_generated {data['generated_at']} from `{_md(data['db'])}`_", ""]
     if not data["models"]:
         p += ["No eval or profile runs match.", ""]
+    if data.get("summary"):
+        p += ["### Against the desktop reference", "", *(f"- {s['text']}" for s in data["summary"]), ""]
     for m in data["models"]:
-        p += [f"### {_model_heading(m)}", ""]
+        p += [f"### {_md(_model_heading(m))}", ""]
         rows = []
         ref = _ref_cells(m)
         if ref:
@@ -389,23 +416,23 @@ def to_markdown(data: dict) -> str:
     for g in data.get("grid", []):
         headers, rows = grid_table(g)
         p += (
-            [f"### Latency grid on {g['device']} (p50 ms; α × resolution)", ""]
+            [f"### Latency grid on {_md(g['device'])} (p50 ms; α × resolution)", ""]
             + _md_table(headers, rows)
             + [""]
         )
     for t in data["pareto"]:
-        p += [f"### Pareto front on {t['device']}", ""]
+        p += [f"### Pareto front on {_md(t['device'])}", ""]
         p += _md_table(
             ["model", "p50 ms", "top-1"],
             [[q["label"], f"{q['latency_ms']:.2f}", _pct(q["top1"])] for q in t["front"]],
         )
         if t.get("excluded_emulated"):
-            p += ["", f"Not ranked ({EMULATED}): {', '.join(t['excluded_emulated'])}"]
+            p += ["", f"Not ranked ({EMULATED}): {_md(', '.join(t['excluded_emulated']))}"]
         best = t["best_within_budget"]
         if t["budget_ms"] is not None:
             p += [
                 "",
-                f"Most accurate within {t['budget_ms']:g} ms: **{best['label']}** ({_pct(best['top1'])}, {best['latency_ms']:.2f} ms)"
+                f"Most accurate within {t['budget_ms']:g} ms: **{_md(best['label'])}** ({_pct(best['top1'])}, {best['latency_ms']:.2f} ms)"
                 if best
                 else f"No model fits within {t['budget_ms']:g} ms.",
             ]

@@ -137,7 +137,13 @@ def scatter(
         for p in s["points"]:
             cx, cy = f.x(p["x"]), f.y(p["y"])
             tip = escape(f"{p.get('label', '')}: {_fmt(p['x'])}, {yfmt(p['y'])}")
-            if p.get("front"):
+            if p.get("reference"):  # a diamond with an outline: not one of the devices' points
+                out.append(
+                    f'<path class="point reference" d="M{cx:.1f},{cy - 7:.1f} L{cx + 7:.1f},{cy:.1f} '
+                    f'L{cx:.1f},{cy + 7:.1f} L{cx - 7:.1f},{cy:.1f} Z" fill="{color}" stroke="#000" '
+                    f'stroke-width="1.5"><title>{tip} (desktop reference)</title></path>'
+                )
+            elif p.get("front"):
                 out.append(
                     f'<circle class="point front" cx="{cx:.1f}" cy="{cy:.1f}" r="5.5" fill="{color}" '
                     f'stroke="#000" stroke-width="1.2"><title>{tip} (Pareto front)</title></circle>'
@@ -156,7 +162,11 @@ def scatter(
                     f'text-anchor="{anchor}">{escape(p["label"])}</text>'
                 )
         ly = 14 + 16 * i
-        out.append(f'<circle cx="{f.left + 8}" cy="{ly - 4}" r="5" fill="{color}"/>')
+        if s.get("reference"):
+            x0, y0 = f.left + 8, ly - 4
+            out.append(f'<path d="M{x0},{y0 - 6} L{x0 + 6},{y0} L{x0},{y0 + 6} L{x0 - 6},{y0} Z" fill="{color}" stroke="#000"/>')
+        else:
+            out.append(f'<circle cx="{f.left + 8}" cy="{ly - 4}" r="5" fill="{color}"/>')
         out.append(f'<text x="{f.left + 18}" y="{ly}">{escape(s["name"])}</text>')
     if any(p.get("front") for p in pts):
         out.append(
