@@ -48,7 +48,7 @@ def main() -> None:
         f"{TFLITE.name} ({info['weights_dtype']} {info['weights_quantization']} weights, input "
         f"{info['input_dtype']} scale {info['input_quantization'][0]:g} zero-point "
         f"{info['input_quantization'][1]}) → zoo MobileNet v1 α {cfg.alpha:g} at {cfg.resolution} px, "
-        f"{cfg.classes} classes, rebuilt in {rebuild_s:.1f} s (TensorFlow import included).",
+        f"{cfg.classes} classes, rebuilt in {rebuild_s:.1f} s wall time (TensorFlow import included; a shared, busy machine).",
         "",
         "| ants/bees photos | images | top-1 agreement rebuilt vs .tflite | ImageNet ant/bee top-1: rebuilt | .tflite |",
         "|---|---:|---:|---:|---:|",

@@ -4,11 +4,15 @@
     python3 classify_camera.py --model model.tflite [--labels labels.txt]
         [--camera 0 | --picamera2 | --source video.mp4 | --source rtsp://...] [--threads 4] [--top-k 3]
         [--headless] [--log predictions.jsonl] [--max-frames N] [--realtime] [--json]
+        [--serve [HOST:]PORT [--serve-fps 15]]
 
 Capture runs in its own thread, so inference never waits for the camera: a live source keeps only
 the newest frame (older ones count as dropped); a video file is read ahead in order and every frame
 is classified, unless --realtime paces it like a camera. Needs Python 3.9+, numpy, one TFLite
 interpreter and OpenCV (or picamera2 on Raspberry Pi OS Bookworm).
+
+--serve starts a live view in the browser beside the loop (liveview.py); each source declares the
+byte order of its frames (pixels.py), converted to RGB exactly once.
 """
 
 from __future__ import annotations
@@ -17,16 +21,23 @@ import argparse
 import collections
 import json
 import os
-import queue
 import signal
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import edgelib  # noqa: E402
 import numpy as np  # noqa: E402
+import pixels  # noqa: E402
+from capture import open_source  # noqa: E402
+
+LOG_FLUSH_S = 0.2  # the frame log is written in whole lines at most this long after each frame
+PROGRESS_EVERY_S = 2.0
+# the loop's time per frame, in order: waiting for the source (queue hand-off or camera), preprocessing
+# in the loop (live sources; a video file's reader thread does it ahead), invoke, scores and top-k,
+# then the log line, the live view hand-over, progress and the window
+LOOP_PARTS = ("wait", "prepare", "invoke", "top_k", "log_view")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -49,6 +60,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--height", type=int, default=480, help="capture height asked of a camera")
     p.add_argument("--runtime", default=None, choices=edgelib.RUNTIMES, help="force one interpreter")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON document")
+    p.add_argument("--picamera2-format", default="RGB888", choices=sorted(pixels.PICAMERA2_FORMATS),
+                   help="picamera2 pixel format (RGB888 delivers B,G,R bytes; converted either way)")
+    p.add_argument("--serve", default=None, metavar="[HOST:]PORT",
+                   help="live view in the browser on HOST:PORT (default host 127.0.0.1; 0 = any free port)")
+    p.add_argument("--serve-fps", type=float, default=15.0, help="most frames per second the live view encodes")
     args = p.parse_args(argv)
     if args.camera is None and args.source is None and not args.picamera2:
         args.camera = 0
@@ -59,288 +75,16 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--max-frames must be >= 1")
     if args.retries < 0:
         p.error("--retries must be >= 0")
+    if not 0 < args.serve_fps <= 120:
+        p.error("--serve-fps must be in (0, 120]")
+    if args.serve is not None:
+        import liveview
+
+        try:
+            liveview.parse_address(args.serve)
+        except liveview.ServeError as exc:
+            p.error(str(exc))
     return args
-
-
-# --------------------------------------------------------------------------- capture
-
-
-def _cv2():
-    try:
-        import cv2
-    except ImportError:
-        raise edgelib.DependencyFailure(
-            "OpenCV is needed for camera and video capture: pip install opencv-python-headless"
-        ) from None
-    return cv2
-
-
-def _cv2_or_none():
-    try:
-        import cv2
-    except ImportError:  # picamera2 without OpenCV
-        return None
-    return cv2
-
-
-class OrderedReader:
-    """A video file read ahead in a thread into a bounded queue: every frame, in order, none dropped.
-
-    The reader thread also preprocesses each frame (`prepare`), so decoding and preprocessing overlap
-    with inference (numpy, OpenCV and the interpreter release the GIL) and inference sets the pace.
-    """
-
-    def __init__(self, cap, name: str, prepare=None) -> None:
-        self.cap = cap
-        self.name = name
-        self.prepare = prepare
-        self.queue = queue.Queue(maxsize=8)
-        self.stop_event = threading.Event()
-        self.captured = 0
-        self.dropped = 0
-        self.error = None
-        self.thread = threading.Thread(target=self._run, name="capture", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            while not self.stop_event.is_set():
-                ok, frame = self.cap.read()
-                if not ok or frame is None:
-                    break
-                item = (self.captured, frame, self.prepare(frame) if self.prepare else None)
-                self.captured += 1
-                while not self.stop_event.is_set():
-                    try:
-                        self.queue.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-        finally:
-            self._put_end()
-
-    def _put_end(self) -> None:
-        while not self.stop_event.is_set():
-            try:
-                self.queue.put(None, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def next(self):
-        """(index, BGR frame), or None at the end of the video."""
-        while True:
-            try:
-                return self.queue.get(timeout=0.5)
-            except queue.Empty:
-                if not self.thread.is_alive() and self.queue.empty():
-                    return None
-
-    def end_reason(self) -> str:
-        return "end_of_video"
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.thread.join(timeout=2)
-        self.cap.release()
-
-
-class LatestFrame:
-    """A live source: the capture thread keeps only the newest frame, so inference sets the pace.
-
-    `open_fn()` returns a reader with read() -> (ok, frame) and release(); a failing live source is
-    reopened with back-off (0.5 s, 1 s, 2 s, ...) `retries` times before it is reported lost.
-    """
-
-    def __init__(self, open_fn, name: str, live: bool, retries: int, pace_fps=None) -> None:
-        self.open_fn = open_fn
-        self.name = name
-        self.live = live
-        self.retries = retries
-        self.pace_fps = pace_fps
-        self.cond = threading.Condition()
-        self.latest = None
-        self.captured = 0
-        self.consumed = 0
-        self.ended = False
-        self.error = None
-        self.stop_event = threading.Event()
-        self.reader = open_fn()
-        self.thread = threading.Thread(target=self._run, name="capture", daemon=True)
-        self.thread.start()
-
-    @property
-    def dropped(self) -> int:
-        with self.cond:
-            waiting = 1 if self.latest is not None else 0
-            return max(0, self.captured - self.consumed - waiting)
-
-    def _publish(self, frame) -> None:
-        with self.cond:
-            self.latest = (self.captured, frame, None)  # preprocessed by the consumer: most frames drop
-            self.captured += 1
-            self.cond.notify()
-
-    def _reconnect(self) -> bool:
-        for attempt in range(self.retries):
-            delay = 0.5 * (2**attempt)
-            edgelib.warn(
-                f"{self.name}: no frame; reconnecting in {delay:.1f} s ({attempt + 1}/{self.retries})"
-            )
-            if self.stop_event.wait(delay):
-                return False
-            try:
-                self.reader.release()
-            except Exception:
-                pass
-            try:
-                self.reader = self.open_fn()
-                return True
-            except edgelib.ScriptError:
-                continue
-        self.error = (
-            f"{self.name} stopped delivering frames and did not come back after {self.retries} retries"
-        )
-        return False
-
-    def _run(self) -> None:
-        t_start = time.perf_counter()
-        try:
-            while not self.stop_event.is_set():
-                ok, frame = self.reader.read()
-                if not ok or frame is None:
-                    if self.live and self._reconnect():
-                        continue
-                    break
-                if self.pace_fps:  # a file played like a camera: wait for the frame's timestamp
-                    due = t_start + self.captured / self.pace_fps
-                    wait = due - time.perf_counter()
-                    if wait > 0 and self.stop_event.wait(wait):
-                        break
-                self._publish(frame)
-        finally:
-            with self.cond:
-                self.ended = True
-                self.cond.notify_all()
-
-    def next(self):
-        with self.cond:
-            while self.latest is None and not self.ended:
-                self.cond.wait(0.5)
-            if self.latest is None:
-                return None
-            item, self.latest = self.latest, None
-            self.consumed += 1
-            return item
-
-    def end_reason(self) -> str:
-        if self.error:
-            return "camera_lost"
-        return "end_of_stream" if self.live else "end_of_video"
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.thread.join(timeout=3)
-        try:
-            self.reader.release()
-        except Exception:
-            pass
-
-
-class _Picamera2Reader:
-    """picamera2 (libcamera) behind the read()/release() interface; RGB888 arrives in BGR order."""
-
-    def __init__(self, width: int, height: int) -> None:
-        try:
-            from picamera2 import Picamera2
-        except ImportError:
-            raise edgelib.DependencyFailure(
-                "picamera2 is not installed: sudo apt install python3-picamera2 (Raspberry Pi OS Bookworm), "
-                "or use --camera 0 for OpenCV/V4L2"
-            ) from None
-        try:
-            self.cam = Picamera2()
-            config = self.cam.create_preview_configuration(main={"size": (width, height), "format": "RGB888"})
-            self.cam.configure(config)
-            self.cam.start()
-        except Exception as exc:
-            raise edgelib.DeviceFailure(
-                f"picamera2 cannot start the camera ({edgelib._one_line(exc)})"
-            ) from None
-
-    def read(self):
-        try:
-            return True, self.cam.capture_array("main")
-        except Exception:
-            return False, None
-
-    def release(self) -> None:
-        try:
-            self.cam.stop()
-            self.cam.close()
-        except Exception:
-            pass
-
-
-def open_source(args, prepare=None):
-    """(source, description) for --camera / --picamera2 / --source; `prepare(frame)` -> model input,
-    run in the reader thread of a video file."""
-    if args.picamera2:
-
-        def open_pi():
-            return _Picamera2Reader(args.width, args.height)
-
-        src = LatestFrame(open_pi, "picamera2", live=True, retries=args.retries)
-        return src, {"kind": "picamera2", "name": "picamera2", "width": args.width, "height": args.height}
-    cv2 = _cv2()
-    if args.source is not None:
-        is_stream = "://" in args.source
-        if not is_stream and not os.path.isfile(args.source):
-            raise edgelib.InputFailure(f"video file {args.source} does not exist")
-
-        def open_video():
-            cap = cv2.VideoCapture(args.source)
-            if not cap.isOpened():
-                cls = edgelib.DeviceFailure if is_stream else edgelib.InputFailure
-                raise cls(f"cannot open {'stream' if is_stream else 'video'} {args.source} with OpenCV")
-            return cap
-
-        cap = open_video()
-        info = _cap_info(cv2, cap, "stream" if is_stream else "file", args.source)
-        if is_stream:
-            return LatestFrame(open_video, args.source, live=True, retries=args.retries), info
-        if args.realtime:
-            fps = info["fps"] or 30.0
-            cap.release()
-            return LatestFrame(open_video, args.source, live=False, retries=0, pace_fps=fps), info
-        return OrderedReader(cap, args.source, prepare=prepare), info
-
-    def open_camera():
-        cap = cv2.VideoCapture(args.camera)
-        if not cap.isOpened():
-            raise edgelib.DeviceFailure(
-                f"cannot open camera {args.camera} (is it connected? on Raspberry Pi OS Bookworm try --picamera2)"
-            )
-        cap.set(cv2.CAP_PROP_FRAME_WIDTH, args.width)
-        cap.set(cv2.CAP_PROP_FRAME_HEIGHT, args.height)
-        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # do not let the driver queue stale frames
-        return cap
-
-    src = LatestFrame(open_camera, f"camera {args.camera}", live=True, retries=args.retries)
-    return src, _cap_info(cv2, src.reader, "camera", str(args.camera))
-
-
-def _cap_info(cv2, cap, kind: str, name: str) -> dict:
-    fps = cap.get(cv2.CAP_PROP_FPS) or None
-    frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if kind == "file" else None
-    return {
-        "kind": kind,
-        "name": name,
-        "width": int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0),
-        "height": int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0),
-        "fps": float(fps) if fps else None,
-        "frame_count": frames,
-    }
 
 
 # --------------------------------------------------------------------------- display
@@ -385,9 +129,105 @@ def _sigterm(signum, frame):
     raise KeyboardInterrupt
 
 
+class _Stop:
+    """Ctrl-C / SIGTERM while classifying: finish the frame in hand, stop, write the summary (the log
+    stays whole). A terminal's Ctrl-C often arrives twice (to the process group, and passed on by
+    edgekit's runner): a repeat within REPEAT_S is the same request; a later one raises at once."""
+
+    REPEAT_S = 1.0
+
+    def __init__(self) -> None:
+        self.source = None  # set once open: its next() returns None when a stop is requested
+        self.requested = False
+        self.at = 0.0
+        self.previous = {}
+
+    def _handler(self, signum, frame):
+        if self.requested and time.monotonic() - self.at > self.REPEAT_S:
+            raise KeyboardInterrupt
+        if not self.requested:
+            self.requested, self.at = True, time.monotonic()
+        if self.source is not None:
+            self.source.cancelled = True
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self.previous[sig] = signal.signal(sig, self._handler)
+            except ValueError:  # not the main thread (a caller embedding us): plain KeyboardInterrupt
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        for sig, old in self.previous.items():
+            signal.signal(sig, old)
+        return False
+
+
+def make_prepare(ctx, order: str):
+    """frame in the source's byte order -> the model's input tensor: one conversion to RGB, then
+    edgelib's preprocessing (the same function the desktop and eval_images.py use)."""
+
+    def prepare(frame):
+        return edgelib.prepare_image(ctx, pixels.to_rgb(frame, order))
+
+    return prepare
+
+
+def _live_view(args):
+    """The live view bound to its port (before anything else starts), or None without --serve."""
+    if not args.serve:
+        return None
+    import liveview
+
+    try:
+        view = liveview.LiveView(args.serve, fps=args.serve_fps)
+    except ImportError:
+        raise edgelib.DependencyFailure(
+            "the live view encodes JPEG with OpenCV: pip install opencv-python-headless"
+        ) from None
+    except liveview.ServeError as exc:
+        raise edgelib.DeviceFailure(str(exc)) from None
+    if not liveview.is_loopback(view.host):
+        edgelib.warn(
+            f"the live view listens on {view.host}:{view.port}: anyone on the network can watch this camera "
+            "(no password); --serve 127.0.0.1:PORT with an SSH tunnel (edgekit camera --preview) keeps it private"
+        )
+    return view
+
+
+def _start_live_view(view, ctx, order: str, info: dict) -> None:
+    import liveview
+
+    scale, zp = ctx.model.input["quantization"]
+    prep = ctx.prep
+    quant = (float(scale), int(zp)) if ctx.model.input["dtype"] != np.float32 else (0.0, 0)
+    model = os.path.basename(ctx.path)
+    view.start(
+        to_bgr=lambda frame: pixels.to_bgr(frame, order),
+        model_view=lambda x: liveview.model_input_rgb(x, quant, prep.get("mean", (0.0,) * 3),
+                                                      prep.get("std", (1.0,) * 3)),
+        thermal=edgelib.thermal_state,
+        info={"model": model, "source": info.get("name"), "byte_order": order},
+        title=f"edgekit: {model}",
+    )  # fmt: skip
+    # the desktop (edgekit camera --preview) reads this line to open its tunnel
+    edgelib._stderr_line(f"serving: {view.url}")
+
+
 def classify(args) -> tuple:
     ctx = edgelib.open_model(args.model, threads=args.threads, labels_path=args.labels, runtime=args.runtime)
     ctx.model.resize_batch(1)
+    view = _live_view(args)
+    try:
+        with _Stop() as stop:
+            return _classify(args, ctx, view, stop)
+    finally:
+        if view is not None:
+            view.close()
+
+
+def _classify(args, ctx, view, stop) -> tuple:
     log = None
     if args.log:
         try:
@@ -395,38 +235,43 @@ def classify(args) -> tuple:
         except OSError as exc:
             raise edgelib.InputFailure(f"cannot write log {args.log}: {exc.strerror or exc}") from None
 
-    cv2 = _cv2_or_none()
-
-    def prepare(frame):
-        """BGR (OpenCV, picamera2 RGB888) frame -> the model's input tensor."""
-        if frame.ndim == 3 and frame.shape[-1] in (3, 4):
-            if cv2 is not None:  # a contiguous copy: 4x faster to convert than a reversed-stride view
-                code = cv2.COLOR_BGR2RGB if frame.shape[-1] == 3 else cv2.COLOR_BGRA2RGB
-                return edgelib.prepare_image(ctx, cv2.cvtColor(frame, code))
-            return edgelib.prepare_image(ctx, np.ascontiguousarray(frame[..., 2::-1]))
-        return edgelib.prepare_image(ctx, frame)
-
+    order = pixels.PICAMERA2_FORMATS[args.picamera2_format] if args.picamera2 else pixels.OPENCV
+    prepare = make_prepare(ctx, order)
     source, info = open_source(args, prepare)
+    stop.source = source
     overlay = Overlay(not args.headless)
+    if view is not None:
+        _start_live_view(view, ctx, order, info)
     k = min(args.top_k, ctx.num_classes)
     window = collections.deque(maxlen=args.window)
     latencies, frame_times = [], []
     counts = collections.Counter()
     frames = 0
     reason = None
+    pending = []  # log lines not yet written: whole lines, written together
+    try:  # one invoke before the clock starts: XNNPACK packs its weights on the first call
+        ctx.model.invoke_raw(edgelib.make_batch(ctx.model, "zeros", 1))
+    except Exception as exc:
+        source.stop()
+        raise edgelib.ModelFailure(f"{args.model}: invoke failed ({edgelib._one_line(exc)})") from None
+    spent = dict.fromkeys(LOOP_PARTS, 0.0)  # where the loop's time goes, summed over frames
     t_start = time.perf_counter()
-    t_end = t_start
+    t_end = t_flush = t_progress = t_done = t_start
     try:
         while True:
+            if stop.requested:
+                reason = "interrupted"
+                break
             if args.max_frames is not None and frames >= args.max_frames:
                 reason = "max_frames"
                 break
             item = source.next()
             if item is None:
-                reason = source.end_reason()
+                reason = "interrupted" if stop.requested else source.end_reason()
                 break
             index, frame, x = item
             t0 = time.perf_counter()
+            spent["wait"] += t0 - t_done
             if x is None:
                 x = prepare(frame)
             t1 = time.perf_counter()
@@ -458,20 +303,31 @@ def classify(args) -> tuple:
                     "fps": round(fps, 3) if fps else None,
                     "top": [{"label": lab, "index": i, "score": round(s, 6)} for lab, i, s in top],
                 }
-                log.write(json.dumps(line) + "\n")
-                log.flush()
-            if frames % 50 == 0:
+                pending.append(json.dumps(line))
+                if t_end - t_flush >= LOG_FLUSH_S:
+                    _write_lines(log, pending)
+                    t_flush = t_end
+            if view is not None:
+                view.publish(frame, x, index, top, (t2 - t1) * 1000, fps, t_end - t_start)
+            if t_end - t_progress >= PROGRESS_EVERY_S:
                 edgelib.progress(f"{frames} frames, {fps or 0:.1f} FPS, last {top[0][0]}")
+                t_progress = t_end
             overlay.show(frame, top, (t2 - t1) * 1000, fps)
+            t_done = time.perf_counter()
+            spent["prepare"] += t1 - t0
+            spent["invoke"] += t2 - t1
+            spent["top_k"] += t_end - t2
+            spent["log_view"] += t_done - t_end
             if overlay.quit:
                 reason = "quit"
                 break
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a second Ctrl-C, later than a repeat
         reason = "interrupted"
     finally:
         source.stop()
         overlay.close()
         if log is not None:
+            _write_lines(log, pending)
             log.close()
     duration = t_end - t_start
     doc = {
@@ -486,6 +342,7 @@ def classify(args) -> tuple:
             "realtime": bool(args.realtime),
             "max_frames": args.max_frames,
             "window": args.window,
+            "serve": args.serve,
         },
         "frames": frames,
         "captured": int(source.captured),
@@ -500,9 +357,18 @@ def classify(args) -> tuple:
         "error": getattr(source, "error", None),
         "log": os.path.abspath(args.log) if args.log else None,
         "log_lines": frames if args.log else 0,
+        "loop_ms": {k: v * 1000 / frames for k, v in spent.items()} if frames else None,
+        "live_view": view.summary() if view is not None else None,
         "peak_rss_mb": edgelib.peak_rss_mb(),
     }
     return doc, source
+
+
+def _write_lines(log, pending: list) -> None:
+    if pending:
+        log.write("\n".join(pending) + "\n")  # one write of whole lines: a reader never sees half a line
+        log.flush()
+        pending.clear()
 
 
 def print_text(doc: dict) -> None:

@@ -17,7 +17,9 @@ SHORTCUTS = ("A", "B", "C")
 class Preprocessing:
     """How pixels become model input; travels in the manifest to the device.
 
-    RGB uint8 image -> resize (bilinear, no crop) to `size` -> (pixel - mean) / std -> float32.
+    RGB uint8 image -> crop ("none": the whole image; "center": the centred window with the input's
+    aspect ratio) -> resize (bilinear) to `size` -> (pixel - mean) / std -> float32
+    (edgelib.preprocess, the one implementation desktop and device share).
     """
 
     size: tuple[int, int] = (224, 224)  # (height, width)
@@ -25,12 +27,19 @@ class Preprocessing:
     std: tuple[float, float, float] = (127.5, 127.5, 127.5)
     color: str = "RGB"
     resize: str = "bilinear"
+    crop: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.crop not in ("none", "center"):
+            raise UsageError(f"preprocessing crop must be none or center; received {self.crop!r}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["size"] = list(self.size)
         d["mean"] = list(self.mean)
         d["std"] = list(self.std)
+        if d["crop"] == "none":  # manifests from before crops existed stay byte for byte the same
+            del d["crop"]
         return d
 
     @classmethod
@@ -41,6 +50,7 @@ class Preprocessing:
             std=tuple(d.get("std", (127.5,) * 3)),
             color=d.get("color", "RGB"),
             resize=d.get("resize", "bilinear"),
+            crop=d.get("crop") or "none",
         )
 
 

@@ -7,7 +7,14 @@ from pathlib import Path
 import click
 
 from edgekit.cli.fleet import is_fleet
-from edgekit.cli.options import all_devices_option, device_option, json_option, labels_option, threads_option
+from edgekit.cli.options import (
+    all_devices_option,
+    device_option,
+    json_option,
+    labels_option,
+    parallel_option,
+    threads_option,
+)
 
 
 @click.command()
@@ -23,17 +30,27 @@ from edgekit.cli.options import all_devices_option, device_option, json_option, 
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="Labels per frame.")
 @labels_option("labels.txt (default: the bundle's).")
 @click.option("--realtime", is_flag=True, help="Pace a video file like a live camera (frames may drop).")
+@click.option(
+    "--preview", is_flag=True,
+    help="Live view in the browser here: the device serves its loopback only, SSH devices through an ssh -L tunnel.",
+)
+@click.option(
+    "--preview-port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+    help="Local port of --preview (0: any free port).",
+)
 @device_option()
 @all_devices_option
+@parallel_option
 @json_option
 def camera(
     model_or_bundle, source, camera_index, picamera2, max_frames, log_file, threads, top_k, labels_file, realtime,
-    device, all_devices, as_json,
+    preview, preview_port, device, all_devices, parallel, as_json,
 ) -> None:  # fmt: skip
     """Classify frames: every frame of a video in order, or the newest frame of a live camera.
 
     \b
     Example:  edgekit camera edgekit-out/mobilenet_v1_050_160 --source clip.avi --log frames.jsonl
+              edgekit camera BUNDLE --device pi --picamera2 --preview   (open the printed URL)
     """
     from edgekit.cli.fleet import run_on_devices  # noqa: PLC0415
     from edgekit.devices import jobs, resolve  # noqa: PLC0415
@@ -54,18 +71,52 @@ def camera(
         realtime=realtime,
         labels=labels_file,
     )
-    (ref,) = resolve.resolve_models(model_or_bundle, all_precisions=False)
     several = is_fleet(device, all_devices)
+    if preview and several:
+        raise UsageError("--preview shows one device's camera: give one --device")
+    if preview:
+        from edgekit.devices.preview import check_local_port  # noqa: PLC0415
+
+        check_local_port(preview_port)  # before anything starts
+    (ref,) = resolve.resolve_models(model_or_bundle, all_precisions=False)
 
     def job(target, step):
         log = log_file
         if log_file and several:  # each device's log gets the device's name
             log = str(Path(log_file).with_suffix(f".{target.name}{Path(log_file).suffix}"))
-        doc = jobs.camera(target, ref, settings, log=log, progress=step)
+        if preview:
+            doc = _with_preview(target, ref, settings, preview_port, log=log, progress=step)
+        else:
+            doc = jobs.camera(target, ref, settings, log=log, progress=step)
         store.record("camera", doc, manifest=ref.manifest, device=doc["device"])
         return doc
 
-    run_on_devices(device, all_devices, job, title="camera", as_json=as_json, show=_print)
+    run_on_devices(
+        device, all_devices, job, title="camera", as_json=as_json, show=_print, max_parallel=parallel
+    )
+
+
+def _with_preview(target, ref, settings, port: int, **kwargs) -> dict:
+    """The camera job with its live view reachable here; the URL printed once it serves."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    from rich.markup import escape  # noqa: PLC0415
+
+    from edgekit.cli.output import err_console  # noqa: PLC0415
+    from edgekit.devices import jobs  # noqa: PLC0415
+    from edgekit.devices.preview import Preview  # noqa: PLC0415
+
+    def on_url(url: str) -> None:
+        err_console().print(f"live view: [bold]{url}[/] (Ctrl-C ends)", highlight=False, soft_wrap=True)
+
+    def on_error(message: str) -> None:
+        err_console().print(f"[yellow]{escape(message)}[/]", highlight=False, soft_wrap=True)
+
+    view = Preview(target, port, on_url=on_url, on_error=on_error)
+    try:
+        return jobs.camera(target, ref, replace(settings, serve=view.serve_arg()), on_serving=view.on_serving, **kwargs)
+    finally:
+        view.close()
 
 
 def _print(doc: dict) -> None:

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import click
 
-from edgekit.cli.options import device_option, json_option
+from edgekit.cli.options import device_option, json_option, parallel_option
 
 
 @click.command()
 @click.argument("bundle_or_tflite", type=click.Path(exists=True))
 @device_option()
 @click.option("--all", "all_", is_flag=True, help="Every device in the inventory.")
-@click.option(
-    "--parallel",
-    type=click.IntRange(1, 64),
-    default=4,
-    show_default=True,
-    help="Devices deployed to at once.",
-)
+@parallel_option
 @click.option(
     "--timeout", type=float, default=600, show_default=True, help="Seconds allowed for the transfer."
 )
@@ -33,7 +27,9 @@ def deploy(bundle_or_tflite, device, all_, parallel, timeout, config, as_json) -
     Example:  edgekit deploy edgekit-out/mobilenet_v1_025_128 --device pi
     """
     import tempfile  # noqa: PLC0415
+    import time  # noqa: PLC0415
 
+    from edgekit.cli.fleet import print_summary, summary  # noqa: PLC0415
     from edgekit.cli.output import print_json  # noqa: PLC0415
     from edgekit.devices import fleet, inventory  # noqa: PLC0415
     from edgekit.devices.deploy import deploy as deploy_bundle  # noqa: PLC0415
@@ -79,9 +75,18 @@ def deploy(bundle_or_tflite, device, all_, parallel, timeout, config, as_json) -
                 else:
                     click.echo(f"{o.device}: FAILED: {o.error}")
 
+        t0 = time.perf_counter()
         outcomes = fleet.run_fleet(specs, job, max_parallel=parallel, on_done=done)
+    s = summary(outcomes, time.perf_counter() - t0)
     if as_json:
         print_json(
-            {"schema_version": 1, "bundle": str(bundle_or_tflite), "devices": [o.to_dict() for o in outcomes]}
+            {
+                "schema_version": 1,
+                "bundle": str(bundle_or_tflite),
+                "summary": s,
+                "devices": [o.to_dict() for o in outcomes],
+            }
         )
+    elif len(outcomes) > 1:
+        print_summary(s)
     fleet.raise_for_outcomes(outcomes)

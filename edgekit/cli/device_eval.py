@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from edgekit.devices.fleet import DEFAULT_PARALLEL
+
 
 def run_device_eval(
     *, model: str, data: str, labels: str | None, device: str, threads: int, as_json: bool,
-    all_devices: bool = False,
+    all_devices: bool = False, parallel: int = DEFAULT_PARALLEL,
 ) -> None:  # fmt: skip
     """Evaluate MODEL (a .tflite or a bundle's primary model) on DATA with the device script on DEVICE,
     compare with the desktop reference stored in the bundle when there is one, record and print."""
@@ -35,7 +37,9 @@ def run_device_eval(
         store.record("eval", result, manifest=ref.manifest, device=doc["device"])
         return result
 
-    run_on_devices(device, all_devices, job, title="eval", as_json=as_json, show=_print)
+    run_on_devices(
+        device, all_devices, job, title="eval", as_json=as_json, show=_print, max_parallel=parallel
+    )
 
 
 def _vs_reference(bundle: Path | None, doc: dict) -> dict:

@@ -102,6 +102,11 @@ def _accept_host_keys(name: str, host: str, port: int, *, host_key, known_hosts,
 @click.option("--no-connect", is_flag=True, help="Do not test the login now (needs --host-key for SSH).")
 @click.option("--benchmark-model", default=None, help="adb: path of LiteRT's benchmark_model on the phone.")
 @click.option("--replace", is_flag=True, help="Overwrite an existing entry of that name.")
+@click.option(
+    "--connect-timeout", type=click.FloatRange(1, 600), default=None,
+    help="SSH: seconds to wait for the device to answer [10]; more for slow links.",
+)  # fmt: skip
+@click.option("--tag", "tags", multiple=True, help="A group this device belongs to (repeatable); `--device tag:NAME`.")
 @config_option
 @json_option
 @click.pass_context
@@ -120,6 +125,8 @@ def add(
     no_connect,
     benchmark_model,
     replace,
+    connect_timeout,
+    tags,
     config,
     as_json,
 ) -> None:
@@ -142,6 +149,8 @@ def add(
     if not replace and name in inventory.load(cfg):
         raise UsageError(f"device {name!r} already exists", hint="use --replace, or `edgekit devices remove`")
     options: dict = {}
+    if tags:
+        options["tags"] = sorted({inventory.check_tag(t) for t in tags})
     if ssh_addr:
         addr = parse_ssh_address(ssh_addr)
         if identity and not Path(identity).expanduser().is_file():
@@ -152,6 +161,8 @@ def add(
             name, addr.host, addr.port, host_key=host_key, known_hosts=known_hosts, yes=yes, as_json=as_json
         )
         options["host_keys"] = keys
+        if connect_timeout:
+            options["connect_timeout"] = connect_timeout
         spec = DeviceSpec(
             name,
             "ssh",
@@ -228,10 +239,10 @@ def list_(ctx, config, as_json) -> None:
     from rich.table import Table  # noqa: PLC0415
 
     t = Table(box=box.SIMPLE, pad_edge=False)
-    for col in ("name", "kind", "address", "python", "workdir"):
+    for col in ("name", "kind", "address", "tags", "python", "workdir"):
         t.add_column(col)
     for s in devs.values():
-        t.add_row(s.name, s.kind, s.address or "-", s.python, s.workdir)
+        t.add_row(s.name, s.kind, s.address or "-", ",".join(s.tags) or "-", s.python, s.workdir)
     console().print(t)
 
 

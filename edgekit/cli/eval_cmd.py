@@ -10,6 +10,7 @@ from edgekit.cli.options import (
     device_option,
     json_option,
     labels_option,
+    parallel_option,
     threads_option,
 )
 from edgekit.cli.output import console, print_json, progress_steps
@@ -24,11 +25,12 @@ from edgekit.cli.output import console, print_json, progress_steps
 @click.option("--no-write", is_flag=True, help="Do not write reference.json into a bundle.")
 @device_option(help="Evaluate on this device (see `edgekit devices`) instead.")
 @all_devices_option
+@parallel_option
 @threads_option(help="Interpreter threads (with --device).")
 @db_option
 @json_option
 def eval_(
-    target, data, labels_file, limit, seed, no_write, device, all_devices, threads, db, as_json
+    target, data, labels_file, limit, seed, no_write, device, all_devices, parallel, threads, db, as_json
 ) -> None:
     """Top-1/top-5, per-class accuracy, confusion matrix; float vs int8 agreement for bundles and runs.
 
@@ -46,7 +48,7 @@ def eval_(
 
         run_device_eval(
             model=target, data=data, labels=labels_file, device=device, threads=threads, as_json=as_json,
-            all_devices=all_devices,
+            all_devices=all_devices, parallel=parallel,
         )  # fmt: skip
         return
     from edgekit.pipeline.reference import check_data_spec, evaluate  # noqa: PLC0415

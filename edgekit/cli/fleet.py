@@ -8,6 +8,7 @@ some failed while the others' results are printed and kept.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,8 +19,49 @@ from edgekit.devices.fleet import DEFAULT_PARALLEL, Outcome, raise_for_outcomes,
 
 
 def is_fleet(device: str | None, all_devices: bool = False) -> bool:
-    """`--device a,b` or `--all`: run on several devices (a single name keeps the one-device output)."""
-    return bool(all_devices or (device and "," in device))
+    """`--device a,b`, `--device tag:NAME` or `--all`: several devices (a single name keeps the
+    one-device output)."""
+    return bool(all_devices or (device and ("," in device or device.strip().startswith("tag:"))))
+
+
+def rerun_hint(failed: list[str], argv: list[str] | None = None) -> str:
+    """The same command line, for the failed devices only (what succeeded is not redone: results are
+    recorded as they arrive and a deploy already on a device is skipped)."""
+    import shlex  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    out, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a in ("--device", "-d"):
+            skip = True
+        elif a == "--all" or a.startswith("--device="):
+            continue
+        else:
+            out.append(a)
+    return shlex.join(["edgekit", *out, "--device", ",".join(failed)])
+
+
+def summary(outcomes: list[Outcome], wall_s: float) -> dict:
+    failed = [o for o in outcomes if not o.ok]
+    return {
+        "devices": len(outcomes),
+        "ok": len(outcomes) - len(failed),
+        "failed": {o.device: o.error for o in failed},
+        "wall_s": round(wall_s, 2),
+        "rerun": rerun_hint([o.device for o in failed]) if failed else None,
+    }
+
+
+def print_summary(s: dict) -> None:
+    """One line per failed device, then the line to re-run them (stderr: stdout may be JSON)."""
+    click.echo(f"\nfleet: {s['ok']} of {s['devices']} devices ok in {s['wall_s']:.1f} s", err=True)
+    for name, error in s["failed"].items():
+        click.echo(f"  {name}: {error}", err=True)
+    if s["rerun"]:
+        click.echo(f"re-run the failed ones: {s['rerun']}", err=True)
 
 
 def run_on_devices(
@@ -57,11 +99,14 @@ def run_on_devices(
         print_json(to_json(result)) if as_json else show(result)
         return [Outcome(device or "local", True, result=result)]
     names = [s.name for s in inventory.resolve(device, all_devices)]
+    t0 = time.perf_counter()
     outcomes = run_fleet(names, one, max_parallel=max_parallel, on_done=done, name=lambda n: n or "local")
+    s = summary(outcomes, time.perf_counter() - t0)
     if as_json:
         print_json(
             {
                 "schema_version": 1,
+                "summary": s,
                 "devices": [
                     Outcome(o.device, o.ok, to_json(o.result), o.error, o.exit_code).to_dict()
                     if o.ok
@@ -77,5 +122,6 @@ def run_on_devices(
                 show(o.result)
             else:
                 click.echo(f"failed: {o.error}")
+    print_summary(s)
     raise_for_outcomes(outcomes)
     return outcomes

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from edgekit.config import IO_TYPES, PRECISIONS
+from edgekit.devices.fleet import DEFAULT_PARALLEL
 from edgekit.pipeline.backbone import DEFAULT_FINE_TUNE
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
@@ -60,6 +61,13 @@ def output_option(*, help: str = "Output folder.", **kwargs):
     return click.option("-o", "--output", help=help, **kwargs)
 
 
+parallel_option = click.option(
+    "--parallel",
+    type=click.IntRange(1, 64),
+    default=DEFAULT_PARALLEL,
+    show_default=True,
+    help="Devices worked on at once (a slow one holds only its own slot).",
+)
 all_devices_option = click.option(
     "--all", "all_devices", is_flag=True, help="Run on every device in the inventory (in parallel)."
 )

@@ -6,7 +6,14 @@ from typing import NamedTuple
 
 import click
 
-from edgekit.cli.options import all_devices_option, device_option, json_option, parse_int_list, threads_option
+from edgekit.cli.options import (
+    all_devices_option,
+    device_option,
+    json_option,
+    parallel_option,
+    parse_int_list,
+    threads_option,
+)
 
 
 @click.command()
@@ -28,10 +35,11 @@ from edgekit.cli.options import all_devices_option, device_option, json_option, 
 @click.option("--no-xnnpack", is_flag=True, help="Plain TFLite kernels instead of the XNNPACK delegate.")
 @device_option()
 @all_devices_option
+@parallel_option
 @json_option
 def profile(
     model_or_bundle, threads, batch, runs, warmup, min_seconds, input_kind, no_xnnpack, device, all_devices,
-    as_json,
+    parallel, as_json,
 ) -> None:  # fmt: skip
     """Latency per thread count and batch size (p50/p90/p99, images/s, init, memory).
 
@@ -73,7 +81,7 @@ def profile(
         return docs, rows
 
     run_on_devices(
-        device, all_devices, job, title="profile", as_json=as_json,
+        device, all_devices, job, title="profile", as_json=as_json, max_parallel=parallel,
         to_json=lambda r: r.docs if isinstance(r, _Adb) else r[1],
         show=lambda r: print_benchmark(r.docs) if isinstance(r, _Adb) else _print(*r),
     )  # fmt: skip

@@ -46,12 +46,16 @@ from edgekit.pipeline.backbone import DEFAULT_FINE_TUNE, HEAD_LR
     "--qat", is_flag=True, help="Quantization-aware training (not available with Keras 3: see README)."
 )
 @transfer_options
+@click.option(
+    "--workers", type=click.IntRange(min=2), default=None,
+    help="Train as N workers on this machine (MultiWorkerMirroredStrategy; one GPU each where there are N).",
+)  # fmt: skip
 @output_option(required=True, help="Run folder, e.g. runs/NAME.")
 @json_option
 def train(
     model, alpha, rho, resolution, classes, shortcut, data, val_data, val_split, labels_file, epochs,
     batch_size, lr, weight_decay, label_smoothing, schedule, optimizer, patience, augment, mixed_precision,
-    seed, resume, qat, weights, fine_tune, fine_tune_epochs, fine_tune_lr, output, as_json,
+    seed, resume, qat, workers, weights, fine_tune, fine_tune_epochs, fine_tune_lr, output, as_json,
 ) -> None:  # fmt: skip
     """Train MobileNet (any α/ρ) or ResNet-18/34 and write a run folder for `edgekit export --weights`.
 
@@ -89,6 +93,11 @@ def train(
         mixed_precision=mixed_precision, qat=qat, weights=weights, weights_request=request, fine_tune=fine_tune or DEFAULT_FINE_TUNE,
         fine_tune_epochs=fine_tune_epochs, fine_tune_lr=fine_tune_lr,
     )  # fmt: skip
+    if workers:
+        if weights:  # the two stages run through Keras fit on one machine (pipeline.transfer)
+            raise UsageError("--workers is not available with --weights yet; drop one of them")
+        _launch_workers(workers, output)
+        return
     with progress_steps("train", quiet=False) as step:
         run = run_training(cfg, progress=step, resume=resume, resume_epochs=epochs)
     if as_json:
@@ -116,3 +125,31 @@ def train(
         c.print(f"[yellow]skipped {len(run['data']['skipped'])} unreadable image(s)[/]")
     click.echo(f"next: edgekit export --weights {output}")
 
+
+def _launch_workers(n: int, output: str) -> None:
+    """`--workers N`: the same command as N local workers (TF_CONFIG on free loopback ports)."""
+    import sys  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    from edgekit.errors import EdgekitError, ExitCode  # noqa: PLC0415
+    from edgekit.pipeline.distributed import launch_local, multi_host_hint  # noqa: PLC0415
+
+    argv = _without_workers(sys.argv[sys.argv.index("train") + 1 :])
+    rc = launch_local(n, argv, Path(output), lambda m: click.echo(f"train: {m}", err=True))
+    click.echo(multi_host_hint(n, argv), err=True)
+    if rc != 0:
+        exc = EdgekitError(f"a training worker failed (exit {rc}); see the messages above")
+        exc.exit_code = ExitCode(rc) if rc in ExitCode._value2member_map_ else ExitCode.INTERNAL
+        raise exc
+
+
+def _without_workers(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--workers":
+            skip = True
+        elif not a.startswith("--workers="):
+            out.append(a)
+    return out

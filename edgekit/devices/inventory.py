@@ -167,10 +167,17 @@ def remove(name: str, path: str | os.PathLike | None = None) -> DeviceSpec:
     return spec
 
 
+def check_tag(tag: str) -> str:
+    if not _NAME_RE.match(tag or ""):
+        raise UsageError(f"a tag is 1-64 letters, digits, '.', '_' or '-'; received {tag!r}")
+    return tag
+
+
 def resolve(
     device: str | None, all_devices: bool = False, path: str | os.PathLike | None = None
 ) -> list[DeviceSpec]:
-    """`--device a,b,c` / `--all` -> specs, in the order given; no device means this machine."""
+    """`--device a,b,tag:pi5` / `--all` -> specs, in the order given (a tag's devices sorted by name);
+    no device means this machine."""
     devices = load(path)
     if all_devices:
         if not devices:
@@ -178,7 +185,21 @@ def resolve(
                 "--all given but the device inventory is empty", hint="see `edgekit devices add`"
             )
         return [devices[n] for n in sorted(devices)]
-    names = [n.strip() for n in (device or "local").split(",") if n.strip()]
-    if not names:
+    items = [n.strip() for n in (device or "local").split(",") if n.strip()]
+    if not items:
         raise UsageError(f"--device needs a name or a comma list; received {device!r}")
+    names: list[str] = []
+    for item in items:
+        if item.startswith("tag:"):
+            tag = check_tag(item[len("tag:") :])
+            tagged = sorted(n for n, s in devices.items() if tag in s.tags)
+            if not tagged:
+                used = sorted({t for s in devices.values() for t in s.tags})
+                raise UsageError(
+                    f"no device has the tag {tag!r} (tags in use: {', '.join(used) or 'none'})",
+                    hint="tag devices with `edgekit devices add NAME ... --tag TAG --replace`",
+                )
+            names += tagged
+        else:
+            names.append(item)
     return [get(n, path) for n in dict.fromkeys(names)]

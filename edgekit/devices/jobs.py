@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import posixpath
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -281,6 +282,8 @@ class CameraSettings:
     max_frames: int | None = None
     realtime: bool = False
     labels: str | None = None
+    serve: str | None = None  # the script's --serve [HOST:]PORT (a live view; edgekit.devices.preview)
+    serve_fps: float | None = None
 
 
 
@@ -291,8 +294,10 @@ def camera(
     *,
     log: str | None = None,
     progress: Progress | None = None,
+    on_serving: Callable[[str], None] | None = None,
 ) -> dict:
-    """classify_camera.py on the target (headless); its summary, with the frame log pulled to `log`."""
+    """classify_camera.py on the target (headless); its summary, with the frame log pulled to `log`.
+    With `settings.serve`, `on_serving(url)` hears where the script's live view listens on the target."""
     is_file = settings.source is not None and "://" not in settings.source
     if is_file and not Path(settings.source).expanduser().is_file():
         raise InputDataError(f"video file {settings.source} does not exist")
@@ -318,11 +323,15 @@ def camera(
             args.append("--realtime")
         if settings.labels:
             args += ["--labels", paths.on_target(settings.labels)]
+        if settings.serve:
+            args += ["--serve", settings.serve]
+        if settings.serve_fps:
+            args += ["--serve-fps", f"{settings.serve_fps:g}"]
         remote_log = posixpath.join(paths.scratch, "predictions.jsonl")
         if log:
             args += ["--log", remote_log]
         try:
-            doc = run_script(target, paths, "classify_camera.py", args, progress=progress)
+            doc = run_script(target, paths, "classify_camera.py", args, progress=progress, on_serving=on_serving)
         finally:
             if log and target.exists(remote_log):
                 target.pull(remote_log, log)  # complete up to the last frame, even after a failure

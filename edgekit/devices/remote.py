@@ -46,8 +46,10 @@ def run_script(
     *,
     progress: Progress | None = None,
     timeout: float | None = None,
+    on_serving: Callable[[str], None] | None = None,
 ) -> dict:
-    """Run one device script with --json; its result document, or the matching EdgekitError."""
+    """Run one device script with --json; its result document, or the matching EdgekitError.
+    `on_serving(url)`: the script's `serving: URL` line (the camera script's live view)."""
     argv = [paths.python, posixpath.join(paths.scripts, script), *args, "--json"]
 
     def on_line(line: str) -> None:
@@ -56,6 +58,8 @@ def run_script(
                 progress(line[len("progress: ") :])
         elif line.startswith("warning: "):
             log.warning("%s: %s", target.name, line)
+        elif line.startswith("serving: ") and on_serving is not None:
+            on_serving(line[len("serving: ") :].strip())
 
     result = target.run(argv, timeout=timeout, stream=on_line)
     return parse_result(result, script, target.name)

@@ -26,6 +26,7 @@ from edgekit.config import ModelConfig, Preprocessing, WeightsRequest
 from edgekit.data import datasets as D
 from edgekit.data import tfdata
 from edgekit.errors import DependencyError, InputDataError, UsageError, require_tensorflow
+from edgekit.pipeline import distributed
 from edgekit.pipeline.backbone import DEFAULT_FINE_TUNE, FineTune
 from edgekit.pipeline.metrics import scores
 
@@ -123,8 +124,8 @@ def select_device(mixed: bool | None):
     from edgekit.device_scripts import edgelib  # noqa: PLC0415
 
     gpus = tf.config.list_physical_devices("GPU")
-    if os.environ.get("TF_CONFIG"):
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    if distributed.tf_config() is not None:
+        strategy = distributed.strategy()
     elif len(gpus) > 1:
         strategy = tf.distribute.MirroredStrategy()
     else:
@@ -140,6 +141,7 @@ def select_device(mixed: bool | None):
         mixed_precision=use_mixed,
         strategy=type(strategy).__name__,
         replicas=int(strategy.num_replicas_in_sync),
+        workers=distributed.worker_count(distributed.tf_config()),
     )
     return strategy, device
 
@@ -222,7 +224,11 @@ def train(
     With `resume`, the run's saved config is used; `resume_epochs` may extend it."""
     if cfg.qat:
         raise DependencyError(QAT_REASON)
+    cluster = distributed.tf_config()
     out = Path(cfg.output)
+    if not distributed.is_chief(cluster):  # the chief writes the run; the others only their checkpoints
+        out = distributed.worker_dir(out, cluster)
+        progress(f"worker {cluster['task']['index']}: checkpoints in {out}")
     ck = out / "checkpoints"
     state_path = ck / "state.json"
     if resume:
@@ -311,7 +317,7 @@ def train(
             initial_value_threshold=max(history["val_top1"]) if history.get("val_top1") else None,
         ),
         keras.callbacks.ModelCheckpoint(ck / "last.keras"),
-        *_tensorboard(out / "tensorboard"),
+        *([] if cluster else _tensorboard(out / "tensorboard")),
         *_callbacks(progress, cfg, state_path, out / "history.json", history),
     ]
     if cfg.patience:
@@ -319,7 +325,12 @@ def train(
             keras.callbacks.EarlyStopping(monitor="val_top1", mode="max", patience=cfg.patience, verbose=0)
         )
     t0 = time.perf_counter()
-    if initial_epoch < cfg.epochs:
+    if initial_epoch < cfg.epochs and cluster is not None:
+        distributed.fit(
+            train_model, train_ds, val_ds, strategy=strategy, epochs=cfg.epochs, initial_epoch=initial_epoch,
+            steps=steps, global_batch=batch, callbacks=callbacks,
+        )  # fmt: skip
+    elif initial_epoch < cfg.epochs:
         train_model.fit(
             train_ds,
             validation_data=val_ds,
@@ -386,6 +397,9 @@ def train(
             "best_val_top1_during_training": round(float(max(val_hist)), 4) if val_hist else None,
             "early_stopped": epochs_run < cfg.epochs,
             "seconds": round(train_s, 1),
+            "workers": device["workers"],
+            "global_batch": batch,
+            "images_per_s": round(steps * batch * max(0, epochs_run - initial_epoch) / train_s, 1) if train_s else None,
             "tf_version": tf.__version__,
             "keras_version": keras.__version__,
         },

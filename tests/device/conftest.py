@@ -15,6 +15,7 @@ from tests.conftest import REPO
 
 SCRIPTS = REPO / "device_scripts"
 DEVICE_SCRIPTS = ("profile_latency.py", "eval_images.py", "classify_camera.py")
+DEVICE_LIBRARIES = ("edgelib.py", "pixels.py", "capture.py", "liveview.py", "liveview_page.py")  # imported by the scripts
 VENV_PACKAGES = ("numpy", "ai-edge-litert", "opencv-python-headless")
 CACHE = Path(os.environ.get("EDGEKIT_TEST_CACHE", Path.home() / ".cache" / "edgekit-tests"))
 
@@ -66,7 +67,7 @@ def write_video(path: Path, images: list[Path], frames: int, size: int = 64, fps
 def copied_scripts(tmp_path_factory) -> Path:
     """The device scripts alone in a folder, as a deploy leaves them on a device (no package around)."""
     folder = tmp_path_factory.mktemp("on-device")
-    for name in (*DEVICE_SCRIPTS, "edgelib.py"):
+    for name in (*DEVICE_SCRIPTS, *DEVICE_LIBRARIES):
         shutil.copy(SCRIPTS / name, folder / name)
     return folder
 

@@ -10,9 +10,10 @@ import sys
 import numpy as np
 import pytest
 
-from tests.device.conftest import DEVICE_SCRIPTS, SCRIPTS, int8_model, last_json, run_script
+from tests.device.conftest import DEVICE_LIBRARIES, DEVICE_SCRIPTS, SCRIPTS, int8_model, last_json, run_script
 
-ALLOWED_THIRD_PARTY = {"numpy", "cv2", "PIL", "ai_edge_litert", "tflite_runtime", "picamera2", "edgelib"}
+ALLOWED_THIRD_PARTY = {"numpy", "cv2", "PIL", "ai_edge_litert", "tflite_runtime", "picamera2", "edgelib", "pixels",
+                       "capture", "liveview", "liveview_page"}
 FORBIDDEN = {"edgekit", "tensorflow", "click", "rich", "keras"}
 
 
@@ -33,7 +34,7 @@ def _imports(tree: ast.AST):
     return out
 
 
-@pytest.mark.parametrize("name", [*DEVICE_SCRIPTS, "edgelib.py"])
+@pytest.mark.parametrize("name", [*DEVICE_SCRIPTS, *DEVICE_LIBRARIES])
 def test_imports_and_syntax_fit_a_device(name):
     source = (SCRIPTS / name).read_text(encoding="utf-8")
     tree = ast.parse(source, feature_version=(3, 9))  # no match/case, no 3.10+ grammar
@@ -91,10 +92,12 @@ def test_eval_runs_in_device_venv(device_venv, tiny_bundle, digits_dir, copied_s
 def test_camera_runs_in_device_venv(device_venv, tiny_bundle, digit_video, copied_scripts):
     proc = run_script(
         "classify_camera.py", "--model", str(int8_model(tiny_bundle)), "--source", str(digit_video),
-        "--max-frames", "12", "--headless", "--json", python=str(device_venv), folder=copied_scripts,
+        "--max-frames", "12", "--headless", "--serve", "127.0.0.1:0", "--json", python=str(device_venv),
+        folder=copied_scripts,
     )  # fmt: skip
     doc = last_json(proc.stdout)
     assert doc["frames"] == 12 and doc["end_reason"] == "max_frames"
+    assert doc["live_view"]["port"] > 0  # the live view (stdlib + OpenCV) runs there too
 
 
 @pytest.mark.slow
@@ -119,3 +122,22 @@ def test_npz_eval_needs_no_image_decoder(device_venv, tiny_bundle, digits_dir, t
     assert proc.returncode == 0, proc.stderr
     doc = last_json(proc.stdout)
     assert doc["data"]["kind"] == "npz" and len(doc["predictions"]) == 36
+
+
+def test_live_view_runs_where_desktop_packages_cannot_be_imported(tmp_path):
+    """classify_camera.py --serve (liveview.py, pixels.py) with edgekit, TensorFlow and click blocked."""
+    from tests.device.livehelpers import LABELS, MODEL, write_photo_video
+
+    if not MODEL.is_file():
+        pytest.skip(f"the shared real model is not at {MODEL}")
+    video = write_photo_video(tmp_path / "clip.avi", 20)
+    blocker = (
+        "import sys, runpy\nfor m in ('edgekit', 'tensorflow', 'click', 'rich', 'keras'): sys.modules[m] = None\n"
+        f"sys.argv = [{str(SCRIPTS / 'classify_camera.py')!r}, '--model', {str(MODEL)!r}, '--labels', "
+        f"{str(LABELS)!r}, '--source', {str(video)!r}, '--serve', '127.0.0.1:0', '--headless', '--json']\n"
+        "runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    proc = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    doc = last_json(proc.stdout)
+    assert doc["frames"] == 20 and doc["live_view"]["encoded_frames"] == 0

@@ -155,9 +155,11 @@ def test_resnet_option_a_bundle_evaluates(tmp_path, digits_dir):
     """Regression (issue 12): option A's custom layer was registered only when a model was built, so
     `edgekit eval` of an option-A bundle could not load its float model (exit 4)."""
     out = tmp_path / "resnet_a"
+    labels = tmp_path / "labels.txt"
+    labels.write_text("".join(f"{p.name}\n" for p in sorted(digits_dir.iterdir()) if p.is_dir()))
     run_cli(
         "export", "--model", "resnet18", "--shortcut", "A", "--resolution", "32", "--classes", "3",
-        "--calibration", str(digits_dir), "--calibration-samples", "12", "-o", str(out),
+        "--labels", str(labels), "--calibration", str(digits_dir), "--calibration-samples", "12", "-o", str(out),
     )  # fmt: skip
     proc = run_cli("eval", str(out), "--data", str(digits_dir), "--limit", "12", "--json", check=False)
     assert proc.returncode == 0, proc.stderr

@@ -74,12 +74,19 @@ def test_keras_same_padding_would_not_reproduce_pytorch(torch_resnet18, images, 
     assert _rel(plain.predict(images, verbose=0), _torch_out(torch_resnet18, images)) > 100 * REL_TOL
 
 
-def test_onnx_export_gives_pytorch_outputs(torch_resnet18, images, tmp_path):
+@pytest.mark.parametrize("keep_bn", [False, True], ids=["bn_folded", "bn_nodes"])
+def test_onnx_export_gives_pytorch_outputs(torch_resnet18, images, tmp_path, keep_bn):
     pytest.importorskip("onnx")
     from edgekit.pipeline.weights import resolve
 
     p = tmp_path / "resnet18.onnx"
-    torch.onnx.export(torch_resnet18, torch.zeros(1, 3, RES, RES), p, dynamo=False)  # BN folded into Conv
+    # The default export folds BatchNorm into the Conv; PRESERVE without folding keeps BN nodes.
+    kw = {"training": torch.onnx.TrainingMode.PRESERVE, "do_constant_folding": False} if keep_bn else {}
+    torch.onnx.export(torch_resnet18, torch.zeros(1, 3, RES, RES), p, dynamo=False, **kw)
+    if keep_bn:
+        import onnx
+
+        assert "BatchNormalization" in {n.op_type for n in onnx.load(p).graph.node}
     src = resolve(str(p), WeightsRequest(resolution=RES))
     assert src.config.family == "resnet18" and src.extra["weights"]["kind"] == "torchvision_onnx"
     assert _rel(src.keras_model.predict(images, verbose=0), _torch_out(torch_resnet18, images)) <= REL_TOL

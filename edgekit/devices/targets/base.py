@@ -23,6 +23,11 @@ class DeviceSpec:
     workdir: str = "~/edgekit"  # where bundles and device scripts live on the device
     options: dict = field(default_factory=dict)  # kind-specific extras (host key, benchmark_model path, ...)
 
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """Groups this device belongs to (`--device tag:NAME` addresses all of them)."""
+        return tuple(self.options.get("tags") or ())
+
 
 @dataclass(frozen=True)
 class CommandResult:

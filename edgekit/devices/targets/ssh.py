@@ -22,9 +22,11 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,14 +137,21 @@ def fingerprint(key: str) -> str:
 # --------------------------------------------------------------------------- the target
 
 
+def multiplexing() -> bool:
+    """One SSH connection per device carries all its commands (ControlMaster), unless
+    EDGEKIT_SSH_MULTIPLEX=0 asks for a fresh connection per command (slower; for comparison)."""
+    return os.environ.get("EDGEKIT_SSH_MULTIPLEX", "1").strip().lower() not in ("0", "no", "false", "off")
+
+
 class SSHTarget(Target):
     """A device reached with `ssh`/`scp`; see the module docstring for the safety rules."""
 
-    def __init__(self, spec: DeviceSpec, connect_timeout: float = CONNECT_TIMEOUT_S) -> None:
+    def __init__(self, spec: DeviceSpec, connect_timeout: float | None = None) -> None:
         super().__init__(spec)
 
         self.addr = parse_ssh_address(spec.address)
-        self.connect_timeout = connect_timeout
+        # the device entry may allow a slow link more time (`devices add --connect-timeout S`)
+        self.connect_timeout = float(connect_timeout or spec.options.get("connect_timeout") or CONNECT_TIMEOUT_S)
         self._home: str | None = None
         self._dir: str | None = None
         self._lock = threading.Lock()
@@ -183,6 +192,9 @@ class SSHTarget(Target):
             "ControlPersist": "60",
             "LogLevel": "ERROR",
         }
+        if not multiplexing():  # one TCP + SSH handshake per command (EDGEKIT_SSH_MULTIPLEX=0)
+            opts.update(ControlMaster="no", ControlPath="none")
+            opts.pop("ControlPersist")
         out = []
         for k, v in opts.items():
             out += ["-o", f"{k}={v}"]
@@ -388,6 +400,35 @@ class SSHTarget(Target):
     def describe(self) -> dict:
         return {**super().describe(), "address": str(self.addr)}
 
+    # ----------------------------------------------------------------- port forwarding
+
+    def forward(self, local_port: int, remote_port: int, remote_host: str = "127.0.0.1") -> Tunnel:
+        """`ssh -N -L 127.0.0.1:local_port:remote_host:remote_port`, checked like every connection
+        (pinned host key, BatchMode) but on a connection of its own, so it ends with close()."""
+        argv = [
+            _require("ssh"),
+            # first value wins in ssh: these must come before _opts()'s ControlMaster/ControlPath
+            "-o", "ControlMaster=no", "-o", "ControlPath=none", "-o", "ExitOnForwardFailure=yes",
+            *self._opts(), "-N", "-L", f"127.0.0.1:{local_port}:{remote_host}:{remote_port}",
+            "-p", str(self.addr.port), "--", self.addr.host,
+        ]  # fmt: skip
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        tunnel = Tunnel(proc, local_port)
+        deadline = time.monotonic() + self.connect_timeout * 2
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                stderr = proc.stderr.read().decode("utf-8", "replace")
+                if any(rx.search(stderr) for rx, _ in _SSH_ERRORS):
+                    self._raise_for_ssh(stderr, f"forwarding port {local_port}")
+                last = stderr.strip().splitlines()[-1] if stderr.strip() else f"ssh exited {proc.returncode}"
+                raise DeviceError(f"forwarding 127.0.0.1:{local_port} to {self.name} failed: {last}")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", local_port)) == 0:
+                    return tunnel
+            time.sleep(0.05)
+        tunnel.close()
+        raise DeviceError(f"forwarding 127.0.0.1:{local_port} to {self.name}: no tunnel after {self.connect_timeout * 2:g} s")
+
     def close(self) -> None:
         """Stop the master connection and remove the control folder."""
         d, self._dir = self._dir, None
@@ -401,6 +442,25 @@ class SSHTarget(Target):
                     timeout=10,
                 )
         shutil.rmtree(d, ignore_errors=True)
+
+
+class Tunnel:
+    """A running `ssh -L`; close() ends it."""
+
+    def __init__(self, proc: subprocess.Popen, local_port: int) -> None:
+        self.proc = proc
+        self.local_port = local_port
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        with contextlib.suppress(Exception):
+            self.proc.stderr.close()
 
 
 _ADDR_RE = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>\[[0-9A-Fa-f:]+\]|[^:@\s\[\]]+)(?::(?P<port>\d+))?$")

@@ -1,0 +1,241 @@
+"""Training on several workers: TF_CONFIG + MultiWorkerMirroredStrategy, with a custom train step.
+
+Keras 3's `fit` under MultiWorkerMirroredStrategy fails on TF 2.21 (a PerReplica value reaches a
+Tensor conversion), so the workers run their own loop: `strategy.run` of a GradientTape step whose
+loss is `tf.nn.compute_average_loss` over the global batch, on `experimental_distribute_dataset`. The
+Keras callbacks (checkpoints, early stopping, history, progress) are driven by hand with the same
+logs `fit` would give them, so the rest of `edgekit train` (BatchNorm recalibration, the run folder,
+--resume) is the same for one worker or many. Every worker evaluates the whole validation set
+locally with the same weights, so early stopping and "best" agree everywhere and no worker waits in a
+collective for one that stopped.
+
+Only the chief writes the run folder; the other workers write their checkpoints under a backup
+folder of their own (`worker_dir`), which is what tf.distribute expects and what --resume reads.
+
+`launch_local` is `edgekit train --workers N`: N processes on this machine, free loopback ports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from edgekit.errors import DeviceError, UsageError
+
+# A collective that waits longer than this for a lost worker fails instead of hanging
+# (EDGEKIT_COLLECTIVE_TIMEOUT overrides: a slow shared network may need more).
+COLLECTIVE_TIMEOUT_S = 60
+
+
+def collective_timeout_s() -> float:
+    return float(os.environ.get("EDGEKIT_COLLECTIVE_TIMEOUT") or COLLECTIVE_TIMEOUT_S)
+
+
+def tf_config() -> dict | None:
+    """The parsed TF_CONFIG, or None (one worker)."""
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return None
+    try:
+        cfg = json.loads(raw)
+        cluster, task = cfg["cluster"], cfg["task"]
+        workers = list(cluster.get("chief", [])) + list(cluster.get("worker", []))
+        task["type"], int(task["index"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(
+            f"TF_CONFIG is not a tf.distribute cluster description ({exc.__class__.__name__}: {exc})",
+            hint='e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}',
+        ) from None
+    if not workers:
+        raise UsageError("TF_CONFIG names no workers")
+    return cfg
+
+
+def is_chief(cfg: dict | None) -> bool:
+    """The chief writes the run: the `chief` task, else worker 0."""
+    if cfg is None:
+        return True
+    task = cfg["task"]
+    if "chief" in cfg["cluster"]:
+        return task["type"] == "chief"
+    return task["type"] == "worker" and int(task["index"]) == 0
+
+
+def worker_count(cfg: dict | None) -> int:
+    if cfg is None:
+        return 1
+    return len(cfg["cluster"].get("chief", [])) + len(cfg["cluster"].get("worker", []))
+
+
+def worker_dir(out: Path, cfg: dict) -> Path:
+    """Where a non-chief worker keeps its checkpoints: a backup folder of its own, not the user's run
+    folder (EDGEKIT_WORKER_DIR, else the user cache), stable across restarts so --resume finds it."""
+    base = Path(os.environ.get("EDGEKIT_WORKER_DIR") or Path.home() / ".cache" / "edgekit" / "workers")
+    key = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:12]
+    return base / f"{out.name}-{key}" / f"{cfg['task']['type']}-{cfg['task']['index']}"
+
+
+def strategy():
+    """MultiWorkerMirroredStrategy whose collectives give up on a lost worker instead of hanging."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=collective_timeout_s())
+    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+
+
+def fit(model, train_ds, val_ds, *, strategy, epochs: int, initial_epoch: int, steps: int, global_batch: int,
+        callbacks: list) -> None:  # fmt: skip
+    """What `model.fit(train_ds, validation_data=val_ds, ...)` does, for MultiWorkerMirroredStrategy.
+
+    `model` is compiled (its loss, optimizer and metrics are used); `train_ds` is batched at the
+    global batch size and repeats; `val_ds` is evaluated whole on every worker."""
+    import keras  # noqa: PLC0415
+    import tensorflow as tf  # noqa: PLC0415
+
+    loss_fn = model.loss
+    loss_fn.reduction = None  # per example: compute_average_loss divides by the global batch
+    opt = model.optimizer
+    with strategy.scope():
+        train_metrics = [keras.metrics.CategoricalAccuracy(name="top1")]
+    dist = iter(strategy.experimental_distribute_dataset(train_ds))
+
+    def replica_step(x, y):
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss = tf.nn.compute_average_loss(loss_fn(y, logits), global_batch_size=global_batch)
+            if model.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+            scaled = opt.scale_loss(loss) if hasattr(opt, "scale_loss") else loss  # mixed precision
+        grads = tape.gradient(scaled, model.trainable_variables)
+        opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        for m in train_metrics:
+            m.update_state(y, logits)
+        return loss
+
+    @tf.function
+    def train_step(it):
+        per_replica = strategy.run(replica_step, args=next(it))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+    cbs = keras.callbacks.CallbackList(callbacks, model=model, epochs=epochs, steps=steps)
+    cbs.on_train_begin()
+    try:
+        for epoch in range(initial_epoch, epochs):
+            cbs.on_epoch_begin(epoch)
+            for m in train_metrics:
+                m.reset_state()
+            total = 0.0
+            for _ in range(steps):
+                total += float(train_step(dist))
+            logs = {"loss": total / steps, **{m.name: float(m.result()) for m in train_metrics}}
+            logs.update(_evaluate(model, val_ds))
+            cbs.on_epoch_end(epoch, logs)
+            if model.stop_training:
+                break
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
+            tf.errors.InternalError, tf.errors.AbortedError) as exc:  # fmt: skip
+        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:200]
+        raise DeviceError(
+            f"a training worker was lost ({exc.__class__.__name__}: {first})",
+            hint="start every worker again with --resume: training continues from the last checkpoint",
+        ) from None
+    cbs.on_train_end()
+
+
+def _evaluate(model, val_ds) -> dict:
+    """val_loss / val_top1 / val_top5 on the whole validation set, locally (no collectives)."""
+    import keras  # noqa: PLC0415
+
+    loss = keras.losses.CategoricalCrossentropy(from_logits=True)
+    top1 = keras.metrics.CategoricalAccuracy()
+    n_cls = int(model.output_shape[-1])
+    top5 = keras.metrics.TopKCategoricalAccuracy(k=min(5, n_cls))
+    total, n = 0.0, 0
+    for x, y in val_ds:
+        logits = model(x, training=False)
+        total += float(loss(y, logits)) * int(x.shape[0])
+        n += int(x.shape[0])
+        top1.update_state(y, logits)
+        top5.update_state(y, logits)
+    return {"val_loss": total / max(1, n), "val_top1": float(top1.result()), "val_top5": float(top5.result())}
+
+
+# --------------------------------------------------------------------------- edgekit train --workers N
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def launch_local(n: int, argv: list[str], out: Path, progress: Callable[[str], None]) -> int:
+    """Run `edgekit train ARGV` as N workers on this machine; the chief's output is the command's,
+    the others' goes to OUT.workers/worker-I.log. Returns the chief's exit code (or the first failure)."""
+    if n < 2:
+        raise UsageError(f"--workers needs at least 2; received {n}")
+    import tensorflow as tf  # noqa: PLC0415
+
+    gpus = tf.config.list_physical_devices("GPU")
+    ports = _free_ports(n)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    logs = out.parent / f"{out.name}.workers"
+    logs.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for i in range(n):
+        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
+        if len(gpus) >= n:  # one GPU each where there are enough; else all share the CPU
+            env["CUDA_VISIBLE_DEVICES"] = str(i)
+        elif gpus:
+            env["CUDA_VISIBLE_DEVICES"] = ""
+        cmd = [sys.executable, "-m", "edgekit", "train", *argv]
+        if i == 0:
+            procs.append(subprocess.Popen(cmd, env=env))
+        else:
+            with open(logs / f"worker-{i}.log", "ab") as log:
+                procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
+    progress(f"{n} workers on {', '.join(cluster['worker'])} (other workers' logs: {logs})")
+    try:
+        while True:
+            codes = [p.poll() for p in procs]
+            failed = [c for c in codes if c not in (None, 0)]
+            if failed:  # one worker failed: the others would only wait for their collective timeout
+                for p in procs:
+                    if p.poll() is None:
+                        p.terminate()
+                for p in procs:
+                    p.wait()
+                return int(failed[0])
+            if all(c == 0 for c in codes):
+                return 0
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()
+        raise
+
+
+def multi_host_hint(n: int, argv: list[str]) -> str:
+    """How to run the same across hosts: one TF_CONFIG per host, the same command everywhere."""
+    import shlex  # noqa: PLC0415
+
+    hosts = [f"host{i + 1}:12345" for i in range(n)]
+    lines = ["on several hosts, start the same command on each with its own task index (0 writes the run):"]
+    for i in range(n):
+        cfg = json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": i}})
+        lines.append(f"  TF_CONFIG={shlex.quote(cfg)} edgekit train {shlex.join(argv)}")
+    return "\n".join(lines)
