@@ -94,6 +94,8 @@ def train(
         fine_tune_epochs=fine_tune_epochs, fine_tune_lr=fine_tune_lr,
     )  # fmt: skip
     if workers:
+        if weights:  # the two stages run through Keras fit on one machine (pipeline.transfer)
+            raise UsageError("--workers is not available with --weights yet; drop one of them")
         _launch_workers(workers, output)
         return
     with progress_steps("train", quiet=False) as step:
