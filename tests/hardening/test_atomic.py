@@ -125,7 +125,8 @@ def test_one_atomic_writer():
     users = []
     for dirpath, _, files in os.walk(root):
         for f in files:
-            if f.endswith(".py") and f != "atomic.py":
+            # weights/imagenet.py streams a download to a temp file (from main, issue 13): not a copy of these
+            if f.endswith(".py") and f not in ("atomic.py", "imagenet.py"):
                 text = open(os.path.join(dirpath, f), encoding="utf-8").read()
                 if "mkstemp(" in text:
                     users.append(f)
