@@ -60,7 +60,8 @@ def test_export_from_run_brings_labels_preprocessing_calibration(train_run, run_
     assert man["preprocessing"] == info["preprocessing"]
     assert man["model"]["family"] == "resnet18" and man["model"]["resolution"] == 32
     assert man["calibration"]["source"].startswith("run:") and not man["calibration"]["synthetic"]
-    assert man["source"]["weights"] == str(run)
+    w = man["source"]["weights"]  # the provenance of what was loaded (edgekit.pipeline.weights)
+    assert w["kind"] == "run" and w["file"] == str(run / "model.keras") and len(w["sha256"]) == 64
     acc = next(e for e in man["models"] if e["precision"] == "int8")["accuracy"]
     assert acc["n"] == info["data"]["val_images"] and "held-out" in acc["data"]
     assert acc["float_top1"] == pytest.approx(info["evaluation"]["top1"], abs=1e-4)
