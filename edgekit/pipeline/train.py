@@ -374,24 +374,7 @@ def train(
     epochs_run = len(history.get("loss", []))
     val_hist = history.get("val_top1", [])
     run = {
-        "schema_version": SCHEMA_VERSION,
-        "kind": "edgekit-run",
-        "model": mcfg.to_dict(),
-        "labels_file": LABELS,
-        "num_classes": len(labels),
-        "preprocessing": prep.to_dict(),
-        "output_kind": "logits",
-        "config": cfg.to_dict(),
-        "data": {
-            "source": splits.train.source,
-            "train_images": len(splits.train),
-            "val_images": len(splits.val_img.y),
-            "val_source": cfg.val_data or f"{cfg.val_split:.0%} stratified split, seed {cfg.seed}",
-            "class_counts": splits.train.counts(),
-            "skipped": list(splits.skipped),
-            "cached_in_memory": splits.train_img is not None,
-        },
-        "device": device,
+        **run_header(cfg, mcfg, len(labels), prep, splits, device),
         "training": {
             "epochs_run": epochs_run,
             "best_epoch": int(np.argmax(val_hist)) + 1 if val_hist else None,
@@ -412,6 +395,31 @@ def train(
 
 
 BN_MOMENTUM = 0.9
+
+
+def run_header(cfg: TrainConfig, mcfg: ModelConfig, num_classes: int, prep: Preprocessing, splits: Splits,
+               device: dict) -> dict:  # fmt: skip
+    """The part of run.json every run has (from scratch or fine-tuned): model, labels, data, device."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "edgekit-run",
+        "model": mcfg.to_dict(),
+        "labels_file": LABELS,
+        "num_classes": num_classes,
+        "preprocessing": prep.to_dict(),
+        "output_kind": "logits",
+        "config": cfg.to_dict(),
+        "data": {
+            "source": splits.train.source,
+            "train_images": len(splits.train),
+            "val_images": len(splits.val_img.y),
+            "val_source": cfg.val_data or f"{cfg.val_split:.0%} stratified split, seed {cfg.seed}",
+            "class_counts": splits.train.counts(),
+            "skipped": list(splits.skipped),
+            "cached_in_memory": splits.train_img is not None,
+        },
+        "device": device,
+    }
 
 
 def _fast_bn(model):

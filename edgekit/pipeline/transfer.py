@@ -276,24 +276,7 @@ def _record(cfg, prep, splits, device, stages: _Stages, ev: dict) -> dict:
     per_stage = stages.summary()
     mcfg = cfg.model
     return {
-        "schema_version": SCHEMA_VERSION,
-        "kind": "edgekit-run",
-        "model": mcfg.to_dict(),
-        "labels_file": LABELS,
-        "num_classes": mcfg.classes,
-        "preprocessing": prep.to_dict(),
-        "output_kind": "logits",
-        "config": cfg.to_dict(),
-        "data": {
-            "source": splits.train.source,
-            "train_images": len(splits.train),
-            "val_images": len(splits.val_img.y),
-            "val_source": cfg.val_data or f"{cfg.val_split:.0%} stratified split, seed {cfg.seed}",
-            "class_counts": splits.train.counts(),
-            "skipped": list(splits.skipped),
-            "cached_in_memory": splits.train_img is not None,
-        },
-        "device": device,
+        **T.run_header(cfg, mcfg, mcfg.classes, prep, splits, device),
         "weights": stages.state["source"],  # provenance of the pretrained weights (read by export)
         "transfer": {
             "source": stages.state["source"],
