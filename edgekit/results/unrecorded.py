@@ -21,6 +21,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgekit.bundle.atomic import write_text_atomic
 from edgekit.errors import InputDataError
 from edgekit.results import store
 
@@ -89,13 +90,7 @@ def _keep(doc: dict) -> str | None:
     for folder in (unrecorded_dir(), Path(tempfile.gettempdir()) / f"edgekit-{UNRECORDED}-{os.getuid()}"):
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, folder / name)
-            return str(folder / name)
+            return str(write_text_atomic(folder / name, text))
         except OSError:
             continue
     return None

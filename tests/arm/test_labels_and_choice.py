@@ -123,7 +123,8 @@ def test_report_marks_emulated_latency_not_meaningful(tmp_path, tiny_bundle, dig
     html, md = html_file.read_text(), md_file.read_text()
     n_emu_rows = len(by_device["emu"])
     assert html.count('<tr class="emulated">') == n_emu_rows
-    assert html.count('emu" title="emulated: latency not meaningful"') == 4 * n_emu_rows  # p50/p90/p99/img/s
+    # every latency-derived cell is greyed: p50/p90/p99/img/s and the ratios to the reference (× ref p50, × ref img/s)
+    assert html.count('emu" title="emulated: latency not meaningful"') == 6 * n_emu_rows
     assert "not plotted, not ranked" in html and "Not ranked (emulated: latency not meaningful)" in html
     assert (
         md.count("(emulated: latency not meaningful)") >= n_emu_rows and "† measured on an emulated CPU" in md
