@@ -77,9 +77,9 @@ def run_on_devices(
     record: Callable[[Any], Any] | None = None,
     max_parallel: int = DEFAULT_PARALLEL,
 ) -> list[Outcome]:
-    """Run `job(target, progress)` on the devices, print every outcome, then `record(result)` each
-    successful one (after printing: a database failure never costs a result; see cli/recording.py),
-    and raise for the failed ones."""
+    """Run `job(target, progress)` on the devices, print every outcome and raise for the failed ones.
+    One device's result is recorded after it is printed; a fleet's are recorded as each device
+    finishes (a database failure never costs a result: cli/recording.py keeps it in a file)."""
     from edgekit.cli import recording  # noqa: PLC0415
     from edgekit.devices import inventory, resolve  # noqa: PLC0415
 
@@ -95,9 +95,13 @@ def run_on_devices(
         finally:
             target.close()
 
+    recorded: list = []
+
     def done(o: Outcome) -> None:
         if several and not as_json:
             click.echo(f"{o.device}: {'done' if o.ok else 'FAILED: ' + str(o.error)}", err=True)
+        if several and o.ok and record:  # as it arrives; a refused record is kept in a file, never lost
+            recorded.append(record(o.result))
 
     if not several:  # the device's own error (and exit code) propagates as it is
         result = one(device)
@@ -129,7 +133,6 @@ def run_on_devices(
             else:
                 click.echo(f"failed: {o.error}")
     print_summary(s)
-    recorded = [record(o.result) for o in outcomes if o.ok] if record else []
     try:
         raise_for_outcomes(outcomes)
     except EdgekitError:

@@ -116,8 +116,9 @@ def test_fleet_of_24_with_three_faults(user_key, ek_env, tiny_bundle, digits_dir
         db = ek_env["EDGEKIT_DB"]
         cmd = [sys.executable, "-m", "edgekit", "profile", str(tiny_bundle), "--device", "tag:rack",
                "--runs", "3", "--warmup", "1", "--min-seconds", "0", "--json"]  # fmt: skip
-        p = subprocess.Popen(cmd, env={**__import__("os").environ, **ek_env}, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+        logs = tmp_path / "profile.out", tmp_path / "profile.err"  # files: a full pipe would block it
+        with open(logs[0], "w") as fo, open(logs[1], "w") as fe:
+            p = subprocess.Popen(cmd, env={**__import__("os").environ, **ek_env}, stdout=fo, stderr=fe, text=True)
         seen_while_running = 0
         while p.poll() is None:
             try:
@@ -128,7 +129,8 @@ def test_fleet_of_24_with_three_faults(user_key, ek_env, tiny_bundle, digits_dir
             if seen_while_running:
                 break
             time.sleep(0.5)
-        out, err = p.communicate(timeout=180)
+        p.wait(timeout=300)
+        out, err = logs[0].read_text(), logs[1].read_text()
         assert seen_while_running > 0, "no device's result was recorded before the whole fleet finished"
         assert p.returncode == 9, err
         prof = json.loads(out)
