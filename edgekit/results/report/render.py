@@ -392,7 +392,7 @@ def to_markdown(data: dict) -> str:
     if not data["models"]:
         p += ["No eval or profile runs match.", ""]
     if data.get("summary"):
-        p += ["### Against the desktop reference", "", *(f"- {s['text']}" for s in data["summary"]), ""]
+        p += ["### Against the desktop reference", "", *(f"- {_md(s['text'])}" for s in data["summary"]), ""]
     for m in data["models"]:
         p += [f"### {_md(_model_heading(m))}", ""]
         rows = []
