@@ -147,7 +147,8 @@ def test_ctrl_c_on_the_cli_reaches_the_device_script(tiny_bundle, tmp_path, digi
     """SIGINT to `edgekit camera` only: the runner passes it on and still prints the summary and log."""
     import os
 
-    video = write_video(tmp_path / "long.avi", digit_images, 300)
+    # 30 s of video at --realtime: the interrupt lands long before its end even on a cold, loaded machine
+    video = write_video(tmp_path / "long.avi", digit_images, 300, fps=10.0)
     log = tmp_path / "cli.jsonl"
     scratch = tmp_path / "tmp"  # the runner's scratch folder lands here, where the script logs
     scratch.mkdir()

@@ -51,7 +51,9 @@ def test_fuzz_tf_mobilenet(tmp_path):
     if not SHARED_MODEL.is_file():
         pytest.skip(f"{SHARED_MODEL} is absent")
     s = _harness(SEED, 40, tmp_path / "mobilenet", SHARED_MODEL)
-    assert s["refused"] + s["loaded"] == 40 and s["crashed_in_probe"] >= 1
+    # whether a mutation kills the interpreter or makes it throw (std::bad_alloc) depends on the CPU:
+    # the guarantee is that every one ends refused in one line or loaded, and some are refused
+    assert s["refused"] + s["loaded"] == 40 and s["refused"] >= 1
 
 
 def test_fuzz_through_the_cli(tmp_path, images):
