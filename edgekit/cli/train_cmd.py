@@ -68,10 +68,10 @@ def train(
                   --epochs 5 --batch-size 16 --lr 3e-3 -o runs/mnist
               edgekit train --weights imagenet --alpha 0.25 --resolution 128 --data photos/ -o runs/photos
     """
-    from edgekit.errors import UsageError  # noqa: PLC0415
-    from edgekit.models import resolve_config  # noqa: PLC0415
-    from edgekit.pipeline.train import TrainConfig  # noqa: PLC0415
-    from edgekit.pipeline.transfer import run_training  # noqa: PLC0415
+    from edgekit.errors import UsageError
+    from edgekit.models import resolve_config
+    from edgekit.pipeline.train import TrainConfig
+    from edgekit.pipeline.transfer import run_training
 
     if classes is not None:
         raise UsageError("--classes comes from the data when training; drop it")
@@ -128,11 +128,11 @@ def train(
 
 def _launch_workers(n: int, output: str) -> None:
     """`--workers N`: the same command as N local workers (TF_CONFIG on free loopback ports)."""
-    import sys  # noqa: PLC0415
-    from pathlib import Path  # noqa: PLC0415
+    import sys
+    from pathlib import Path
 
-    from edgekit.errors import EdgekitError, ExitCode  # noqa: PLC0415
-    from edgekit.pipeline.distributed import launch_local, multi_host_hint  # noqa: PLC0415
+    from edgekit.errors import EdgekitError, ExitCode
+    from edgekit.pipeline.distributed import launch_local, multi_host_hint
 
     argv = _without_workers(sys.argv[sys.argv.index("train") + 1 :])
     rc = launch_local(n, argv, Path(output), lambda m: click.echo(f"train: {m}", err=True))

@@ -78,7 +78,7 @@ class Deployment:
 
 def device_script_files() -> dict[str, Path]:
     """The device scripts shipped with edgekit (every .py in device_scripts/ but __init__)."""
-    import edgekit.device_scripts as ds  # noqa: PLC0415
+    import edgekit.device_scripts as ds
 
     folder = Path(ds.__file__).parent
     return {p.name: p for p in sorted(folder.glob("*.py")) if p.name != "__init__.py"}
@@ -267,7 +267,7 @@ def deploy(
         if res.returncode != 0:
             raise DeviceError(f"switching `current` on {target.name} failed: {res.stderr.strip()}")
     root = f"{wd}/{dep_id}"
-    from edgekit.bundle.manifest import primary_model  # noqa: PLC0415
+    from edgekit.bundle.manifest import primary_model
 
     return Deployment(
         device=target.name,
@@ -306,10 +306,10 @@ def _install(target: Target, wd: str, dep_id: str, payload: io.BytesIO, timeout:
 
 def wrap_tflite(tflite: str | Path, out_dir: str | Path) -> Path:
     """A bare `.tflite` -> a minimal bundle (labels and preprocessing from its embedded metadata)."""
-    from edgekit.bundle.atomic import write_json_atomic  # noqa: PLC0415
-    from edgekit.bundle.manifest import SCHEMA_VERSION, file_entries  # noqa: PLC0415
-    from edgekit.converters.tflite_file import NotTFLiteError, check_file  # noqa: PLC0415
-    from edgekit.device_scripts.edgelib import read_embedded  # noqa: PLC0415
+    from edgekit.bundle.atomic import write_json_atomic
+    from edgekit.bundle.manifest import SCHEMA_VERSION, file_entries
+    from edgekit.converters.tflite_file import NotTFLiteError, check_file
+    from edgekit.device_scripts.edgelib import read_embedded
 
     src = Path(tflite)
     try:
@@ -412,9 +412,9 @@ exit 0
 def _new_run_folder(target: Target, runs: str) -> str:
     """RUNS/<host>-<pid>-<random> for this run, once the folders that edgekit processes of this machine
     left behind when they were killed (no cleanup ran: kill -9, power cut) are removed."""
-    import os  # noqa: PLC0415
-    import re  # noqa: PLC0415
-    import socket  # noqa: PLC0415
+    import os
+    import re
+    import socket
 
     me = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())[:40] or "host"
     res = target.run(["sh", "-c", _LIST_RUNS, "sh", runs], timeout=60)
@@ -430,7 +430,7 @@ def _new_run_folder(target: Target, runs: str) -> str:
 
 
 def _alive(pid: int) -> bool:
-    import os  # noqa: PLC0415
+    import os
 
     try:
         os.kill(pid, 0)
@@ -464,7 +464,7 @@ def inputs_tar(paths: list[Path], dest: str):
     images travel along and the rows are rewritten to their new relative places (the device never
     sees a desktop path).
     """
-    import csv  # noqa: PLC0415
+    import csv
 
     mapping: dict[str, str] = {}
     skipped: list[tuple[str, str]] = []
@@ -515,7 +515,7 @@ def _add_tree(tar: tarfile.TarFile, p: Path, arc: str, skipped: list, seen: set)
 
 def _add_file(tar: tarfile.TarFile, p: Path, arc: str, skipped: list) -> bool:
     """Add one regular file (an image only when the device could read it); False when skipped."""
-    from edgekit.device_scripts import edgelib  # noqa: PLC0415
+    from edgekit.device_scripts import edgelib
 
     if p.suffix.lower() in edgelib.IMAGE_EXTENSIONS:
         reason = edgelib.screen_image(str(p))
@@ -540,7 +540,7 @@ def _add_file(tar: tarfile.TarFile, p: Path, arc: str, skipped: list) -> bool:
 
 def cleanup_remote(target: Target, paths) -> None:
     """Remove the run's scratch folder (deployments stay: they are reused)."""
-    import contextlib  # noqa: PLC0415
+    import contextlib
 
     with contextlib.suppress(Exception):
         target.run(["rm", "-rf", paths.scratch], timeout=60)
@@ -567,14 +567,14 @@ def _cleanup_local(target: Target, paths: RemotePaths) -> None:
 
 
 def _prepare_ssh(target: Target, host_paths: list[str]) -> RemotePaths:
-    from edgekit.devices.deploy import prepare_remote  # noqa: PLC0415
+    from edgekit.devices.deploy import prepare_remote
 
     return prepare_remote(target, host_paths)
 
 
 
 def _cleanup_ssh(target: Target, paths: RemotePaths) -> None:
-    from edgekit.devices.deploy import cleanup_remote  # noqa: PLC0415
+    from edgekit.devices.deploy import cleanup_remote
 
     cleanup_remote(target, paths)
 

@@ -120,9 +120,9 @@ def select_device(mixed: bool | None):
     """(strategy, device record). GPU with mixed precision when present; several GPUs mirror;
     TF_CONFIG (several machines) uses MultiWorkerMirroredStrategy, TensorFlow's own distribution."""
     tf = require_tensorflow()
-    import keras  # noqa: PLC0415
+    import keras
 
-    from edgekit.device_scripts import edgelib  # noqa: PLC0415
+    from edgekit.device_scripts import edgelib
 
     gpus = tf.config.list_physical_devices("GPU")
     if distributed.tf_config() is not None:
@@ -192,7 +192,7 @@ def prepare_data(cfg: TrainConfig, size: tuple[int, int], progress: Progress) ->
 
 
 def _screen(ds: D.LabeledSet) -> tuple[str, ...]:
-    from edgekit.device_scripts import edgelib  # noqa: PLC0415
+    from edgekit.device_scripts import edgelib
 
     bad = []
     for i in range(len(ds)):
@@ -252,10 +252,10 @@ def train(
     splits = prepare_data(cfg, (res, res), progress)  # before TensorFlow: bad data fails fast
 
     tf = require_tensorflow()
-    import keras  # noqa: PLC0415
+    import keras
 
-    from edgekit.models import build_model, resolve_config  # noqa: PLC0415
-    from edgekit.models.batchnorm import recalibrate_batchnorm  # noqa: PLC0415
+    from edgekit.models import build_model, resolve_config
+    from edgekit.models.batchnorm import recalibrate_batchnorm
 
     keras.utils.set_random_seed(cfg.seed)
     strategy, device = select_device(cfg.mixed_precision)
@@ -425,7 +425,7 @@ def run_header(cfg: TrainConfig, mcfg: ModelConfig, num_classes: int, prep: Prep
 def _fast_bn(model):
     """Moving statistics that follow the weights within ~20 steps (Keras' 0.99 needs hundreds, so
     validation during a short run sees stale statistics and stays at chance)."""
-    from edgekit.models.batchnorm import batchnorm_layers  # noqa: PLC0415
+    from edgekit.models.batchnorm import batchnorm_layers
 
     for bn in batchnorm_layers(model):
         bn.momentum = min(bn.momentum, BN_MOMENTUM)
@@ -434,9 +434,9 @@ def _fast_bn(model):
 
 def _tensorboard(log_dir: Path) -> list:
     """TensorBoard logs when tensorboard is installed (tensorflow-cpu does not depend on it)."""
-    import importlib.util  # noqa: PLC0415
+    import importlib.util
 
-    import keras  # noqa: PLC0415
+    import keras
 
     if importlib.util.find_spec("tensorboard") is None:
         return []
@@ -447,14 +447,14 @@ def _training_model(model, mixed: bool):
     """Under mixed precision the logits are float16: add a float32 cast for a stable loss."""
     if not mixed:
         return model
-    import keras  # noqa: PLC0415
+    import keras
 
     out = keras.layers.Activation("linear", dtype="float32", name="logits_float32")(model.output)
     return keras.Model(model.input, out, name=model.name)
 
 
 def _optimizer(cfg: TrainConfig, steps_per_epoch: int):
-    import keras  # noqa: PLC0415
+    import keras
 
     total = max(1, cfg.epochs * steps_per_epoch)
     if cfg.schedule == "cosine":
@@ -507,7 +507,7 @@ def _callbacks(progress: Progress, cfg: TrainConfig, state_path: Path, history_p
     """Progress lines, plus history.json and checkpoints/state.json after every epoch (for --resume).
 
     Defined here so that importing this module does not import Keras."""
-    import keras  # noqa: PLC0415
+    import keras
 
     class ProgressLines(keras.callbacks.Callback):
         t0 = 0.0

@@ -193,7 +193,7 @@ def _truthy(val) -> bool:
 
 def extract(kind: str, result, manifest: dict | None, device: dict | None) -> tuple[dict, list[dict]]:
     """(columns for `runs`, rows for `measurements`) from one run's JSON; missing keys stay NULL."""
-    from edgekit.bundle.manifest import bundle_id  # noqa: PLC0415 - keeps `import edgekit.results.store` light
+    from edgekit.bundle.manifest import bundle_id
 
     r = result if isinstance(result, dict) else {}
     if manifest is None and kind == "export" and isinstance(r.get("models"), list):
@@ -300,7 +300,7 @@ def extract(kind: str, result, manifest: dict | None, device: dict | None) -> tu
 
 def _reference_columns(r: dict) -> dict:
     """A desktop eval's own reference figures, or a device result's `vs_reference` comparison."""
-    from edgekit.results.comparison import where  # noqa: PLC0415
+    from edgekit.results.comparison import where
 
     vs = r.get("vs_reference") if isinstance(r.get("vs_reference"), dict) else {}
     ref = r.get("reference") if isinstance(r.get("reference"), dict) else {}

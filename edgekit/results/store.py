@@ -48,7 +48,7 @@ def resolve_db_path(db: str | os.PathLike | None = None) -> Path | None:
     home = os.environ.get("EDGEKIT_HOME")
     if home:
         return Path(home).expanduser() / DB_FILENAME
-    from platformdirs import user_data_dir  # noqa: PLC0415
+    from platformdirs import user_data_dir
 
     return Path(user_data_dir("edgekit", appauthor=False)) / DB_FILENAME
 

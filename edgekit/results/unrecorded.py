@@ -48,7 +48,7 @@ def unrecorded_dir() -> Path:
     home = os.environ.get("EDGEKIT_HOME")
     if home:
         return Path(home).expanduser() / UNRECORDED
-    from platformdirs import user_data_dir  # noqa: PLC0415
+    from platformdirs import user_data_dir
 
     return Path(user_data_dir("edgekit", appauthor=False)) / UNRECORDED
 
@@ -62,7 +62,7 @@ def record_or_keep(
         path = store.resolve_db_path(db)
         run_id = store.record(kind, result, manifest=manifest, device=device, db=db)
         return RecordOutcome(kind, str(path) if path else None, run_id=run_id)
-    except Exception as exc:  # noqa: BLE001 - any failure to record must keep the result
+    except Exception as exc:
         error = str(exc) or exc.__class__.__name__
     return keep(kind, result, manifest=manifest, device=device, db=path, error=error)
 

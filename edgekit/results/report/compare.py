@@ -379,7 +379,7 @@ def _pareto_table(rows: list[dict], budget_ms: float | None) -> list[dict]:
 
 def _chosen_run(store: Store, run_id: int | None, evals: list[dict]) -> dict | None:
     """Confusion matrix and per-class accuracy of --run, else of the newest eval that has them."""
-    from edgekit.errors import UsageError  # noqa: PLC0415
+    from edgekit.errors import UsageError
 
     cands = [run_id] if run_id is not None else [r["id"] for r in evals[:20]]
     for rid in cands:
