@@ -26,7 +26,7 @@ from edgekit.bundle.runfolder import MODEL_FILE, RUN_JSON, SAMPLES
 from edgekit.config import ModelConfig, Preprocessing, WeightsRequest
 from edgekit.data import datasets as D
 from edgekit.data import tfdata
-from edgekit.errors import DependencyError, InputDataError, UsageError, require_tensorflow
+from edgekit.errors import InputDataError, UsageError, require_tensorflow
 from edgekit.pipeline import distributed
 from edgekit.pipeline.backbone import DEFAULT_FINE_TUNE, FineTune
 from edgekit.pipeline.metrics import scores
@@ -36,15 +36,6 @@ SCHEDULES = ("cosine", "step")
 OPTIMIZERS = ("adamw", "sgd")
 # samples.npz stays small: at 224 px these caps keep it under ~50 MB.
 CALIB_KEEP, VAL_KEEP, SAMPLE_BYTES = 200, 1000, 48 << 20
-
-QAT_REASON = (
-    "quantization-aware training is not available with Keras 3: tensorflow-model-optimization 0.8.1 "
-    "accepts only tf_keras (Keras 2) models (quantize_model rejects a Keras 3 model with "
-    "'`to_quantize` can only either be a keras Sequential or Functional model'), switches the process to "
-    "Keras 2 when imported, and tf-keras pulls in the full tensorflow wheel; use `edgekit export "
-    "--max-drop` (selective quantization) instead"
-)
-
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -65,7 +56,6 @@ class TrainConfig:
     patience: int = 5  # early stopping on validation top-1; 0 disables
     augment: bool = True
     mixed_precision: bool | None = None  # None: on when a GPU is used
-    qat: bool = False
     # transfer learning (edgekit.pipeline.transfer): pretrained weights, stage 2 of the fine-tune
     weights: str | None = None
     weights_request: WeightsRequest | None = None  # flags given beside --weights, checked against them
@@ -223,8 +213,6 @@ def train(
     """Train and write the run folder; returns the run summary (run.json).
 
     With `resume`, the run's saved config is used; `resume_epochs` may extend it."""
-    if cfg.qat:
-        raise DependencyError(QAT_REASON)
     cluster = distributed.tf_config()
     out = Path(cfg.output)
     if not distributed.is_chief(cluster):  # the chief writes the run; the others only their checkpoints
