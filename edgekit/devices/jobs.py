@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgekit.devices.deploy import cleanup, prepare
 from edgekit.devices.remote import Progress, run_script
 from edgekit.devices.resolve import ModelRef
+from edgekit.devices.staging import cleanup, prepare
 from edgekit.devices.targets.base import Target
 from edgekit.errors import InputDataError, UsageError
 from edgekit.results import int8_speed

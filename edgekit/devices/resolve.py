@@ -1,6 +1,6 @@
 """What a device command runs on and with: `--device NAME` -> a Target, MODEL_OR_BUNDLE -> the models.
 
-The rest of running a job lives beside this: deploy.prepare (files onto the target), remote.run_script
+The rest of running a job lives beside this: staging.prepare (files onto the target), remote.run_script
 (run one script, parse its result), jobs (profile, evaluate, camera).
 """
 
