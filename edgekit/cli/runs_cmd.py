@@ -39,7 +39,7 @@ def _filter_options(f):
 
 
 def _run_filter(kind, model, device, since, bundle, limit=None):
-    from edgekit.results.store import RunFilter
+    from edgekit.results.filters import RunFilter
 
     return RunFilter(kind=kind, model=model, device=device, since=since, bundle=bundle, limit=limit)
 

@@ -7,6 +7,9 @@ The store (edgekit.results.store) calls `extract` on every insert; the report re
 
 from __future__ import annotations
 
+# the kinds of run the store records (one table row each); every record carries one
+KINDS = ("export", "eval", "profile", "camera")
+
 
 def _get(d, *paths, default=None):
     for path in paths:

@@ -24,6 +24,7 @@ from pathlib import Path
 from edgekit.bundle.atomic import write_text_atomic
 from edgekit.errors import InputDataError
 from edgekit.results import store
+from edgekit.results.records import KINDS
 
 UNRECORDED = "unrecorded"
 
@@ -103,7 +104,7 @@ def import_kept(path: str | os.PathLike, db=None) -> int | None:
         doc = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise InputDataError(f"cannot read kept result {p}: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("kind") not in store.KINDS or "result" not in doc:
+    if not isinstance(doc, dict) or doc.get("kind") not in KINDS or "result" not in doc:
         raise InputDataError(f"{p} is not a result kept by edgekit (no kind/result)")
     db_path = store.resolve_db_path(db)
     if db_path is None:

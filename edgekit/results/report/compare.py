@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgekit.results.comparison import Reference
+from edgekit.results.filters import RunFilter
 from edgekit.results.pareto import best_within, is_emulated, pareto_front
 from edgekit.results.records import environment_of, headline
 from edgekit.results.report.versus import compare_rows, reference_points, summary
-from edgekit.results.store import RunFilter, Store
+from edgekit.results.store import Store
 
 REPORT_SCHEMA_VERSION = 1
 
