@@ -162,7 +162,8 @@ def export_(kind, model, device, since, bundle, as_csv, output, measurements, db
     import csv
     import io
 
-    from edgekit.results.store import MEASUREMENT_COLUMNS, SUMMARY_COLUMNS, open_store
+    from edgekit.results.records import MEASUREMENT_COLUMNS
+    from edgekit.results.store import SUMMARY_COLUMNS, open_store
 
     with open_store(db, create=False) as store:
         rows = store.query(_run_filter(kind, model, device, since, bundle))[::-1]  # oldest first
@@ -170,7 +171,7 @@ def export_(kind, model, device, since, bundle, as_csv, output, measurements, db
             per_run = store.measurements([r["id"] for r in rows])
             keep = ("id", "created_at", "kind", "model_name", "bundle_id", "device", "interpreter")
             rows = [
-                {**{k: r[k] for k in keep}, **{c: m.get(c) for c in MEASUREMENT_COLUMNS}}
+                {**{k: r[k] for k in keep}, **m.as_dict()}
                 for r in rows
                 for m in per_run.get(r["id"], [])
             ]

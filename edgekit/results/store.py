@@ -28,7 +28,7 @@ from pathlib import Path
 from edgekit import __version__
 from edgekit.errors import InputDataError, UsageError
 from edgekit.results.filters import RunFilter
-from edgekit.results.records import KINDS, extract
+from edgekit.results.records import KINDS, MEASUREMENT_COLUMNS, Measurement, RunRecord
 
 DB_FILENAME = "results.db"
 BUSY_TIMEOUT_MS = 60_000  # a fleet of writers queues; a minute of waiting means something is stuck
@@ -138,10 +138,11 @@ def _migrate_v2(conn: sqlite3.Connection) -> None:
     # Backfill from the JSON every run kept: old rows gain the new columns and measurements.
     rows = conn.execute("SELECT id, kind, result_json, manifest_json, device_json FROM runs").fetchall()
     for run_id, kind, rj, mj, dj in rows:
-        cols, meas = extract(kind, _loads(rj), _loads(mj), _loads(dj))
+        rec = RunRecord.from_result(kind, _loads(rj), _loads(mj), _loads(dj))
         sets = ", ".join(f"{k} = ?" for k, _ in _V2_COLUMNS)
-        conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", [cols.get(k) for k, _ in _V2_COLUMNS] + [run_id])
-        _insert_measurements(conn, run_id, meas)
+        # `host` is the store's own column (where it was recorded): old rows keep NULL
+        conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", [getattr(rec, k, None) for k, _ in _V2_COLUMNS] + [run_id])
+        _insert_measurements(conn, run_id, rec.measurements)
 
 
 # Version 3: the desktop reference's speed and where it ran, and each device result's ratio to it.
@@ -159,9 +160,9 @@ def _migrate_v3(conn: sqlite3.Connection) -> None:
         conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {typ}")
     rows = conn.execute("SELECT id, kind, result_json, manifest_json, device_json FROM runs").fetchall()
     for run_id, kind, rj, mj, dj in rows:  # a run recorded before the reference was timed keeps NULLs
-        cols, _ = extract(kind, _loads(rj), _loads(mj), _loads(dj))
+        rec = RunRecord.from_result(kind, _loads(rj), _loads(mj), _loads(dj))
         sets = ", ".join(f"{k} = ?" for k, _ in _V3_COLUMNS)
-        conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", [cols.get(k) for k, _ in _V3_COLUMNS] + [run_id])
+        conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", [getattr(rec, k, None) for k, _ in _V3_COLUMNS] + [run_id])
 
 
 # (version, what it does, how); append only, never edit a released step.
@@ -330,9 +331,9 @@ class Store:
         created_at: str | None = None,
     ) -> int:
         """Insert one run (call inside `transaction()`); returns its id."""
-        cols, meas = extract(kind, result, manifest, device)
+        rec = RunRecord.from_result(kind, result, manifest, device)
+        cols = rec.columns()
         cols.update(
-            kind=kind,
             created_at=created_at or _now(),
             edgekit_version=__version__,
             host=socket.gethostname(),
@@ -346,7 +347,7 @@ class Store:
             [cols[n] for n in names],
         )
         run_id = int(cur.lastrowid)
-        _insert_measurements(self.conn, run_id, meas)
+        _insert_measurements(self.conn, run_id, rec.measurements)
         return run_id
 
     def add(self, kind: str, result, *, manifest=None, device=None) -> int:
@@ -379,11 +380,12 @@ class Store:
         run["result"] = _loads(run.pop("result_json"))
         run["manifest"] = _loads(run.pop("manifest_json"))
         run["device_info"] = _loads(run.pop("device_json"))  # `device` is the name column
-        run["measurements"] = self.measurements([run["id"]]).get(run["id"], [])
+        run["measurements"] = [m.as_dict() for m in self.measurements([run["id"]]).get(run["id"], [])]
         return run
 
-    def measurements(self, run_ids: list[int]) -> dict[int, list[dict]]:
-        out: dict[int, list[dict]] = {i: [] for i in run_ids}
+    def measurements(self, run_ids: list[int]) -> dict[int, list[Measurement]]:
+        """Each run's profiled settings, in the order they were measured."""
+        out: dict[int, list[Measurement]] = {i: [] for i in run_ids}
         for chunk in _chunks(list(run_ids), 500):
             cur = self.conn.execute(
                 f"SELECT * FROM measurements WHERE run_id IN ({', '.join('?' * len(chunk))}) "
@@ -393,7 +395,7 @@ class Store:
             names = [d[0] for d in cur.description]
             for row in cur.fetchall():
                 m = dict(zip(names, row, strict=True))
-                out.setdefault(m["run_id"], []).append(m)
+                out.setdefault(m["run_id"], []).append(Measurement.from_row(m))
         return out
 
     def results(self, run_ids: list[int]) -> dict[int, dict]:
@@ -443,10 +445,6 @@ RUN_COLUMNS = (
     *(name for name, _ in _V2_COLUMNS), *(name for name, _ in _V3_COLUMNS),
 )  # fmt: skip
 SUMMARY_COLUMNS = ("id", *(c for c in RUN_COLUMNS if not c.endswith("_json")))
-MEASUREMENT_COLUMNS = (
-    "precision", "threads", "batch", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms",
-    "images_per_s", "init_ms", "first_inference_ms", "peak_rss_bytes", "model_size_bytes",
-)  # fmt: skip
 
 
 def open_store(db: str | os.PathLike | None = None, *, create: bool = True) -> Store:
@@ -474,13 +472,13 @@ def record(kind: str, result, *, manifest: dict | None = None, device: dict | No
             raise InputDataError(f"cannot write to results database {path}: {exc}", hint=_DB_HINT) from None
 
 
-def _insert_measurements(conn: sqlite3.Connection, run_id: int, meas: list[dict]) -> None:
+def _insert_measurements(conn: sqlite3.Connection, run_id: int, meas: tuple[Measurement, ...]) -> None:
     if not meas:
         return
     names = ["run_id", "idx", *MEASUREMENT_COLUMNS]
     conn.executemany(
         f"INSERT INTO measurements ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-        [[run_id, i, *(m.get(c) for c in MEASUREMENT_COLUMNS)] for i, m in enumerate(meas)],
+        [[run_id, i, *(getattr(m, c) for c in MEASUREMENT_COLUMNS)] for i, m in enumerate(meas)],
     )
 
 

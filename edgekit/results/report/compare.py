@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from edgekit.results.comparison import Reference
 from edgekit.results.filters import RunFilter
 from edgekit.results.pareto import best_within, is_emulated, pareto_front
-from edgekit.results.records import environment_of, headline
+from edgekit.results.records import Measurement, environment_of, headline
 from edgekit.results.report.detail import chosen_run
 from edgekit.results.report.versus import compare_rows, reference_points, summary
 from edgekit.results.store import Store
@@ -81,28 +81,28 @@ def _mark_emulated(rows: list[dict], blobs: dict) -> None:
             r["latency_note"] = EMULATED_NOTE
 
 
-def _split_precisions(measured: list[dict], meas: dict[int, list[dict]]) -> list[dict]:
+def _split_precisions(measured: list[dict], meas: dict[int, list[Measurement]]) -> list[dict]:
     """A profile of a bundle with several precisions becomes one entry per precision (one table row each)."""
 
     out = []
     for r in measured:
         ms = meas.get(r["id"]) or []
-        precs = list(dict.fromkeys(m["precision"] for m in ms if m.get("precision")))
+        precs = list(dict.fromkeys(m.precision for m in ms if m.precision))
         if r["kind"] != "profile" or len(precs) < 2:
             out.append(r)
             continue
         for p in precs:
-            h = headline([m for m in ms if m.get("precision") == p], p) or {}
+            h = headline([m for m in ms if m.precision == p], p) or Measurement(batch=None)
             out.append(
                 {
                     **r,
                     "precision": p,
                     **{
-                        k: h.get(k)
+                        k: getattr(h, k)
                         for k in ("threads", "batch", "p50_ms", "p90_ms", "p99_ms", "images_per_s")
                     },
-                    "peak_rss_bytes": h.get("peak_rss_bytes") or r.get("peak_rss_bytes"),
-                    "size_bytes": h.get("model_size_bytes"),
+                    "peak_rss_bytes": h.peak_rss_bytes or r.get("peak_rss_bytes"),
+                    "size_bytes": h.model_size_bytes,
                 }
             )
     return out
@@ -246,7 +246,7 @@ def _label(r: dict) -> str:
     return f"{r['model']} {r['precision'] or ''}".strip()
 
 
-def _latency(rows: list[dict], meas: dict[int, list[dict]]) -> list[dict]:
+def _latency(rows: list[dict], meas: dict[int, list[Measurement]]) -> list[dict]:
     """Per device: one distribution per profiled setting (newest profile per model/precision)."""
     per_device: dict[str, list[dict]] = {}
     for r in rows:
@@ -254,22 +254,20 @@ def _latency(rows: list[dict], meas: dict[int, list[dict]]) -> list[dict]:
             continue
         items = per_device.setdefault(r["device"], [])
         for m in meas.get(r["profile_run"], []):
-            if m.get("p50_ms") is None or (
-                m.get("precision") and r["precision"] and m["precision"] != r["precision"]
-            ):
+            if m.p50_ms is None or (m.precision and r["precision"] and m.precision != r["precision"]):
                 continue
-            label = f"{r['model']} {m.get('precision') or r['precision'] or ''} t{m.get('threads') or '?'}"
-            if (m.get("batch") or 1) != 1:
-                label += f" b{m['batch']}"
+            label = f"{r['model']} {m.precision or r['precision'] or ''} t{m.threads or '?'}"
+            if (m.batch or 1) != 1:
+                label += f" b{m.batch}"
             items.append(
                 {
                     "label": label,
-                    "min": m.get("min_ms"),
-                    "p50": m["p50_ms"],
-                    "p90": m.get("p90_ms"),
-                    "p99": m.get("p99_ms"),
-                    "max": m.get("max_ms"),
-                    "batch": m.get("batch"),
+                    "min": m.min_ms,
+                    "p50": m.p50_ms,
+                    "p90": m.p90_ms,
+                    "p99": m.p99_ms,
+                    "max": m.max_ms,
+                    "batch": m.batch,
                     "throttled": r["throttled"],
                     "emulated": bool(r.get("emulated")),
                     "run": r["profile_run"],
