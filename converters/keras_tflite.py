@@ -45,14 +45,14 @@ def convert_saved_model(
     io_type: str = "int8",
     per_channel: bool = True,
 ) -> bytes:
-    import tensorflow as tf  # noqa: PLC0415
+    import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(path)
     configure(converter, precision, representative=representative, io_type=io_type, per_channel=per_channel)
     with quiet_native_output() as log:
         try:
             return converter.convert()
-        except Exception as exc:  # noqa: BLE001 - the converter raises many kinds
+        except Exception as exc:
             raise ConversionError(
                 f"TFLite conversion to {precision} failed: {exc}".splitlines()[0], log()
             ) from exc
@@ -66,7 +66,7 @@ def convert(model, precision: str, **kwargs) -> bytes:
 
 def configure(converter, precision: str, *, representative=None, io_type="int8", per_channel=True) -> None:
     """Apply one precision's settings to a TFLiteConverter (shared by every front end)."""
-    import tensorflow as tf  # noqa: PLC0415
+    import tensorflow as tf
 
     if precision == "float32":
         return
@@ -90,7 +90,7 @@ def configure(converter, precision: str, *, representative=None, io_type="int8",
             converter.inference_input_type = dtype
             converter.inference_output_type = dtype
         if not per_channel:
-            converter._experimental_disable_per_channel = True  # noqa: SLF001 - the only switch TF offers
+            converter._experimental_disable_per_channel = True
     else:
         raise ValueError(f"unknown precision {precision!r}")
 

@@ -21,7 +21,7 @@ class MissingOnnxPackage(ImportError):
 
 def require_onnx():
     try:
-        import onnx  # noqa: PLC0415
+        import onnx
     except ImportError as exc:
         raise MissingOnnxPackage(f"the onnx package is not installed ({exc})") from exc
     return onnx
@@ -29,7 +29,7 @@ def require_onnx():
 
 def require_onnxruntime():
     try:
-        import onnxruntime  # noqa: PLC0415
+        import onnxruntime
     except ImportError as exc:
         raise MissingOnnxPackage(f"the onnxruntime package is not installed ({exc})") from exc
     return onnxruntime
@@ -50,7 +50,7 @@ def load_bytes(data: bytes, name: str = "model"):
         raise OnnxModelError(f"{name} is empty (0 bytes)")
     try:
         model = onnx.load_model_from_string(data)
-    except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError, RuntimeError, ...
+    except Exception as exc:
         raise OnnxModelError(
             f"{name} is not an ONNX model (protobuf decode failed: {_first_line(exc)})"
         ) from None
@@ -58,7 +58,7 @@ def load_bytes(data: bytes, name: str = "model"):
         raise OnnxModelError(f"{name} holds no ONNX graph (truncated, or not an ONNX file)")
     try:
         onnx.checker.check_model(model)
-    except Exception as exc:  # noqa: BLE001 - ValidationError and friends
+    except Exception as exc:
         raise OnnxModelError(f"{name} fails the ONNX checker: {_first_line(exc)}") from None
     return model
 
@@ -98,7 +98,7 @@ def session(model_or_bytes, threads: int | None = None):
         opts.inter_op_num_threads = 1
     try:
         return ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph classes
+    except Exception as exc:
         raise OnnxModelError(f"ONNX Runtime cannot load the model: {_first_line(exc)}") from None
 
 

@@ -28,7 +28,7 @@ class FoldReport:
 
 def fold(model):
     """A folded copy of `model` (ModelProto) and what was folded."""
-    import onnx  # noqa: PLC0415
+    import onnx
 
     m = onnx.ModelProto()
     m.CopyFrom(model)
@@ -50,11 +50,11 @@ def fold(model):
 
 def _ranks(model) -> dict[str, int]:
     """Tensor name -> rank, from ONNX shape inference (empty where inference fails)."""
-    import onnx  # noqa: PLC0415
+    import onnx
 
     try:
         inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:  # noqa: BLE001 - inference is an optimisation aid only
+    except Exception:
         return {}
     g = inferred.graph
     out = {}
@@ -67,7 +67,7 @@ def _ranks(model) -> dict[str, int]:
 
 class _Graph:
     def __init__(self, graph) -> None:
-        from onnx import numpy_helper  # noqa: PLC0415
+        from onnx import numpy_helper
 
         self.graph = graph
         self.nh = numpy_helper

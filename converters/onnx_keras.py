@@ -96,7 +96,7 @@ def convert(model, name: str = "onnx_model", *, fold_batchnorm: bool = True):
 
 class _Converter:
     def __init__(self, model, name: str, folded) -> None:
-        from onnx import numpy_helper  # noqa: PLC0415
+        from onnx import numpy_helper
 
         self.model = model
         self.name = name
@@ -111,7 +111,7 @@ class _Converter:
     # ----------------------------------------------------------------- driver
 
     def run(self):
-        import keras  # noqa: PLC0415
+        import keras
 
         g = self.model.graph
         for init in g.initializer:
@@ -141,7 +141,7 @@ class _Converter:
         return km, self.report
 
     def _input(self, vi):
-        import keras  # noqa: PLC0415
+        import keras
 
         shape = static_shape(vi)
         if len(shape) == 4:
@@ -185,7 +185,7 @@ class _Converter:
 
     def _to_perm(self, v: Value, perm: tuple[int, ...]) -> Value:
         """The same logical tensor in physical layout `perm` (a reshape when memory order allows)."""
-        from keras import ops  # noqa: PLC0415
+        from keras import ops
 
         if v.is_const or v.perm == perm:
             return v
@@ -243,7 +243,7 @@ class _Converter:
     def _op_Cast(self, node, ins):
         if not ins[0].is_const:
             return ins[0]  # float models: casts between float types are no-ops for conversion
-        from onnx import helper  # noqa: PLC0415
+        from onnx import helper
 
         to = helper.tensor_dtype_to_np_dtype(_attr(node, "to", 1))
         return Value(const=ins[0].const.astype(to))
@@ -315,7 +315,7 @@ class _Converter:
 
     def _reshape(self, node, x: Value, logical_out: list) -> Value:
         """Reshape in logical (ONNX) order; 4-D results go back to NHWC when that is free."""
-        from keras import ops  # noqa: PLC0415
+        from keras import ops
 
         ident = tuple(range(len(x.perm)))
         x = self._to_perm(x, ident)
@@ -339,7 +339,7 @@ class _Converter:
         return Value(tensor=x.tensor, perm=new_perm, nonneg=x.nonneg)
 
     def _op_Concat(self, node, ins):
-        from keras import layers  # noqa: PLC0415
+        from keras import layers
 
         axis = _attr(node, "axis", 0)
         if all(v.is_const for v in ins):
@@ -355,7 +355,7 @@ class _Converter:
     # ----------------------------------------------------------------- convolution and pooling
 
     def _op_Conv(self, node, ins):
-        from keras import layers  # noqa: PLC0415
+        from keras import layers
 
         x = self._nhwc(ins[0], "Conv")
         w = ins[1].const
@@ -387,7 +387,7 @@ class _Converter:
 
     def _padding(self, node, x: Value, kernel, strides, dil, kind: str, count_include_pad: int = 0):
         """(input, keras padding): 'valid', 'same' when TF's SAME equals the ONNX pads, else explicit."""
-        from keras import ops  # noqa: PLC0415
+        from keras import ops
 
         hw = x.shape[2:]
         auto = _attr(node, "auto_pad", b"NOTSET")
@@ -423,13 +423,13 @@ class _Converter:
         raise ValueError(f"{kind} pooling pads {pads} that neither TF SAME nor zero padding reproduce")
 
     def _explicit(self, x: Value, pads) -> Value:
-        from keras import layers  # noqa: PLC0415
+        from keras import layers
 
         t = layers.ZeroPadding2D((tuple(pads[0]), tuple(pads[1])))(x.tensor)
         return Value(tensor=t, perm=NHWC, nonneg=x.nonneg)
 
     def _pool(self, node, ins, kind: str):
-        from keras import layers  # noqa: PLC0415
+        from keras import layers
 
         x = self._nhwc(ins[0], node.op_type)
         kernel = tuple(_attr(node, "kernel_shape", None))
@@ -457,21 +457,21 @@ class _Converter:
         return self._pool(node, ins, "avg")
 
     def _op_GlobalAveragePool(self, node, ins):
-        from keras import layers  # noqa: PLC0415
+        from keras import layers
 
         x = self._nhwc(ins[0], node.op_type)
         t = layers.GlobalAveragePooling2D(keepdims=True, name=self.lname(node))(x.tensor)
         return Value(tensor=t, perm=NHWC, nonneg=x.nonneg)
 
     def _op_GlobalMaxPool(self, node, ins):
-        from keras import layers  # noqa: PLC0415
+        from keras import layers
 
         x = self._nhwc(ins[0], node.op_type)
         t = layers.GlobalMaxPooling2D(keepdims=True, name=self.lname(node))(x.tensor)
         return Value(tensor=t, perm=NHWC, nonneg=x.nonneg)
 
     def _op_ReduceMean(self, node, ins):
-        from keras import layers  # noqa: PLC0415
+        from keras import layers
 
         x = ins[0]
         axes = sorted(a % len(x.shape) for a in (self._axes(node, ins) or []))
@@ -483,7 +483,7 @@ class _Converter:
         return Value(tensor=t, perm=NHWC if keep else (0, 1), nonneg=x.nonneg)
 
     def _op_BatchNormalization(self, node, ins):
-        from keras import layers  # noqa: PLC0415
+        from keras import layers
 
         x = ins[0]
         params = [v.const for v in ins[1:5]]
@@ -498,7 +498,7 @@ class _Converter:
         return [Value(tensor=t, perm=x.perm)]
 
     def _op_Pad(self, node, ins):
-        from keras import ops  # noqa: PLC0415
+        from keras import ops
 
         x = ins[0]
         mode = _attr(node, "mode", b"constant")
@@ -525,7 +525,7 @@ class _Converter:
     # ----------------------------------------------------------------- dense
 
     def _op_Gemm(self, node, ins):
-        from keras import layers  # noqa: PLC0415
+        from keras import layers
 
         a, b = ins[0], ins[1]
         c = ins[2] if len(ins) > 2 else None
@@ -545,7 +545,7 @@ class _Converter:
         return Value(tensor=t, perm=(0, 1))
 
     def _op_MatMul(self, node, ins):
-        from keras import layers  # noqa: PLC0415
+        from keras import layers
 
         a, b = ins
         if a.is_const and b.is_const:
@@ -564,7 +564,7 @@ class _Converter:
         a, b = ins
         if a.is_const and b.is_const:
             return Value(const=fn(np, a.const, b.const))
-        from keras import ops  # noqa: PLC0415
+        from keras import ops
 
         if a.is_const or b.is_const:
             v, c = (b, a) if a.is_const else (a, b)
@@ -583,17 +583,17 @@ class _Converter:
         )
 
     def _op_Add(self, node, ins):
-        from keras import layers  # noqa: PLC0415
+        from keras import layers
 
         return self._binary(node, ins, lambda m, x, y: m.add(x, y), layers.Add)
 
     def _op_Sub(self, node, ins):
-        from keras import layers  # noqa: PLC0415
+        from keras import layers
 
         return self._binary(node, ins, lambda m, x, y: m.subtract(x, y), layers.Subtract)
 
     def _op_Mul(self, node, ins):
-        from keras import layers  # noqa: PLC0415
+        from keras import layers
 
         return self._binary(node, ins, lambda m, x, y: m.multiply(x, y), layers.Multiply)
 
@@ -616,12 +616,12 @@ class _Converter:
         return Value(tensor=layer(x.tensor), perm=x.perm, nonneg=nonneg)
 
     def _op_Relu(self, node, ins):
-        from keras import layers  # noqa: PLC0415
+        from keras import layers
 
         return self._unary(node, ins[0], layers.ReLU(name=self.lname(node)), nonneg=True)
 
     def _op_Clip(self, node, ins):
-        from keras import layers, ops  # noqa: PLC0415
+        from keras import layers, ops
 
         if self.opset < 11:
             lo, hi = _attr(node, "min", -np.inf), _attr(node, "max", np.inf)
@@ -635,28 +635,28 @@ class _Converter:
         return Value(tensor=ops.clip(x.tensor, lo, hi), perm=x.perm, nonneg=lo >= 0)
 
     def _op_LeakyRelu(self, node, ins):
-        from keras import layers  # noqa: PLC0415
+        from keras import layers
 
         layer = layers.LeakyReLU(negative_slope=_attr(node, "alpha", 0.01), name=self.lname(node))
         return self._unary(node, ins[0], layer)
 
     def _op_Sigmoid(self, node, ins):
-        from keras import layers  # noqa: PLC0415
+        from keras import layers
 
         return self._unary(node, ins[0], layers.Activation("sigmoid", name=self.lname(node)), nonneg=True)
 
     def _op_Tanh(self, node, ins):
-        from keras import layers  # noqa: PLC0415
+        from keras import layers
 
         return self._unary(node, ins[0], layers.Activation("tanh", name=self.lname(node)))
 
     def _op_HardSwish(self, node, ins):
-        from keras import layers  # noqa: PLC0415
+        from keras import layers
 
         return self._unary(node, ins[0], layers.Activation("hard_swish", name=self.lname(node)))
 
     def _op_HardSigmoid(self, node, ins):
-        from keras import ops  # noqa: PLC0415
+        from keras import ops
 
         x = ins[0]
         alpha, beta = _attr(node, "alpha", 0.2), _attr(node, "beta", 0.5)
@@ -664,7 +664,7 @@ class _Converter:
         return Value(tensor=t, perm=x.perm, nonneg=True)
 
     def _op_Softmax(self, node, ins):
-        from keras import layers  # noqa: PLC0415
+        from keras import layers
 
         x = ins[0]
         axis = _attr(node, "axis", -1 if self.opset >= 13 else 1) % len(x.shape)
@@ -693,7 +693,7 @@ def input_layout(model) -> str:
 
 
 def _attr(node, name: str, default):
-    from onnx import helper  # noqa: PLC0415
+    from onnx import helper
 
     for a in node.attribute:
         if a.name == name:

@@ -20,10 +20,10 @@ import numpy as np
 
 def quantize_qdq(model, calibration: np.ndarray, *, per_channel: bool = True):
     """An int8 QDQ copy of `model` (ModelProto); `calibration` is a batch in the model's own layout."""
-    import onnx  # noqa: PLC0415
-    from onnxruntime import quantization as q  # noqa: PLC0415
+    import onnx
+    from onnxruntime import quantization as q
 
-    from edgekit.converters.onnx_check import graph_inputs  # noqa: PLC0415
+    from edgekit.converters.onnx_check import graph_inputs
 
     name = graph_inputs(model)[0].name
 

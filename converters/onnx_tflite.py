@@ -39,7 +39,7 @@ def convert_edgekit(
     progress: Callable[[str], None] = lambda _m: None,
 ) -> Converted:
     """ONNX ModelProto -> Keras (onnx_keras) -> TFLite per precision (keras_tflite)."""
-    from edgekit.converters import keras_tflite, onnx_keras  # noqa: PLC0415
+    from edgekit.converters import keras_tflite, onnx_keras
 
     progress("importing ONNX graph (edgekit)")
     km, report = onnx_keras.convert(model, name)
@@ -61,17 +61,17 @@ def convert_edgekit(
 
 def op_counts(tflite: bytes) -> dict[str, int]:
     """Builtin op name -> count in a `.tflite`, read before any delegate rewrites the graph."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: PLC0415
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     it = Interpreter(
         model_content=tflite, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     )
-    return dict(Counter(d["op_name"] for d in it._get_ops_details()))  # noqa: SLF001 - no public API
+    return dict(Counter(d["op_name"] for d in it._get_ops_details()))
 
 
 def backend_status() -> dict[str, dict]:
     """Every back end with available/reason, for `edgekit convert --backends`."""
-    from edgekit.converters import onnx_onnx2tf, onnx_onnxtf  # noqa: PLC0415
+    from edgekit.converters import onnx_onnx2tf, onnx_onnxtf
 
     return {
         "edgekit": {"available": True, "reason": "built in (onnx + TensorFlow of this environment)"},

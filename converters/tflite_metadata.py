@@ -88,7 +88,7 @@ _PROCESS_NORMALIZATION = 1
 
 def build_model_metadata(*, name: str, description: str, labels: bool, meta: dict) -> bytes:
     """A ModelMetadata flatbuffer ("M001") for a single-input image classifier."""
-    import flatbuffers  # noqa: PLC0415 - desktop only (a TensorFlow dependency)
+    import flatbuffers
 
     b = flatbuffers.Builder(1024)
     prep = meta.get("preprocessing", {})
@@ -191,9 +191,9 @@ def build_model_metadata(*, name: str, description: str, labels: bool, meta: dic
 
 def _with_standard_metadata(flat: bytes, *, labels: list[str] | None, meta: dict) -> bytes:
     """Add (or replace) the TFLITE_METADATA entry of a TFLite flatbuffer."""
-    import numpy as np  # noqa: PLC0415
-    from tensorflow.lite.python import schema_py_generated as schema  # noqa: PLC0415
-    from tensorflow.lite.tools import flatbuffer_utils  # noqa: PLC0415
+    import numpy as np
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
 
     md = build_model_metadata(
         name=str(meta.get("name", "model")),
@@ -218,7 +218,7 @@ def _with_standard_metadata(flat: bytes, *, labels: list[str] | None, meta: dict
 
 def read_standard_metadata(data: bytes) -> bytes | None:
     """The raw ModelMetadata flatbuffer of a model, or None."""
-    from tensorflow.lite.tools import flatbuffer_utils  # noqa: PLC0415
+    from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(strip(data)))
     for m in model.metadata or []:

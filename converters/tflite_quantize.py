@@ -113,8 +113,8 @@ def require():
     """The ai_edge_quantizer package, or QuantizerMissing with what to install."""
     try:
         with _quiet():
-            import ai_edge_quantizer  # noqa: F401, PLC0415
-            from ai_edge_quantizer import quantizer  # noqa: PLC0415
+            import ai_edge_quantizer  # noqa: F401
+            from ai_edge_quantizer import quantizer
     except ImportError as exc:
         raise QuantizerMissing(
             f"{PACKAGE} is not installed ({exc.__class__.__name__}: {exc}); "
@@ -124,7 +124,7 @@ def require():
 
 
 def available() -> bool:
-    import importlib.util  # noqa: PLC0415
+    import importlib.util
 
     try:
         return importlib.util.find_spec("ai_edge_quantizer") is not None
@@ -134,10 +134,10 @@ def available() -> bool:
 
 def version() -> str | None:
     try:
-        from importlib.metadata import version as _v  # noqa: PLC0415
+        from importlib.metadata import version as _v
 
         return _v(PACKAGE)
-    except Exception:  # noqa: BLE001 - not installed
+    except Exception:
         return None
 
 
@@ -155,7 +155,7 @@ def quantize(float_tflite: bytes, recipe: Recipe, calib: np.ndarray | None = Non
             out = qt.quantize(result, enable_progress_report=False).quantized_model
     except (QuantizerMissing, QuantizeFailed):
         raise
-    except Exception as exc:  # noqa: BLE001 - the quantizer raises many kinds
+    except Exception as exc:
         raise QuantizeFailed(f"the LiteRT Quantizer failed: {exc}".splitlines()[0]) from exc
     return bytes(out)
 
@@ -163,8 +163,8 @@ def quantize(float_tflite: bytes, recipe: Recipe, calib: np.ndarray | None = Non
 def activation_ranges(float_tflite: bytes, recipe: Recipe, calib: np.ndarray) -> dict:
     """The quantizer's calibration result ({tensor name: {min, max}}) under `recipe.ranges`."""
     require()
-    from ai_edge_quantizer import calibrator, recipe_manager  # noqa: PLC0415
-    from ai_edge_quantizer.utils import qsv_utils  # noqa: PLC0415
+    from ai_edge_quantizer import calibrator, recipe_manager
+    from ai_edge_quantizer.utils import qsv_utils
 
     rm = recipe_manager.RecipeManager()
     rm.load_quantization_recipe(recipe.aeq_recipe())
@@ -227,7 +227,7 @@ def tensor_errors(float_tflite: bytes, quant_tflite: bytes, x: np.ndarray) -> li
     qi = _interpreter(quant_tflite, preserve=True)
     fnames = {d["name"]: d for d in fi.get_tensor_details()}
     ops = {}
-    for op in qi._get_ops_details():  # noqa: SLF001 - the interpreter's only op listing
+    for op in qi._get_ops_details():
         for t in op["outputs"]:
             ops[t] = op["op_name"]
     pairs = []
@@ -285,7 +285,7 @@ def _signature(float_tflite: bytes) -> tuple[str, str]:
 
 
 def _interpreter(content: bytes, preserve: bool = False):
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: PLC0415
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     # Without the XNNPACK delegate: every op stays visible (names, intermediate tensors).
     with warnings.catch_warnings():

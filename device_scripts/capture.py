@@ -14,8 +14,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import edgelib  # noqa: E402
-import pixels  # noqa: E402
+import edgelib
+import pixels
 
 
 def _cv2():

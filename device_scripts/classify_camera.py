@@ -27,10 +27,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import edgelib  # noqa: E402
-import numpy as np  # noqa: E402
-import pixels  # noqa: E402
-from capture import open_source  # noqa: E402
+import edgelib
+import numpy as np
+import pixels
+from capture import open_source
 
 LOG_FLUSH_S = 0.2  # the frame log is written in whole lines at most this long after each frame
 PROGRESS_EVERY_S = 2.0

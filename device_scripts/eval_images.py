@@ -20,8 +20,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import edgelib  # noqa: E402
-import numpy as np  # noqa: E402
+import edgelib
+import numpy as np
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # a sibling, imported as a script is
 
-from liveview_page import PAGE as _PAGE  # noqa: E402
+from liveview_page import PAGE as _PAGE
 
 VIEWS = ("camera", "model")
 BOUNDARY = "edgekitframe"
@@ -106,7 +106,7 @@ class LiveView:
     """
 
     def __init__(self, address: str, *, fps: float = 15.0) -> None:
-        import cv2  # noqa: F401 - fails early (the caller says what to install)
+        import cv2
 
         self.cv2 = cv2
         self.host, port = parse_address(address)
@@ -336,7 +336,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"  # one response per connection: no keep-alive bookkeeping
     timeout = CLIENT_TIMEOUT_S
 
-    def log_message(self, format, *args) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format, *args) -> None:
         pass  # stderr carries the script's protocol lines only
 
     def do_GET(self) -> None:

@@ -17,8 +17,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import edgelib  # noqa: E402
-import numpy as np  # noqa: E402
+import edgelib
+import numpy as np
 
 DRIFT_RATIO = 1.10  # last third 10% slower than the first third: likely thermal throttling
 CONTENDED = 0.8  # one thread busy less than 80 % of the wall time: the CPU was shared

@@ -109,7 +109,7 @@ def describe_exit_codes() -> str:
 def require_tensorflow():
     """Import TensorFlow lazily, or say how to install it."""
     try:
-        import tensorflow as tf  # noqa: PLC0415
+        import tensorflow as tf
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise DependencyError(
             f"TensorFlow is not installed ({exc.__class__.__name__}: {exc})",

@@ -10,13 +10,13 @@ from edgekit.errors import ModelFileError, require_tensorflow
 def load_keras(path: str | Path, *, compile: bool = False):
     """Load with edgekit's custom layers registered; a file Keras cannot read is a ModelFileError."""
     require_tensorflow()
-    import keras  # noqa: PLC0415
+    import keras
 
-    import edgekit.models.layers  # noqa: F401, PLC0415 - registers edgekit's layers for deserialisation
+    import edgekit.models.layers  # noqa: F401 - registers edgekit's layers for deserialisation
 
     try:
         return keras.models.load_model(path, compile=compile)
-    except Exception as exc:  # noqa: BLE001 - keras raises many kinds for a bad file
+    except Exception as exc:
         if "safe_mode" in str(exc):  # Keras refuses to run code stored in the file (a Lambda layer)
             what = "a `Lambda` layer" if "Lambda" in str(exc) else "Python code"
             raise ModelFileError(

@@ -30,14 +30,14 @@ _PROBED: dict[str, dict | EdgekitError] = {}  # sha256 -> probe outcome, for thi
 
 def scripts_dir() -> Path:
     """The device scripts folder (installed as edgekit.device_scripts)."""
-    import edgekit.device_scripts  # noqa: PLC0415
+    import edgekit.device_scripts
 
     return Path(edgekit.device_scripts.__file__).resolve().parent
 
 
 def check_structure(path: str | Path) -> bytes:
     """The file's bytes when it looks like a TFLite flatbuffer; ModelFileError with one line if not."""
-    from edgekit.converters.tflite_file import NotTFLiteError, check_file  # noqa: PLC0415
+    from edgekit.converters.tflite_file import NotTFLiteError, check_file
 
     try:
         return check_file(path)
@@ -142,7 +142,7 @@ def load_models(
             continue
         try:
             out.append(edgelib.Model(data, threads=threads))
-        except Exception as exc:  # noqa: BLE001 - the probe loaded it; say so rather than crash
+        except Exception as exc:
             out.append(ModelFileError(f"{name}: the interpreter cannot load it ({edgelib._one_line(exc)})"))
     return out
 
@@ -157,11 +157,11 @@ def load_model(source: str | Path | bytes, *, threads: int | None = None, name: 
 
 def predict_checked(model: edgelib.Model, x, name: str):
     """model.predict(x) with an invoke failure or a NaN/Inf output as ModelFileError (one line)."""
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     try:
         out = model.predict(x)
-    except Exception as exc:  # noqa: BLE001 - the interpreter raises RuntimeError, ValueError, ...
+    except Exception as exc:
         raise ModelFileError(f"{name}: invoke failed ({edgelib._one_line(exc)})") from None
     bad = int((~np.isfinite(out.reshape(len(out), -1))).any(axis=1).sum()) if out.size else 0
     if bad:

@@ -25,7 +25,7 @@ FLOAT_MODEL = "float_model.keras"
 def calibration_record(calib) -> dict:
     """The manifest's `calibration` block: where the representative images (an ImageBatch) came from,
     and a warning when there were fewer than the measured default."""
-    from edgekit.config import DEFAULT_CALIBRATION_SAMPLES  # noqa: PLC0415
+    from edgekit.config import DEFAULT_CALIBRATION_SAMPLES
 
     n = int(calib.x.shape[0])
     warning = (
@@ -62,7 +62,7 @@ def host_record() -> dict:
 
 
 def io_details(data: bytes) -> dict:
-    from edgekit.bundle.modelcheck import load_model  # noqa: PLC0415
+    from edgekit.bundle.modelcheck import load_model
 
     m = load_model(data, name="the converted model")
 
@@ -81,7 +81,7 @@ def io_details(data: bytes) -> dict:
 
 
 def versions(tf) -> dict:
-    import keras  # noqa: PLC0415
+    import keras
 
     out = {
         "edgekit": __version__,
@@ -91,10 +91,10 @@ def versions(tf) -> dict:
         "numpy": np.__version__,
     }
     try:
-        from importlib.metadata import version  # noqa: PLC0415
+        from importlib.metadata import version
 
         out["ai_edge_litert"] = version("ai-edge-litert")
-    except Exception:  # noqa: BLE001 - optional
+    except Exception:
         pass
     return out
 

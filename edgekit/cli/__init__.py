@@ -63,8 +63,8 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line and an exit code, never a traceback."""
-    from edgekit.cli.output import install_warning_printer  # noqa: PLC0415
-    from edgekit.errors import EdgekitError, ExitCode  # noqa: PLC0415
+    from edgekit.cli.output import install_warning_printer
+    from edgekit.errors import EdgekitError, ExitCode
 
     install_warning_printer()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ banner is noise for users
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception:
         if os.environ.get("EDGEKIT_DEBUG"):
             raise
-        import traceback  # noqa: PLC0415
+        import traceback
 
         traceback.print_exc()
         click.echo("error: internal error (a bug in edgekit); please report the traceback above", err=True)

@@ -54,11 +54,11 @@ def camera(
     Example:  edgekit camera edgekit-out/mobilenet_v1_050_160 --source clip.avi --log frames.jsonl
               edgekit camera BUNDLE --device pi --picamera2 --preview   (open the printed URL)
     """
-    from edgekit.cli import recording  # noqa: PLC0415
-    from edgekit.cli.fleet import run_on_devices  # noqa: PLC0415
-    from edgekit.devices import jobs, resolve  # noqa: PLC0415
-    from edgekit.errors import UsageError  # noqa: PLC0415
-    from edgekit.results.comparison import as_dict, for_camera  # noqa: PLC0415
+    from edgekit.cli import recording
+    from edgekit.cli.fleet import run_on_devices
+    from edgekit.devices import jobs, resolve
+    from edgekit.errors import UsageError
+    from edgekit.results.comparison import as_dict, for_camera
 
     if sum(x is not None and x is not False for x in (source, camera_index, picamera2 or None)) > 1:
         raise UsageError("give one of --source, --camera or --picamera2")
@@ -78,7 +78,7 @@ def camera(
     if preview and several:
         raise UsageError("--preview shows one device's camera: give one --device")
     if preview:
-        from edgekit.devices.preview import check_local_port  # noqa: PLC0415
+        from edgekit.devices.preview import check_local_port
 
         check_local_port(preview_port)  # before anything starts
     (ref,) = resolve.resolve_models(model_or_bundle, all_precisions=False)
@@ -105,13 +105,13 @@ def camera(
 
 def _with_preview(target, ref, settings, port: int, **kwargs) -> dict:
     """The camera job with its live view reachable here; the URL printed once it serves."""
-    from dataclasses import replace  # noqa: PLC0415
+    from dataclasses import replace
 
-    from rich.markup import escape  # noqa: PLC0415
+    from rich.markup import escape
 
-    from edgekit.cli.output import err_console  # noqa: PLC0415
-    from edgekit.devices import jobs  # noqa: PLC0415
-    from edgekit.devices.preview import Preview  # noqa: PLC0415
+    from edgekit.cli.output import err_console
+    from edgekit.devices import jobs
+    from edgekit.devices.preview import Preview
 
     def on_url(url: str) -> None:
         err_console().print(f"live view: [bold]{url}[/] (Ctrl-C ends)", highlight=False, soft_wrap=True)
@@ -127,9 +127,9 @@ def _with_preview(target, ref, settings, port: int, **kwargs) -> dict:
 
 
 def _print(doc: dict) -> None:
-    from rich.markup import escape  # noqa: PLC0415
+    from rich.markup import escape
 
-    from edgekit.cli.output import console  # noqa: PLC0415
+    from edgekit.cli.output import console
 
     c = console()
     lat = doc["latency_ms"]
@@ -150,6 +150,6 @@ def _print(doc: dict) -> None:
         c.print(f"  {label:<20} {n:>6}  {n / total:.0%}")
     if doc.get("log"):
         c.print(f"log: {doc['log']}")
-    from edgekit.cli.device_eval import print_vs_reference  # noqa: PLC0415
+    from edgekit.cli.device_eval import print_vs_reference
 
     print_vs_reference(doc.get("vs_reference"), doc["device"]["name"])

@@ -80,15 +80,15 @@ def convert(
     Example:  edgekit convert resnet18.onnx --calibration imgs/ --mean 123.675,116.28,103.53 \\
                   --std 58.395,57.12,57.375 --quantize int8,float32 -o bundle/
     """
-    from edgekit.errors import UsageError  # noqa: PLC0415
+    from edgekit.errors import UsageError
 
     if show_backends:
-        from edgekit.converters.onnx_tflite import backend_status  # noqa: PLC0415
+        from edgekit.converters.onnx_tflite import backend_status
 
         _print_backends(backend_status(), as_json)
         return
     if install_backend:
-        from edgekit.pipeline.onnx import install_backend as install  # noqa: PLC0415
+        from edgekit.pipeline.onnx import install_backend as install
 
         with progress_steps("install", quiet=as_json) as step:
             info = install(install_backend, step)
@@ -100,8 +100,8 @@ def convert(
         raise UsageError("missing ONNX_FILE", hint="edgekit convert model.onnx [--calibration DIR]")
     if calibration_samples < 1:
         raise UsageError(f"--calibration-samples must be at least 1; received {calibration_samples}")
-    from edgekit.bundle.manifest import read_labels  # noqa: PLC0415
-    from edgekit.pipeline.onnx import ConvertConfig, convert_bundle  # noqa: PLC0415
+    from edgekit.bundle.manifest import read_labels
+    from edgekit.pipeline.onnx import ConvertConfig, convert_bundle
 
     cfg = ConvertConfig(
         onnx=onnx_file,
@@ -135,7 +135,7 @@ def _print_backends(status: dict, as_json: bool) -> None:
 
 
 def _summary(out, manifest: dict) -> None:
-    from rich.table import Table  # noqa: PLC0415
+    from rich.table import Table
 
     c = console()
     m, src = manifest["model"], manifest["source"]

@@ -26,16 +26,16 @@ def deploy(bundle_or_tflite, device, all_, parallel, timeout, config, as_json) -
     \b
     Example:  edgekit deploy edgekit-out/mobilenet_v1_025_128 --device pi
     """
-    import tempfile  # noqa: PLC0415
-    import time  # noqa: PLC0415
+    import tempfile
+    import time
 
-    from edgekit.cli.fleet import print_summary, summary  # noqa: PLC0415
-    from edgekit.cli.output import print_json  # noqa: PLC0415
-    from edgekit.devices import fleet, inventory  # noqa: PLC0415
-    from edgekit.devices.deploy import deploy as deploy_bundle  # noqa: PLC0415
-    from edgekit.devices.deploy import plan, resolve_bundle  # noqa: PLC0415
-    from edgekit.devices.targets.base import make_target  # noqa: PLC0415
-    from edgekit.errors import UsageError  # noqa: PLC0415
+    from edgekit.cli.fleet import print_summary, summary
+    from edgekit.cli.output import print_json
+    from edgekit.devices import fleet, inventory
+    from edgekit.devices.deploy import deploy as deploy_bundle
+    from edgekit.devices.deploy import plan, resolve_bundle
+    from edgekit.devices.targets.base import make_target
+    from edgekit.errors import UsageError
 
     if not device and not all_:
         raise UsageError("name the device(s) with --device NAME[,NAME...] or pass --all")

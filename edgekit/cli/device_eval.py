@@ -19,10 +19,10 @@ def run_device_eval(
 
     `--limit/--seed` take the desktop eval's seeded sample; nothing is ever written into the bundle
     (reference.json is the desktop's), so `--no-write` holds by construction."""
-    from edgekit.cli import recording  # noqa: PLC0415
-    from edgekit.cli.fleet import run_on_devices  # noqa: PLC0415
-    from edgekit.devices import jobs, resolve  # noqa: PLC0415
-    from edgekit.results.comparison import device_eval_fields  # noqa: PLC0415
+    from edgekit.cli import recording
+    from edgekit.cli.fleet import run_on_devices
+    from edgekit.devices import jobs, resolve
+    from edgekit.results.comparison import device_eval_fields
 
     (ref,) = resolve.resolve_models(model, all_precisions=False)
 
@@ -52,9 +52,9 @@ def run_device_eval(
 
 
 def _print(result: dict) -> None:
-    from rich.markup import escape  # noqa: PLC0415
+    from rich.markup import escape
 
-    from edgekit.cli.output import console  # noqa: PLC0415
+    from edgekit.cli.output import console
 
     c = console()
     doc = result["device_result"]
@@ -85,10 +85,10 @@ def _print(result: dict) -> None:
 
 def print_vs_reference(vs: dict | None, device: str) -> None:
     """The one line every device command prints: this device against the desktop float reference."""
-    from rich.markup import escape  # noqa: PLC0415
+    from rich.markup import escape
 
-    from edgekit.cli.output import console  # noqa: PLC0415
-    from edgekit.results.comparison import Comparison  # noqa: PLC0415
+    from edgekit.cli.output import console
+    from edgekit.results.comparison import Comparison
 
     if not vs:
         return

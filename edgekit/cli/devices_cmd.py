@@ -44,7 +44,7 @@ def _spec_dict(spec) -> dict:
         **spec.options,
     }
     if spec.kind == "ssh" and spec.options.get("host_keys"):
-        from edgekit.devices.targets.ssh import fingerprint  # noqa: PLC0415
+        from edgekit.devices.targets.ssh import fingerprint
 
         d["host_key_fingerprints"] = [fingerprint(k) for k in spec.options["host_keys"]]
     return d
@@ -52,8 +52,8 @@ def _spec_dict(spec) -> dict:
 
 def _accept_host_keys(name: str, host: str, port: int, *, host_key, known_hosts, yes: bool, as_json: bool):
     """The keys to record for a new SSH device, and where they came from. Never accepts silently."""
-    from edgekit.devices.targets.ssh import fingerprint, keyscan, known_hosts_keys  # noqa: PLC0415
-    from edgekit.errors import HostKeyError  # noqa: PLC0415
+    from edgekit.devices.targets.ssh import fingerprint, keyscan, known_hosts_keys
+    from edgekit.errors import HostKeyError
 
     if host_key:
         keys = sorted({" ".join(k.split()[:2]) for k in host_key})
@@ -68,7 +68,7 @@ def _accept_host_keys(name: str, host: str, port: int, *, host_key, known_hosts,
     click.echo(f"The host key of {host}:{port} is not known yet. It offers:\n{prints}", err=True)
     if yes:
         return keys, "accepted with --yes"
-    import sys  # noqa: PLC0415
+    import sys
 
     if not sys.stdin.isatty():
         raise HostKeyError(
@@ -135,12 +135,12 @@ def add(
     For SSH the host key is shown and must be accepted (or come from known_hosts / --host-key);
     then a test login runs. Passwords are never stored: use a key file or ssh-agent.
     """
-    from pathlib import Path  # noqa: PLC0415
+    from pathlib import Path
 
-    from edgekit.cli.output import print_json  # noqa: PLC0415
-    from edgekit.devices import inventory  # noqa: PLC0415
-    from edgekit.devices.targets.base import DeviceSpec  # noqa: PLC0415
-    from edgekit.errors import UsageError  # noqa: PLC0415
+    from edgekit.cli.output import print_json
+    from edgekit.devices import inventory
+    from edgekit.devices.targets.base import DeviceSpec
+    from edgekit.errors import UsageError
 
     cfg = _cfg(ctx, config)
     inventory.check_name(name)
@@ -180,13 +180,13 @@ def add(
         )
         source = None
     else:
-        import sys  # noqa: PLC0415
+        import sys
 
         spec = DeviceSpec(name, "local", "", None, python or sys.executable, workdir or "~/edgekit", options)
         source = None
     login = None
     if spec.kind == "ssh" and not no_connect:
-        from edgekit.devices.targets.ssh import SSHTarget  # noqa: PLC0415
+        from edgekit.devices.targets.ssh import SSHTarget
 
         target = SSHTarget(spec)
         try:
@@ -195,7 +195,7 @@ def add(
         finally:
             target.close()
         if res.returncode != 0:  # e.g. ssh's own exit 255: "remote username contains invalid characters"
-            from edgekit.errors import DeviceError  # noqa: PLC0415
+            from edgekit.errors import DeviceError
 
             last = (res.stderr.strip().splitlines() or [f"exit code {res.returncode}"])[-1]
             raise DeviceError(
@@ -226,8 +226,8 @@ def add(
 @click.pass_context
 def list_(ctx, config, as_json) -> None:
     """List registered devices."""
-    from edgekit.cli.output import console, print_json  # noqa: PLC0415
-    from edgekit.devices import inventory  # noqa: PLC0415
+    from edgekit.cli.output import console, print_json
+    from edgekit.devices import inventory
 
     cfg = _cfg(ctx, config)
     devs = inventory.load(cfg)
@@ -243,8 +243,8 @@ def list_(ctx, config, as_json) -> None:
     if not devs:
         click.echo(f"no devices in {cfg or inventory.default_path()}; add one with `edgekit devices add`")
         return
-    from rich import box  # noqa: PLC0415
-    from rich.table import Table  # noqa: PLC0415
+    from rich import box
+    from rich.table import Table
 
     t = Table(box=box.SIMPLE, pad_edge=False)
     for col in ("name", "kind", "address", "tags", "python", "workdir"):
@@ -261,8 +261,8 @@ def list_(ctx, config, as_json) -> None:
 @click.pass_context
 def show(ctx, name, config, as_json) -> None:
     """Show one device entry (with host key fingerprints)."""
-    from edgekit.cli.output import print_json  # noqa: PLC0415
-    from edgekit.devices import inventory  # noqa: PLC0415
+    from edgekit.cli.output import print_json
+    from edgekit.devices import inventory
 
     d = _spec_dict(inventory.get(name, _cfg(ctx, config)))
     if as_json:
@@ -281,8 +281,8 @@ def show(ctx, name, config, as_json) -> None:
 @click.pass_context
 def remove(ctx, name, config, as_json) -> None:
     """Remove a device entry (nothing on the device is touched)."""
-    from edgekit.cli.output import print_json  # noqa: PLC0415
-    from edgekit.devices import inventory  # noqa: PLC0415
+    from edgekit.cli.output import print_json
+    from edgekit.devices import inventory
 
     spec = inventory.remove(name, _cfg(ctx, config))
     if as_json:
@@ -302,10 +302,10 @@ def remove(ctx, name, config, as_json) -> None:
 @click.pass_context
 def trust(ctx, name, yes, host_key, config, as_json) -> None:
     """Deliberately accept a device's current SSH host key (after a reinstall or key change)."""
-    from edgekit.cli.output import print_json  # noqa: PLC0415
-    from edgekit.devices import inventory  # noqa: PLC0415
-    from edgekit.devices.targets.ssh import fingerprint  # noqa: PLC0415
-    from edgekit.errors import UsageError  # noqa: PLC0415
+    from edgekit.cli.output import print_json
+    from edgekit.devices import inventory
+    from edgekit.devices.targets.ssh import fingerprint
+    from edgekit.errors import UsageError
 
     cfg = _cfg(ctx, config)
     spec = inventory.get(name, cfg)
@@ -333,8 +333,8 @@ def trust(ctx, name, yes, host_key, config, as_json) -> None:
 
 
 def _targets_for(ctx, names: str | None, all_: bool, config: str | None):
-    from edgekit.devices import inventory  # noqa: PLC0415
-    from edgekit.errors import UsageError  # noqa: PLC0415
+    from edgekit.devices import inventory
+    from edgekit.errors import UsageError
 
     if not names and not all_:
         raise UsageError("name a device (or a comma list), or pass --all")
@@ -355,11 +355,11 @@ def _targets_for(ctx, names: str | None, all_: bool, config: str | None):
 @click.pass_context
 def check(ctx, names, all_, runtime, config, as_json) -> None:
     """Reachability, arch, OS, Python, interpreter packages, disk, memory, CPU, temperature, fixes."""
-    from edgekit.cli.output import print_json  # noqa: PLC0415
-    from edgekit.devices import fleet  # noqa: PLC0415
-    from edgekit.devices.check import check as check_device  # noqa: PLC0415
-    from edgekit.devices.check import parse_runtime  # noqa: PLC0415
-    from edgekit.devices.targets.base import make_target  # noqa: PLC0415
+    from edgekit.cli.output import print_json
+    from edgekit.devices import fleet
+    from edgekit.devices.check import check as check_device
+    from edgekit.devices.check import parse_runtime
+    from edgekit.devices.targets.base import make_target
 
     if runtime is not None:
         parse_runtime(runtime)  # a bad value is a usage error before any connection
@@ -452,12 +452,12 @@ def setup(ctx, name, runtime, base_python, find_links, camera, system_site_packa
     The interpreter package is chosen from the device's architecture, Python and glibc (and why is
     printed). Needs the device to reach PyPI, unless --find-links gives the wheels.
     """
-    from edgekit.cli.output import print_json, progress_steps  # noqa: PLC0415
-    from edgekit.devices import inventory  # noqa: PLC0415
-    from edgekit.devices.check import parse_runtime  # noqa: PLC0415
-    from edgekit.devices.check import setup as setup_device  # noqa: PLC0415
-    from edgekit.devices.targets.base import make_target  # noqa: PLC0415
-    from edgekit.errors import UsageError  # noqa: PLC0415
+    from edgekit.cli.output import print_json, progress_steps
+    from edgekit.devices import inventory
+    from edgekit.devices.check import parse_runtime
+    from edgekit.devices.check import setup as setup_device
+    from edgekit.devices.targets.base import make_target
+    from edgekit.errors import UsageError
 
     if runtime is not None:
         parse_runtime(runtime)  # a bad value is a usage error before any connection

@@ -54,12 +54,12 @@ def eval_(
     \b
     Example:  edgekit eval edgekit-out/mnist --data builtin:mnist --limit 1000
     """
-    from edgekit.errors import UsageError  # noqa: PLC0415
+    from edgekit.errors import UsageError
 
     if limit is not None and limit < 1:
         raise UsageError(f"--limit must be at least 1; received {limit}")
     if device or all_devices:
-        from edgekit.cli.device_eval import run_device_eval  # noqa: PLC0415
+        from edgekit.cli.device_eval import run_device_eval
 
         if backend != "tensorflow" or reference_precision != "float32":
             raise UsageError(
@@ -72,8 +72,8 @@ def eval_(
             all_devices=all_devices, parallel=parallel, limit=limit, seed=seed, db=db,
         )  # fmt: skip
         return
-    from edgekit.cli import recording  # noqa: PLC0415
-    from edgekit.pipeline.reference import check_data_spec, evaluate, recorded_view  # noqa: PLC0415
+    from edgekit.cli import recording
+    from edgekit.pipeline.reference import check_data_spec, evaluate, recorded_view
 
     check_data_spec(data)
     with progress_steps("eval", quiet=as_json) as step:
@@ -104,14 +104,14 @@ def _speed_cells(block: dict) -> list[str]:
 
 
 def _print(r: dict) -> None:
-    from rich.table import Table  # noqa: PLC0415
+    from rich.table import Table
 
     c = console()
     d = r["data"]
     c.print(
         f"[bold]{r['target']}[/] ({r['kind']}) on {d['n']} images of {d['classes']} classes from {d['source']}"
     )
-    from edgekit.results.comparison import where  # noqa: PLC0415
+    from edgekit.results.comparison import where
 
     t = Table(show_header=True)
     for col in ("model", "where", "top-1", "top-5", "p50 ms", "p90 ms", "images/s"):

@@ -80,10 +80,10 @@ def export(
     \b
     Example:  edgekit export --model mobilenet --alpha 0.5
     """
-    from edgekit.bundle.manifest import read_labels  # noqa: PLC0415
-    from edgekit.config import ExportConfig  # noqa: PLC0415
-    from edgekit.errors import UsageError  # noqa: PLC0415
-    from edgekit.models import resolve_config  # noqa: PLC0415
+    from edgekit.bundle.manifest import read_labels
+    from edgekit.config import ExportConfig
+    from edgekit.errors import UsageError
+    from edgekit.models import resolve_config
 
     labels = tuple(read_labels(labels_file)) if labels_file else ()
     if labels and classes is not None and classes != len(labels):
@@ -111,11 +111,11 @@ def export(
         quantizer=quantizer,
         weights_request=request,
     )
-    from edgekit.pipeline.export import export_bundle  # noqa: PLC0415
+    from edgekit.pipeline.export import export_bundle
 
     with progress_steps("export", quiet=as_json) as step:
         out, manifest = export_bundle(cfg, progress=step, max_drop=max_drop, extras=_format_extras(formats, cfg))
-    from edgekit.cli import recording  # noqa: PLC0415
+    from edgekit.cli import recording
 
     print_json({"bundle": str(out), **manifest}) if as_json else _summary(out, manifest)
     recording.finish(
@@ -125,20 +125,20 @@ def export(
 
 def _format_extras(formats: str, cfg):
     """`--format`: the TFLite models are always written (devices run them); onnx adds ONNX files."""
-    from edgekit.errors import UsageError  # noqa: PLC0415
+    from edgekit.errors import UsageError
 
     items = {f.strip().lower() for f in formats.split(",") if f.strip()}
     if not items or items - {"tflite", "onnx"}:
         raise UsageError(f"--format must be tflite, onnx or tflite,onnx; received {formats!r}")
     if "onnx" not in items:
         return None
-    from edgekit.pipeline.onnx_export import onnx_extras  # noqa: PLC0415
+    from edgekit.pipeline.onnx_export import onnx_extras
 
     return onnx_extras(cfg.precisions)
 
 
 def _summary(out, manifest: dict) -> None:
-    from rich.table import Table  # noqa: PLC0415
+    from rich.table import Table
 
     c = console()
     m = manifest["model"]

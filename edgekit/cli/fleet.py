@@ -28,8 +28,8 @@ def is_fleet(device: str | None, all_devices: bool = False) -> bool:
 def rerun_hint(failed: list[str], argv: list[str] | None = None) -> str:
     """The same command line, for the failed devices only (what succeeded is not redone: results are
     recorded as they arrive and a deploy already on a device is skipped)."""
-    import shlex  # noqa: PLC0415
-    import sys  # noqa: PLC0415
+    import shlex
+    import sys
 
     args = list(sys.argv[1:] if argv is None else argv)
     out, skip = [], False
@@ -80,8 +80,8 @@ def run_on_devices(
     """Run `job(target, progress)` on the devices, print every outcome and raise for the failed ones.
     One device's result is recorded after it is printed; a fleet's are recorded as each device
     finishes (a database failure never costs a result: cli/recording.py keeps it in a file)."""
-    from edgekit.cli import recording  # noqa: PLC0415
-    from edgekit.devices import inventory, resolve  # noqa: PLC0415
+    from edgekit.cli import recording
+    from edgekit.devices import inventory, resolve
 
     several = is_fleet(device, all_devices)
 

@@ -17,7 +17,7 @@ def models(model, alpha, rho, resolution, classes, shortcut, as_json) -> None:
     Without options it lists the standard variants at 1000 classes (the papers' tables). With any of
     --alpha/--rho/--resolution/--classes/--shortcut it counts that one configuration of --model.
     """
-    from edgekit.models import families, resolve_config  # noqa: PLC0415
+    from edgekit.models import families, resolve_config
 
     one = any(v is not None for v in (alpha, rho, resolution, classes, shortcut))
     if one:
@@ -33,7 +33,7 @@ def models(model, alpha, rho, resolution, classes, shortcut, as_json) -> None:
     if as_json:
         print_json(rows)
         return
-    from rich.table import Table  # noqa: PLC0415
+    from rich.table import Table
 
     table = Table(title="edgekit model zoo (counts from the built Keras graphs)")
     for col in ("name", "family", "alpha", "resolution", "classes", "shortcut", "params", "MACs"):
@@ -60,8 +60,8 @@ def models(model, alpha, rho, resolution, classes, shortcut, as_json) -> None:
 
 
 def _describe(cfg, step) -> dict:
-    from edgekit.models import build_model, variant_name  # noqa: PLC0415
-    from edgekit.models.counting import count_macs, count_params  # noqa: PLC0415
+    from edgekit.models import build_model, variant_name
+    from edgekit.models.counting import count_macs, count_params
 
     name = variant_name(cfg)
     step(name)
@@ -76,7 +76,7 @@ def _describe(cfg, step) -> dict:
         "params": count_params(model),
         "macs": count_macs(model),
     }
-    import keras  # noqa: PLC0415
+    import keras
 
     keras.backend.clear_session()
     return row

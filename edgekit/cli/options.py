@@ -144,9 +144,9 @@ weights_option = click.option(
 def weights_request(ctx: click.Context, **given):
     """What the user asked for beside --weights: only flags given on the command line (or by env), so
     defaults never contradict the weights. `given` maps parameter names to their parsed values."""
-    from click.core import ParameterSource  # noqa: PLC0415
+    from click.core import ParameterSource
 
-    from edgekit.config import WeightsRequest  # noqa: PLC0415
+    from edgekit.config import WeightsRequest
 
     explicit = {
         k: v
@@ -154,8 +154,8 @@ def weights_request(ctx: click.Context, **given):
         if v is not None and ctx.get_parameter_source(k) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
     }
     if "model" in explicit:
-        from edgekit.models import get_family  # noqa: PLC0415
-        from edgekit.models.registry import parse_variant_name  # noqa: PLC0415
+        from edgekit.models import get_family
+        from edgekit.models.registry import parse_variant_name
 
         name = explicit.pop("model")
         explicit["family"] = get_family(name).name

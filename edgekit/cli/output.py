@@ -18,7 +18,7 @@ def print_json(data) -> None:
 
 def _default(o):
     try:
-        import numpy as np  # noqa: PLC0415
+        import numpy as np
 
         if isinstance(o, np.generic):
             return o.item()
@@ -35,7 +35,7 @@ LOG_WIDTH = 1000
 
 
 def _console(stream) -> object:
-    from rich.console import Console  # noqa: PLC0415
+    from rich.console import Console
 
     wide = not stream.isatty() and not os.environ.get("COLUMNS")
     return Console(file=stream, highlight=False, width=LOG_WIDTH if wide else None)
@@ -62,7 +62,7 @@ def progress_steps(title: str, quiet: bool = False) -> Iterator:
 
         yield update
         return
-    from rich.status import Status  # noqa: PLC0415
+    from rich.status import Status
 
     with Status(f"{title}…", console=err_console()) as status:
 
@@ -77,11 +77,11 @@ class _WarningHandler(logging.Handler):
     (paths, "[1/4]") must never be read as rich markup."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        from rich.markup import escape  # noqa: PLC0415
+        from rich.markup import escape
 
         try:
             err_console().print(f"[yellow]{escape(record.getMessage())}[/]", highlight=False, soft_wrap=True)
-        except Exception:  # noqa: BLE001 - a warning must never end the command
+        except Exception:
             self.handleError(record)
 
 

@@ -50,8 +50,8 @@ def profile(
     \b
     Example:  edgekit profile edgekit-out/mobilenet_v1_050_160 --threads 1,2 --batch 1,4
     """
-    from edgekit.cli.fleet import run_on_devices  # noqa: PLC0415
-    from edgekit.devices import jobs, resolve  # noqa: PLC0415
+    from edgekit.cli.fleet import run_on_devices
+    from edgekit.devices import jobs, resolve
 
     settings = jobs.ProfileSettings(
         threads=threads,
@@ -66,7 +66,7 @@ def profile(
 
     def job(target, step):
         if target.spec.kind == "adb":  # Android: LiteRT's benchmark_model on the phone
-            from edgekit.devices.benchmark_model import profile_with_benchmark_model  # noqa: PLC0415
+            from edgekit.devices.benchmark_model import profile_with_benchmark_model
 
             docs = [
                 profile_with_benchmark_model(
@@ -99,7 +99,7 @@ class _Adb(NamedTuple):
 
 def print_benchmark(docs: list[dict]) -> None:
     """A short table of benchmark_model results (mean latency: the tool prints no percentiles)."""
-    from edgekit.cli.output import console  # noqa: PLC0415
+    from edgekit.cli.output import console
 
     c = console()
     for d in docs:
@@ -116,11 +116,11 @@ def print_benchmark(docs: list[dict]) -> None:
 
 
 def _print(docs: list[dict], rows: list[dict], vs: dict | None = None) -> None:
-    from rich import box  # noqa: PLC0415
-    from rich.markup import escape  # noqa: PLC0415  (the CPU model may say "[emulated ...]")
-    from rich.table import Table  # noqa: PLC0415
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
 
-    from edgekit.cli.output import console  # noqa: PLC0415
+    from edgekit.cli.output import console
 
     c = console()
     env = docs[0]["environment"]
@@ -180,6 +180,6 @@ def _print(docs: list[dict], rows: list[dict], vs: dict | None = None) -> None:
         c.print(
             f"CPU temperature {t0:.1f} °C before, {t1:.1f} °C after" if t1 is not None else f"{t0:.1f} °C"
         )
-    from edgekit.cli.device_eval import print_vs_reference  # noqa: PLC0415
+    from edgekit.cli.device_eval import print_vs_reference
 
     print_vs_reference(vs, docs[0]["device"]["name"])

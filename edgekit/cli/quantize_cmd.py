@@ -29,10 +29,10 @@ def quantize(model, calibration, calibration_samples, precision, ranges, per_ten
     \b
     Example:  edgekit quantize mobilenet_float.tflite --calibration photos/
     """
-    from edgekit.config import DEFAULT_CALIBRATION_SAMPLES  # noqa: PLC0415
-    from edgekit.converters.tflite_quantize import Recipe  # noqa: PLC0415
-    from edgekit.errors import UsageError  # noqa: PLC0415
-    from edgekit.pipeline import litert_quant as lq  # noqa: PLC0415
+    from edgekit.config import DEFAULT_CALIBRATION_SAMPLES
+    from edgekit.converters.tflite_quantize import Recipe
+    from edgekit.errors import UsageError
+    from edgekit.pipeline import litert_quant as lq
 
     samples = calibration_samples or DEFAULT_CALIBRATION_SAMPLES
     if samples < 1:

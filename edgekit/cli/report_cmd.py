@@ -37,10 +37,10 @@ def report(model, device, since, run_id, budget_ms, fmt, output, title, db, as_j
       edgekit report -o report.html
       edgekit report --model mobilenet --device pi --since 7d --format md > report.md
     """
-    from edgekit.bundle.atomic import write_text_atomic  # noqa: PLC0415
-    from edgekit.results.report import render_report  # noqa: PLC0415
-    from edgekit.results.report.compare import ReportOptions, build_report  # noqa: PLC0415
-    from edgekit.results.store import open_store  # noqa: PLC0415
+    from edgekit.bundle.atomic import write_text_atomic
+    from edgekit.results.report import render_report
+    from edgekit.results.report.compare import ReportOptions, build_report
+    from edgekit.results.store import open_store
 
     if budget_ms is not None and budget_ms <= 0:
         raise click.BadParameter(f"must be positive; received {budget_ms}", param_hint="--budget-ms")

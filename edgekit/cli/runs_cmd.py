@@ -39,7 +39,7 @@ def _filter_options(f):
 
 
 def _run_filter(kind, model, device, since, bundle, limit=None):
-    from edgekit.results.store import RunFilter  # noqa: PLC0415
+    from edgekit.results.filters import RunFilter
 
     return RunFilter(kind=kind, model=model, device=device, since=since, bundle=bundle, limit=limit)
 
@@ -56,7 +56,7 @@ def runs() -> None:
 @json_option
 def list_(kind, model, device, since, bundle, limit, db, as_json) -> None:
     """List runs, newest first."""
-    from edgekit.results.store import open_store  # noqa: PLC0415
+    from edgekit.results.store import open_store
 
     if limit < 0:
         raise click.BadParameter(f"must be 0 or more; received {limit}", param_hint="--limit")
@@ -69,7 +69,7 @@ def list_(kind, model, device, since, bundle, limit, db, as_json) -> None:
     if not rows:
         click.echo(f"no runs match in {path}")
         return
-    from rich.table import Table  # noqa: PLC0415
+    from rich.table import Table
 
     t = Table(title=str(path), title_justify="left")
     for _, header, _ in _LIST_COLUMNS:
@@ -85,9 +85,9 @@ def list_(kind, model, device, since, bundle, limit, db, as_json) -> None:
 
 def _wide_console():
     """Piped output gets the whole table (rich would squeeze it into 80 columns)."""
-    import sys  # noqa: PLC0415
+    import sys
 
-    from rich.console import Console  # noqa: PLC0415
+    from rich.console import Console
 
     return console() if sys.stdout.isatty() else Console(highlight=False, width=200)
 
@@ -109,14 +109,14 @@ def _fmt(v, fmt: str) -> str:
 @json_option
 def show(run_id, db, as_json) -> None:
     """Everything recorded for one run."""
-    from edgekit.results.store import open_store  # noqa: PLC0415
+    from edgekit.results.store import open_store
 
     with open_store(db, create=False) as store:
         run = store.get(run_id)
     if as_json:
         print_json({"schema_version": 1, **run})
         return
-    from rich.table import Table  # noqa: PLC0415
+    from rich.table import Table
 
     c = console()
     t = Table(show_header=False, title=f"run {run_id}", title_justify="left")
@@ -159,10 +159,11 @@ def show(run_id, db, as_json) -> None:
 @db_option
 def export_(kind, model, device, since, bundle, as_csv, output, measurements, db) -> None:
     """Write runs as CSV (one row per run, or per profiled setting with --measurements)."""
-    import csv  # noqa: PLC0415
-    import io  # noqa: PLC0415
+    import csv
+    import io
 
-    from edgekit.results.store import MEASUREMENT_COLUMNS, SUMMARY_COLUMNS, open_store  # noqa: PLC0415
+    from edgekit.results.records import MEASUREMENT_COLUMNS
+    from edgekit.results.store import SUMMARY_COLUMNS, open_store
 
     with open_store(db, create=False) as store:
         rows = store.query(_run_filter(kind, model, device, since, bundle))[::-1]  # oldest first
@@ -170,7 +171,7 @@ def export_(kind, model, device, since, bundle, as_csv, output, measurements, db
             per_run = store.measurements([r["id"] for r in rows])
             keep = ("id", "created_at", "kind", "model_name", "bundle_id", "device", "interpreter")
             rows = [
-                {**{k: r[k] for k in keep}, **{c: m.get(c) for c in MEASUREMENT_COLUMNS}}
+                {**{k: r[k] for k in keep}, **m.as_dict()}
                 for r in rows
                 for m in per_run.get(r["id"], [])
             ]
@@ -182,9 +183,9 @@ def export_(kind, model, device, since, bundle, as_csv, output, measurements, db
     w.writeheader()
     w.writerows(rows)
     if output:
-        from pathlib import Path  # noqa: PLC0415
+        from pathlib import Path
 
-        from edgekit.bundle.atomic import write_text_atomic  # noqa: PLC0415
+        from edgekit.bundle.atomic import write_text_atomic
 
         write_text_atomic(Path(output), buf.getvalue())
         click.echo(f"{len(rows)} rows written to {output}", err=True)
@@ -197,7 +198,7 @@ def export_(kind, model, device, since, bundle, as_csv, output, measurements, db
 @json_option
 def info(db, as_json) -> None:
     """Where the database is, its schema version and how many runs of each kind it holds."""
-    from edgekit.results.store import open_store, resolve_db_path  # noqa: PLC0415
+    from edgekit.results.store import open_store, resolve_db_path
 
     path = resolve_db_path(db)
     exists = path is not None and path.is_file()
@@ -226,7 +227,7 @@ def import_(files, db, as_json) -> None:
 
     Each file is recorded with its original time, then removed.
     """
-    from edgekit.results.unrecorded import import_kept  # noqa: PLC0415
+    from edgekit.results.unrecorded import import_kept
 
     ids = [import_kept(f, db) for f in files]
     if as_json:

@@ -82,8 +82,8 @@ def sweep(model, alpha, resolution, rho, classes, data, val_data, epochs, weight
       edgekit sweep --weights imagenet --data photos/ --val-data photos_val/ --alpha 0.25,0.5 \\
           --resolution 128,160 --budget-ms 20       # fine-tunes every cell from its own ImageNet weights
     """
-    from edgekit.errors import UsageError  # noqa: PLC0415
-    from edgekit.pipeline.sweep import SweepConfig, run_sweep  # noqa: PLC0415
+    from edgekit.errors import UsageError
+    from edgekit.pipeline.sweep import SweepConfig, run_sweep
 
     if rho and resolution:
         raise UsageError(f"give either --rho or --resolution, not both; received {rho!r} and {resolution!r}")
@@ -124,12 +124,12 @@ def sweep(model, alpha, resolution, rho, classes, data, val_data, epochs, weight
         print_json(summary)
     else:
         _print_summary(summary)
-    from edgekit.cli import recording  # noqa: PLC0415
-    from edgekit.results.unrecorded import RecordOutcome  # noqa: PLC0415
+    from edgekit.cli import recording
+    from edgekit.results.unrecorded import RecordOutcome
 
     lost = [RecordOutcome(**o) for o in summary.get("unrecorded", [])]
     if summary["failures"]:
-        from edgekit.errors import PartialFailure  # noqa: PLC0415
+        from edgekit.errors import PartialFailure
 
         recording.warn(lost)
 
@@ -144,10 +144,10 @@ def sweep(model, alpha, resolution, rho, classes, data, val_data, epochs, weight
 
 def _write_report(summary: dict, cfg) -> str | None:
     """sweep.html beside the bundles: the report restricted to this sweep's runs."""
-    from edgekit.bundle.atomic import write_text_atomic  # noqa: PLC0415
-    from edgekit.results.report import render_report  # noqa: PLC0415
-    from edgekit.results.report.compare import ReportOptions, build_report  # noqa: PLC0415
-    from edgekit.results.store import open_store  # noqa: PLC0415
+    from edgekit.bundle.atomic import write_text_atomic
+    from edgekit.results.report import render_report
+    from edgekit.results.report.compare import ReportOptions, build_report
+    from edgekit.results.store import open_store
 
     if not summary["run_ids"]:
         return None
@@ -162,7 +162,7 @@ def _write_report(summary: dict, cfg) -> str | None:
 
 
 def _print_summary(s: dict) -> None:
-    from rich.table import Table  # noqa: PLC0415
+    from rich.table import Table
 
     c = console()
     for cell in s.get("cells_skipped", []):

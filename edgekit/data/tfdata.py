@@ -32,7 +32,7 @@ def tf_dataset(
     Images come from `cached` (decoded once, in memory) or are decoded per element when the set is
     too large to cache; the decode is edgelib's either way.
     """
-    import tensorflow as tf  # noqa: PLC0415
+    import tensorflow as tf
 
     h, w = (int(s) for s in prep["size"])
     n_cls = len(ds.class_names)
@@ -73,7 +73,7 @@ def tf_dataset(
 
 
 def _tf_decode(path, h: int, w: int):
-    import tensorflow as tf  # noqa: PLC0415
+    import tensorflow as tf
 
     def load(p):
         p = p.decode() if isinstance(p, bytes) else str(p)
@@ -93,7 +93,7 @@ def _tf_decode(path, h: int, w: int):
 
 def _augment(img, seed, h: int, w: int, flip: bool, enabled: bool):
     """Light augmentation in pixel space: flip, random crop of 80-100% of the side, brightness ±10%."""
-    import tensorflow as tf  # noqa: PLC0415
+    import tensorflow as tf
 
     x = tf.cast(img, tf.float32)
     if not enabled:

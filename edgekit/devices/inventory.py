@@ -43,7 +43,7 @@ def default_path() -> Path:
         return Path(os.environ["EDGEKIT_CONFIG"]).expanduser()
     if os.environ.get("EDGEKIT_HOME"):
         return Path(os.environ["EDGEKIT_HOME"]).expanduser() / FILENAME
-    from platformdirs import user_config_dir  # noqa: PLC0415
+    from platformdirs import user_config_dir
 
     return Path(user_config_dir("edgekit", appauthor=False)) / FILENAME
 
@@ -58,9 +58,9 @@ def check_name(name: str) -> str:
 
 def _toml_load(path: Path) -> dict:
     if sys.version_info >= (3, 11):
-        import tomllib  # noqa: PLC0415
+        import tomllib
     else:  # pragma: no cover
-        import tomli as tomllib  # noqa: PLC0415
+        import tomli as tomllib
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -102,7 +102,7 @@ def _check_entry(name: str, entry: dict, path: Path) -> None:
         if name != "local":  # a `local` entry may override this machine's defaults
             check_name(name)
         if entry["kind"] == "ssh":
-            from edgekit.devices.targets.ssh import parse_ssh_address  # noqa: PLC0415
+            from edgekit.devices.targets.ssh import parse_ssh_address
 
             parse_ssh_address(str(entry.get("address", "")))
     except UsageError as exc:
@@ -146,14 +146,14 @@ def _to_entry(spec: DeviceSpec) -> dict:
 
 def save(devices: dict[str, DeviceSpec], path: str | os.PathLike | None = None) -> Path:
     """Write the whole inventory atomically (temp file + rename), readable by the owner only."""
-    import tomli_w  # noqa: PLC0415
+    import tomli_w
 
     p = Path(path).expanduser() if path else default_path()
     p.parent.mkdir(parents=True, exist_ok=True)
     text = "# edgekit device inventory (edit with `edgekit devices`); no passwords here\n" + tomli_w.dumps(
         {"schema_version": SCHEMA_VERSION, "devices": {n: _to_entry(s) for n, s in sorted(devices.items())}}
     )
-    from edgekit.bundle.atomic import write_text_atomic  # noqa: PLC0415
+    from edgekit.bundle.atomic import write_text_atomic
 
     return write_text_atomic(p, text, mode=0o600)
 

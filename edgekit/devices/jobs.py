@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgekit.devices.deploy import cleanup, prepare
 from edgekit.devices.remote import Progress, run_script
 from edgekit.devices.resolve import ModelRef
+from edgekit.devices.staging import cleanup, prepare
 from edgekit.devices.targets.base import Target
 from edgekit.errors import InputDataError, UsageError
 from edgekit.results import int8_speed
@@ -158,7 +158,7 @@ def _int8_vs_float(same: list[dict], cpu: dict, rule: str | None) -> str:
 def profile_vs_reference(refs: list[ModelRef], rows: list[dict]) -> dict | None:
     """The primary precision (int8 when exported) against the bundle's desktop reference: batch 1,
     then throughput."""
-    from edgekit.results.comparison import as_dict, for_profile  # noqa: PLC0415
+    from edgekit.results.comparison import as_dict, for_profile
 
     primary = next((r.precision for r in refs if r.precision == "int8"), refs[0].precision)
     return as_dict(for_profile(refs[0].bundle, rows, primary))
@@ -167,7 +167,7 @@ def profile_vs_reference(refs: list[ModelRef], rows: list[dict]) -> dict | None:
 def record_profile(docs: list[dict], rows: list[dict], refs: list[ModelRef], vs: dict | None = None, *, db=None):
     """One stored run per profile command: every configuration of every precision. Call it after the
     result is printed; a database that refuses the run keeps it in a file (RecordOutcome says where)."""
-    from edgekit.results.unrecorded import record_or_keep  # noqa: PLC0415
+    from edgekit.results.unrecorded import record_or_keep
 
     if not docs:
         return None
@@ -200,7 +200,7 @@ def evaluate(
 ) -> dict:
     """eval_images.py on the target over a folder, CSV, .npz or `builtin:NAME` on the host; with
     `limit`, over the seeded sample of at most that many images the desktop `eval` would take."""
-    from edgekit.data.datasets import is_builtin  # noqa: PLC0415
+    from edgekit.data.datasets import is_builtin
 
     if is_builtin(data):
         # A built-in dataset lives inside a desktop package: preprocess it here into the .npz form,
@@ -244,7 +244,7 @@ def _sample(data: Path, limit: int, seed: int, tmp: Path, labels: str | None) ->
     """The seeded sample `eval --limit N --seed S` takes on the desktop (datasets.sample), as a
     folder of copies (DIR/<class>/<name>: file names kept, so predictions still match the desktop's
     by name) or, for an .npz, its rows."""
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     if data.suffix.lower() == ".npz":
         with np.load(data, allow_pickle=False) as z:
@@ -256,7 +256,7 @@ def _sample(data: Path, limit: int, seed: int, tmp: Path, labels: str | None) ->
         out = tmp / "sample.npz"
         np.savez(out, **{k: v[idx] if len(v) == n else v for k, v in arrays.items()})
         return out
-    from edgekit.data import datasets  # noqa: PLC0415
+    from edgekit.data import datasets
 
     ds = datasets.sample(datasets.open_dataset(data, labels), limit, seed)
     root = tmp / "sample"
@@ -271,7 +271,7 @@ def _sample(data: Path, limit: int, seed: int, tmp: Path, labels: str | None) ->
 
 def _csv_images(csv_path: Path) -> list[str]:
     """Images a CSV names, so a remote preparer can push them too (local: already in place)."""
-    import csv  # noqa: PLC0415
+    import csv
 
     out = []
     with open(csv_path, newline="", encoding="utf-8") as f:
@@ -288,9 +288,9 @@ def _csv_images(csv_path: Path) -> list[str]:
 def pack_eval_npz(folder: str | Path, prep: dict, labels: list[str], out: str | Path) -> Path:
     """Preprocess a DIR/<class>/* folder on the desktop into an .npz eval_images.py reads, so a device
     without OpenCV or Pillow is evaluated bit-for-bit on the desktop's inputs."""
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
-    from edgekit.data.datasets import load_folder  # noqa: PLC0415
+    from edgekit.data.datasets import load_folder
 
     batch = load_folder(folder, prep)
     index = {name: i for i, name in enumerate(labels)}
@@ -306,10 +306,10 @@ def pack_eval_npz(folder: str | Path, prep: dict, labels: list[str], out: str | 
 
 def pack_builtin_npz(spec: str, ref: ModelRef, out: str | Path, *, limit: int | None = None, seed: int = 0) -> Path:
     """`builtin:NAME[:part]` preprocessed with the model's own preprocessing, labels aligned by name."""
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
-    from edgekit.data import datasets as datasets  # noqa: PLC0415
-    from edgekit.device_scripts import edgelib  # noqa: PLC0415
+    from edgekit.data import datasets as datasets
+    from edgekit.device_scripts import edgelib
 
     labels, meta = edgelib.read_embedded(Path(ref.path).read_bytes())
     manifest = ref.manifest or {}

@@ -1,6 +1,6 @@
 """What a device command runs on and with: `--device NAME` -> a Target, MODEL_OR_BUNDLE -> the models.
 
-The rest of running a job lives beside this: deploy.prepare (files onto the target), remote.run_script
+The rest of running a job lives beside this: staging.prepare (files onto the target), remote.run_script
 (run one script, parse its result), jobs (profile, evaluate, camera).
 """
 
@@ -18,7 +18,7 @@ from edgekit.errors import EdgekitError, InputDataError, ModelFileError, UsageEr
 
 def resolve_device(name: str | None) -> Target:
     """`--device NAME` -> a Target: this machine ("local", or no --device) or an inventory entry."""
-    from edgekit.devices.targets.local import LocalTarget  # noqa: PLC0415
+    from edgekit.devices.targets.local import LocalTarget
 
     if name is None or name.strip() in ("", "local"):
         return LocalTarget(DeviceSpec(name="local", kind="local", python=sys.executable))
@@ -27,8 +27,8 @@ def resolve_device(name: str | None) -> Target:
 
 def _inventory_target(name: str) -> Target:
     """A device registered with `edgekit devices add` (SSH, adb, or a named local entry)."""
-    from edgekit.devices import inventory  # noqa: PLC0415
-    from edgekit.devices.targets.base import make_target  # noqa: PLC0415
+    from edgekit.devices import inventory
+    from edgekit.devices.targets.base import make_target
 
     if "," in name:
         raise UsageError(f"one device expected here; received the list {name!r}")
@@ -52,8 +52,8 @@ class ModelRef:
 def resolve_models(spec: str, *, all_precisions: bool) -> list[ModelRef]:
     """MODEL_OR_BUNDLE -> the models to run: every precision of a bundle (or its primary one), or the
     file itself. Each is checked first (structure; a subprocess probe when not from a verified bundle)."""
-    from edgekit.bundle.manifest import MANIFEST, primary_model, read_manifest, verify_checksums  # noqa: PLC0415
-    from edgekit.bundle.modelcheck import check_model  # noqa: PLC0415
+    from edgekit.bundle.manifest import MANIFEST, primary_model, read_manifest, verify_checksums
+    from edgekit.bundle.modelcheck import check_model
 
     p = Path(spec).expanduser()
     if p.is_dir():

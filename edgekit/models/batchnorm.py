@@ -11,7 +11,7 @@ import numpy as np
 
 
 def batchnorm_layers(model) -> list:
-    from keras import layers  # noqa: PLC0415
+    from keras import layers
 
     out = []
     for layer in model.layers:

@@ -10,7 +10,7 @@ import math
 
 
 def count_macs(model) -> int:
-    from keras import layers  # noqa: PLC0415
+    from keras import layers
 
     total = 0
     for layer in _all_layers(model):

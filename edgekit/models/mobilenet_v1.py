@@ -36,7 +36,7 @@ def _width(filters: int, alpha: float) -> int:
 
 
 def build(cfg: ModelConfig, dropout: float = 1e-3):
-    from keras import layers, models  # noqa: PLC0415
+    from keras import layers, models
 
     alpha = cfg.alpha or 1.0
     inputs = layers.Input((cfg.resolution, cfg.resolution, 3), name="input")

@@ -152,7 +152,7 @@ def build_model(cfg: ModelConfig, *, seed: int | None = 0):
     """Build the Keras model for a config (imports TensorFlow)."""
     validate(cfg)
     if seed is not None:
-        import keras  # noqa: PLC0415
+        import keras
 
         keras.utils.set_random_seed(seed)
     return _FAMILIES[cfg.family].build_fn()(cfg)

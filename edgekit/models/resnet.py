@@ -26,7 +26,7 @@ TORCH_BN_EPSILON = 1e-5
 
 def _conv(x, filters: int, kernel: int, stride: int, name: str, torch_padding: bool):
     """A bias-free conv with 'same' output size; PyTorch's symmetric padding where that differs."""
-    from keras import layers  # noqa: PLC0415
+    from keras import layers
 
     if torch_padding and stride > 1 and kernel > 1:
         x = layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x)
@@ -35,20 +35,20 @@ def _conv(x, filters: int, kernel: int, stride: int, name: str, torch_padding: b
 
 
 def _bn(x, name: str, torch_padding: bool):
-    from keras import layers  # noqa: PLC0415
+    from keras import layers
 
     return layers.BatchNormalization(epsilon=TORCH_BN_EPSILON if torch_padding else 1e-3, name=name)(x)
 
 
 def _basic_block(x, filters: int, stride: int, shortcut: str, name: str, torch_padding: bool = False):
-    from keras import layers  # noqa: PLC0415
+    from keras import layers
 
     shape_changes = stride != 1 or x.shape[-1] != filters
     if shortcut == "C" or (shortcut == "B" and shape_changes):
         sc = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_proj")(x)
         sc = _bn(sc, f"{name}_proj_bn", torch_padding)
     elif shape_changes:  # option A
-        from edgekit.models.layers import ZeroPadShortcut  # noqa: PLC0415
+        from edgekit.models.layers import ZeroPadShortcut
 
         sc = ZeroPadShortcut(filters, stride, name=f"{name}_pad")(x)
     else:
@@ -71,7 +71,7 @@ def _stack(x, stages: tuple[int, ...], shortcut: str, torch_padding: bool = Fals
 
 
 def build_resnet(cfg: ModelConfig, stages: tuple[int, ...], torch_padding: bool = False):
-    from keras import layers, models  # noqa: PLC0415
+    from keras import layers, models
 
     shortcut = (cfg.shortcut or "B").upper()
     inputs = layers.Input((cfg.resolution, cfg.resolution, 3), name="input")

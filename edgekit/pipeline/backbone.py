@@ -69,8 +69,8 @@ def open_source(weights: str, request=None, check_data: str | None = None, progr
     may differ, ImageNet MobileNets come from the no_top file). Flags in `request` (a WeightsRequest of
     what was given explicitly) must agree with the weights; each mismatch is one line, raised before
     anything is written. `check_data`: photos a `.tflite` source is checked against."""
-    from edgekit.pipeline.weights import backbone  # noqa: PLC0415
-    from edgekit.pipeline.weights.common import check_request  # noqa: PLC0415
+    from edgekit.pipeline.weights import backbone
+    from edgekit.pipeline.weights.common import check_request
 
     progress(f"loading pretrained weights from {weights}")
     src = backbone(weights, request, check_data=check_data, progress=progress)
@@ -84,11 +84,11 @@ def open_source(weights: str, request=None, check_data: str | None = None, progr
 def unfit_cells(weights: str, cells: list[ModelConfig], check_data: str | None = None, progress=lambda _m: None):
     """For a sweep: why `weights` cannot start each cell (None where it can). `imagenet`: the cells
     without published weights; a file: the cells whose architecture, α or resolution it does not hold."""
-    from edgekit.config import WeightsRequest  # noqa: PLC0415
-    from edgekit.errors import EdgekitError  # noqa: PLC0415
+    from edgekit.config import WeightsRequest
+    from edgekit.errors import EdgekitError
 
     if str(weights).lower() == "imagenet":
-        from edgekit.pipeline.weights import imagenet  # noqa: PLC0415
+        from edgekit.pipeline.weights import imagenet
 
         out = []
         for c in cells:
@@ -101,7 +101,7 @@ def unfit_cells(weights: str, cells: list[ModelConfig], check_data: str | None =
             except EdgekitError as exc:
                 out.append(exc.message)
         return out
-    from edgekit.pipeline.weights.common import check_request  # noqa: PLC0415
+    from edgekit.pipeline.weights.common import check_request
 
     found = open_source(weights, None, check_data, progress).config
     out = []
@@ -119,9 +119,9 @@ def unfit_cells(weights: str, cells: list[ModelConfig], check_data: str | None =
 
 def transfer_model(backbone: Backbone, classes: int, name: str):
     """The backbone (layers shared with the source) with a new head of `classes` outputs."""
-    import keras  # noqa: PLC0415
+    import keras
 
-    from edgekit.pipeline.weights import feature_tensor  # noqa: PLC0415
+    from edgekit.pipeline.weights import feature_tensor
 
     x = keras.layers.Dropout(HEAD_DROPOUT, name=HEAD_LAYERS[0])(feature_tensor(backbone.model))
     out = keras.layers.Dense(classes, name=HEAD_LAYERS[1])(x)
@@ -130,7 +130,7 @@ def transfer_model(backbone: Backbone, classes: int, name: str):
 
 def backbone_weighted(model) -> list:
     """The backbone's layers with weights, input to output, BatchNorm left out (it stays frozen)."""
-    import keras  # noqa: PLC0415
+    import keras
 
     return [
         layer
@@ -160,7 +160,7 @@ def freeze_for_stage(model, stage: int, fine_tune: FineTune) -> list[str]:
 
 def as_policy(model, policy: str):
     """The same model with every layer computing under `policy` (float32 to save a mixed-precision run)."""
-    import keras  # noqa: PLC0415
+    import keras
 
     if all(getattr(layer.dtype_policy, "name", policy) == policy for layer in model.layers[1:]):
         return model

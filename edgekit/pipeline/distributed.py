@@ -84,7 +84,7 @@ def worker_dir(out: Path, cfg: dict) -> Path:
 
 def strategy():
     """MultiWorkerMirroredStrategy whose collectives give up on a lost worker instead of hanging."""
-    import tensorflow as tf  # noqa: PLC0415
+    import tensorflow as tf
 
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=collective_timeout_s())
     return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
@@ -96,8 +96,8 @@ def fit(model, train_ds, val_ds, *, strategy, epochs: int, initial_epoch: int, s
 
     `model` is compiled (its loss, optimizer and metrics are used); `train_ds` is batched at the
     global batch size and repeats; `val_ds` is evaluated whole on every worker."""
-    import keras  # noqa: PLC0415
-    import tensorflow as tf  # noqa: PLC0415
+    import keras
+    import tensorflow as tf
 
     loss_fn = model.loss
     loss_fn.reduction = None  # per example: compute_average_loss divides by the global batch
@@ -151,7 +151,7 @@ def fit(model, train_ds, val_ds, *, strategy, epochs: int, initial_epoch: int, s
 
 def _evaluate(model, val_ds) -> dict:
     """val_loss / val_top1 / val_top5 on the whole validation set, locally (no collectives)."""
-    import keras  # noqa: PLC0415
+    import keras
 
     loss = keras.losses.CategoricalCrossentropy(from_logits=True)
     top1 = keras.metrics.CategoricalAccuracy()
@@ -188,7 +188,7 @@ def launch_local(n: int, argv: list[str], out: Path, progress: Callable[[str], N
     the others' goes to OUT.workers/worker-I.log. Returns the chief's exit code (or the first failure)."""
     if n < 2:
         raise UsageError(f"--workers needs at least 2; received {n}")
-    import tensorflow as tf  # noqa: PLC0415
+    import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
     ports = _free_ports(n)
@@ -231,7 +231,7 @@ def launch_local(n: int, argv: list[str], out: Path, progress: Callable[[str], N
 
 def multi_host_hint(n: int, argv: list[str]) -> str:
     """How to run the same across hosts: one TF_CONFIG per host, the same command everywhere."""
-    import shlex  # noqa: PLC0415
+    import shlex
 
     hosts = [f"host{i + 1}:12345" for i in range(n)]
     lines = ["on several hosts, start the same command on each with its own task index (0 writes the run):"]

@@ -40,7 +40,7 @@ def build_source(cfg: ExportConfig) -> SourceModel:
     """Build a fresh model (random weights) or load `--weights`."""
     require_tensorflow()
     if cfg.weights:
-        from edgekit.pipeline.weights import load_weights  # noqa: PLC0415
+        from edgekit.pipeline.weights import load_weights
 
         return load_weights(cfg)
     labels = cfg.labels or default_labels(cfg.model.classes)
@@ -56,7 +56,7 @@ def export_bundle(
     extras: Callable | None = None,
 ) -> tuple[Path, dict]:
     """Run the whole export; returns (bundle folder, manifest). `max_drop`: see edgekit.pipeline.quantize."""
-    from edgekit.pipeline import litert_quant as lq  # noqa: PLC0415
+    from edgekit.pipeline import litert_quant as lq
 
     backends = {p: lq.backend_for(p, cfg.quantizer) for p in cfg.precisions}
     if "litert" in backends.values():
@@ -64,7 +64,7 @@ def export_bundle(
         if "int8" in cfg.precisions and backends["int8"] == "litert":
             lq.litert_recipe("int8", io=cfg.io)  # --io the LiteRT Quantizer cannot write: say so now
     tf = require_tensorflow()
-    from edgekit.converters import keras_tflite, tflite_metadata  # noqa: PLC0415
+    from edgekit.converters import keras_tflite, tflite_metadata
 
     progress("building model")
     src = build_source(cfg)
@@ -83,7 +83,7 @@ def export_bundle(
         # makes latency fine but verification meaningless: give BN the statistics of the inputs.
         recalibrate_batchnorm(model, calib.x)
     float_out = keras_predict(model, calib.x)
-    from edgekit.pipeline import quantize as qz  # noqa: PLC0415
+    from edgekit.pipeline import quantize as qz
 
     acc_data = qz.labelled_eval_data(src.eval_data, calib, src.labels)
     acc_float = keras_predict(model, acc_data[0]) if acc_data else None

@@ -85,18 +85,18 @@ def device_info(backend: str) -> dict:
     """{"type": "GPU", "name": ...} for the accelerator the backend computes on, else the CPU."""
     gpu = None
     if backend == "tensorflow":
-        import tensorflow as tf  # noqa: PLC0415
+        import tensorflow as tf
 
         gpus = tf.config.list_physical_devices("GPU")
         if gpus:
             gpu = tf.config.experimental.get_device_details(gpus[0]).get("device_name", gpus[0].name)
     elif backend == "torch":
-        import torch  # noqa: PLC0415
+        import torch
 
         if torch.cuda.is_available():
             gpu = torch.cuda.get_device_name(0)
     elif backend == "jax":
-        import jax  # noqa: PLC0415
+        import jax
 
         dev = jax.devices()[0]
         if dev.platform != "cpu":
@@ -107,12 +107,12 @@ def device_info(backend: str) -> dict:
 
 
 def versions(backend: str) -> dict:
-    import keras  # noqa: PLC0415
+    import keras
 
     module = sys.modules.get(backend) or __import__(backend)
     out = {"keras": keras.__version__, backend: getattr(module, "__version__", "?"), "numpy": np.__version__}
     if backend == "torch":
-        import torch  # noqa: PLC0415
+        import torch
 
         out["cuda"] = torch.version.cuda
     return out
@@ -121,16 +121,16 @@ def versions(backend: str) -> dict:
 def strict_float32(backend: str) -> None:
     """TF32 off: on Ampere+ GPUs the backends default to 10-bit-mantissa matmuls and convolutions."""
     if backend == "tensorflow":
-        import tensorflow as tf  # noqa: PLC0415
+        import tensorflow as tf
 
         tf.config.experimental.enable_tensor_float_32_execution(False)
     elif backend == "torch":
-        import torch  # noqa: PLC0415
+        import torch
 
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
     elif backend == "jax":
-        import jax  # noqa: PLC0415
+        import jax
 
         jax.config.update("jax_default_matmul_precision", "highest")
 
@@ -141,18 +141,18 @@ def strict_float32(backend: str) -> None:
 def _register_edgekit_layers() -> None:
     """edgekit's custom layers (ResNet option-A shortcut), when edgekit is importable."""
     try:
-        import edgekit.models.layers  # noqa: F401, PLC0415 - registers them for deserialisation
+        import edgekit.models.layers  # noqa: F401 - registers them for deserialisation
     except ImportError:
         pass
 
 
 def load(path: str, precision: str = "float32"):
-    import keras  # noqa: PLC0415
+    import keras
 
     _register_edgekit_layers()
     try:
         model = keras.models.load_model(path, compile=False)
-    except Exception as exc:  # noqa: BLE001 - keras raises many kinds for a bad file
+    except Exception as exc:
         raise ReferenceFailure(
             f"{path} cannot be loaded as a Keras model ({exc.__class__.__name__}: {str(exc)[:200]})", EXIT_MODEL
         ) from None
@@ -161,7 +161,7 @@ def load(path: str, precision: str = "float32"):
 
 def with_policy(model, precision: str):
     """The same model and weights under a mixed-precision dtype policy (not the reference)."""
-    import keras  # noqa: PLC0415
+    import keras
 
     if precision not in PRECISIONS:
         raise ReferenceFailure(f"precision must be one of {', '.join(PRECISIONS)}; received {precision!r}", EXIT_USAGE)
@@ -285,7 +285,7 @@ def run(argv=None) -> dict:
     except (OSError, ValueError, KeyError) as exc:
         raise ReferenceFailure(f"--inputs {a.inputs}: not an .npz with x ({exc})", EXIT_INPUT) from None
     try:
-        import keras  # noqa: PLC0415 - reads KERAS_BACKEND and imports the backend now
+        import keras
     except ImportError as exc:
         raise ReferenceFailure(f"Keras cannot use the {backend} backend ({exc})", EXIT_DEPENDENCY) from None
     if keras.backend.backend() != backend:  # keras was imported before KERAS_BACKEND was read

@@ -89,7 +89,7 @@ def record(backend: str, precision: str, *, per_channel: bool = True, io: str = 
 def litert_search(float_tflite: bytes, recipe: tq.Recipe, calib: np.ndarray) -> Callable:
     """--max-drop through the LiteRT Quantizer, for edgekit.pipeline.quantize.export_accuracy: ops are
     ranked by their int8 error against the float model, then re-quantized with the worst in float."""
-    from edgekit.pipeline import quantize as qz  # noqa: PLC0415
+    from edgekit.pipeline import quantize as qz
 
     def search(int8: bytes, **kw) -> tuple[bytes, dict]:
         return qz.search_budget(
@@ -119,14 +119,14 @@ def quantize_file(
 
     Preprocessing comes from the model (embedded metadata, else [-1, 1] at its input size); the
     result is checked against the float model on the calibration images, as export checks its own."""
-    from pathlib import Path  # noqa: PLC0415
+    from pathlib import Path
 
-    from edgekit.bundle.manifest import sha256_file  # noqa: PLC0415
-    from edgekit.converters import tflite_file  # noqa: PLC0415
-    from edgekit.data.datasets import load_calibration  # noqa: PLC0415
-    from edgekit.device_scripts import edgelib  # noqa: PLC0415
-    from edgekit.errors import ModelFileError  # noqa: PLC0415
-    from edgekit.pipeline.verify import verify  # noqa: PLC0415
+    from edgekit.bundle.manifest import sha256_file
+    from edgekit.converters import tflite_file
+    from edgekit.data.datasets import load_calibration
+    from edgekit.device_scripts import edgelib
+    from edgekit.errors import ModelFileError
+    from edgekit.pipeline.verify import verify
 
     src = Path(path)
     try:

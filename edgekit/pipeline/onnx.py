@@ -54,7 +54,7 @@ class ConvertConfig:
         bad = [p for p in self.precisions if p not in PRECISIONS]
         if bad or not self.precisions:
             raise UsageError(f"--quantize must be among {', '.join(PRECISIONS)}; received {self.precisions}")
-        from edgekit.converters.onnx_tflite import BACKENDS  # noqa: PLC0415
+        from edgekit.converters.onnx_tflite import BACKENDS
 
         if self.backend not in BACKENDS:
             raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}; received {self.backend!r}")
@@ -67,7 +67,7 @@ class ConvertConfig:
 
 def onnx_call(fn, *args, **kwargs):
     """Call an ONNX helper, turning its errors into edgekit's (one line + exit code)."""
-    from edgekit.converters.onnx_check import MissingOnnxPackage, OnnxModelError  # noqa: PLC0415
+    from edgekit.converters.onnx_check import MissingOnnxPackage, OnnxModelError
 
     try:
         return fn(*args, **kwargs)
@@ -79,7 +79,7 @@ def onnx_call(fn, *args, **kwargs):
 
 def convert_bundle(cfg: ConvertConfig, progress: Progress = lambda _m: None) -> tuple[Path, dict]:
     """The whole ONNX import; returns (bundle folder, manifest)."""
-    from edgekit.converters import onnx_check, onnx_keras  # noqa: PLC0415
+    from edgekit.converters import onnx_check, onnx_keras
 
     progress("loading ONNX model")
     model = onnx_call(onnx_check.load, cfg.onnx)
@@ -115,7 +115,7 @@ def convert_bundle(cfg: ConvertConfig, progress: Progress = lambda _m: None) -> 
     converted = _run_backend(backend, model, precisions, cfg, calib, inputs[0].name, name, progress)
     convert_s = time.perf_counter() - t0
 
-    from edgekit.converters import tflite_metadata  # noqa: PLC0415
+    from edgekit.converters import tflite_metadata
 
     meta = {
         "schema_version": SCHEMA_VERSION,
@@ -135,7 +135,7 @@ def convert_bundle(cfg: ConvertConfig, progress: Progress = lambda _m: None) -> 
         ver = verify_against_onnx(ref, data, calib, p, cfg.min_agreement)
         ver["size_ratio_vs_float32"] = round(len(flat) / len(converted.tflite["float32"]), 4)
         ver["convert_s"] = round(convert_s, 2)
-        from edgekit.bundle.writer import io_details  # noqa: PLC0415
+        from edgekit.bundle.writer import io_details
 
         entries.append(
             {
@@ -150,7 +150,7 @@ def convert_bundle(cfg: ConvertConfig, progress: Progress = lambda _m: None) -> 
         )
     manifest = _manifest(cfg, name, meta, labels, calib, entries, converted, model)
     progress("writing bundle")
-    from edgekit.bundle.writer import write_bundle  # noqa: PLC0415
+    from edgekit.bundle.writer import write_bundle
 
     write_bundle(
         out, manifest, entries, converted.keras_model, labels, {ONNX_FILE: Path(cfg.onnx).read_bytes()}
@@ -184,7 +184,7 @@ def _float32_first(precisions) -> list[str]:
 
 
 def _pick_backend(requested: str, model) -> str:
-    from edgekit.converters import onnx_keras, onnx_onnx2tf, onnx_onnxtf  # noqa: PLC0415
+    from edgekit.converters import onnx_keras, onnx_onnx2tf, onnx_onnxtf
 
     if requested == "onnx-tf":
         st = onnx_onnxtf.status()
@@ -215,7 +215,7 @@ def _pick_backend(requested: str, model) -> str:
 def _run_backend(
     backend, model, precisions, cfg: ConvertConfig, calib: ImageBatch, input_name, name, progress
 ):
-    from edgekit.converters import keras_tflite, onnx_keras, onnx_onnx2tf, onnx_tflite  # noqa: PLC0415
+    from edgekit.converters import keras_tflite, onnx_keras, onnx_onnx2tf, onnx_tflite
 
     def rep():
         for i in range(calib.x.shape[0]):
@@ -242,7 +242,7 @@ def _run_backend(
 
 
 def _run_onnxtf(cfg: ConvertConfig, precisions, rep, progress):
-    from edgekit.converters import keras_tflite, onnx_onnxtf, onnx_tflite  # noqa: PLC0415
+    from edgekit.converters import keras_tflite, onnx_onnxtf, onnx_tflite
 
     progress("converting with onnx-tf")
     with tempfile.TemporaryDirectory(prefix="edgekit-onnxtf-") as tmp:
@@ -275,20 +275,20 @@ def _model_block(model, converted, h: int, w: int, classes: int) -> dict:
         "input_shape": [1, h, w, 3],
     }
     if converted.keras_model is not None:
-        from edgekit.models.counting import count_macs  # noqa: PLC0415
+        from edgekit.models.counting import count_macs
 
         try:
             block["macs"] = count_macs(converted.keras_model)
-        except Exception:  # noqa: BLE001 - counting covers the zoo's layers; unknown ones leave None
+        except Exception:
             block["macs"] = None
     return block
 
 
 def _manifest(cfg, name, meta, labels, calib, entries, converted, model) -> dict:
-    import tensorflow as tf  # noqa: PLC0415
+    import tensorflow as tf
 
-    from edgekit.bundle.writer import FLOAT_MODEL, calibration_record, host_record, versions  # noqa: PLC0415
-    from edgekit.converters import onnx_check  # noqa: PLC0415
+    from edgekit.bundle.writer import FLOAT_MODEL, calibration_record, host_record, versions
+    from edgekit.converters import onnx_check
 
     versions = versions(tf)
     for dist in ("onnx", "onnxruntime"):
@@ -322,7 +322,7 @@ def _manifest(cfg, name, meta, labels, calib, entries, converted, model) -> dict
 
 
 def dist_version(dist: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+    from importlib.metadata import PackageNotFoundError, version
 
     try:
         return version(dist)
@@ -335,7 +335,7 @@ def dist_version(dist: str) -> str | None:
 
 def install_backend(name: str, progress: Progress = lambda _m: None) -> dict:
     """Create an isolated back-end environment (explicit `--install-backend`)."""
-    from edgekit.converters import onnx_onnx2tf  # noqa: PLC0415
+    from edgekit.converters import onnx_onnx2tf
 
     if name != "onnx2tf":
         raise UsageError(f"--install-backend supports onnx2tf only; received {name!r}")

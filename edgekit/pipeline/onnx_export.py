@@ -30,11 +30,11 @@ def onnx_extras(precisions) -> Callable:
 
 def export_onnx(model, calib: ImageBatch, name: str, precisions, progress: Progress = lambda _m: None):
     """(manifest additions, {file name: bytes}) with the Keras `model` as ONNX."""
-    from edgekit.converters import keras_onnx, onnx_check, onnx_quantize  # noqa: PLC0415
-    from edgekit.pipeline.verify import correlation, keras_predict  # noqa: PLC0415
+    from edgekit.converters import keras_onnx, onnx_check, onnx_quantize
+    from edgekit.pipeline.verify import correlation, keras_predict
 
     try:
-        import tf2onnx  # noqa: F401, PLC0415
+        import tf2onnx  # noqa: F401
     except ImportError as exc:
         raise DependencyError(
             f"tf2onnx is not installed ({exc})", hint="pip install 'edgekit[onnx]'"

@@ -54,8 +54,8 @@ def verify_against_onnx(
     ref: list[np.ndarray], tflite: bytes, calib: ImageBatch, precision: str, min_agreement: float
 ) -> dict:
     """LiteRT on the `.tflite` vs ONNX Runtime on the ONNX model, same images, every output."""
-    from edgekit.converters import onnx_tflite  # noqa: PLC0415
-    from edgekit.pipeline.verify import correlation  # noqa: PLC0415
+    from edgekit.converters import onnx_tflite
+    from edgekit.pipeline.verify import correlation
 
     outs = _litert_outputs(tflite, calib.x)
     if len(outs) != len(ref):
@@ -115,7 +115,7 @@ def verify_against_onnx(
 
 def _int8_gate(main: dict, calib: ImageBatch, min_agreement: float) -> dict:
     """Judge an int8 model's agreement (binomial gate) and output correlation; raise when refused."""
-    from edgekit.pipeline.verify import MIN_OUTPUT_CORRELATION  # noqa: PLC0415
+    from edgekit.pipeline.verify import MIN_OUTPUT_CORRELATION
 
     n = int(calib.x.shape[0])
     out = {"min_agreement": min_agreement, "agreement_alpha": INT8_AGREEMENT_ALPHA}

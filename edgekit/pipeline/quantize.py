@@ -99,9 +99,9 @@ def int8_report(float_out: np.ndarray, q_out: np.ndarray, y: np.ndarray, source:
 
 def rank_layers(saved_model: str, calib: np.ndarray, *, per_channel: bool = True) -> list[dict]:
     """Ops of the int8 model, worst quantization error first (QuantizationDebugger statistics)."""
-    import tensorflow as tf  # noqa: PLC0415
+    import tensorflow as tf
 
-    from edgekit.converters import keras_tflite  # noqa: PLC0415
+    from edgekit.converters import keras_tflite
 
     x = calib[:DEBUG_IMAGES]
     debugger = tf.lite.experimental.QuantizationDebugger(
@@ -131,9 +131,9 @@ def selective_model(
     saved_model: str, calib: np.ndarray, denylist: list[str], *, per_channel: bool = True
 ) -> bytes:
     """int8 model with the named ops kept in float (float32 I/O, see the module note)."""
-    import tensorflow as tf  # noqa: PLC0415
+    import tensorflow as tf
 
-    from edgekit.converters import keras_tflite  # noqa: PLC0415
+    from edgekit.converters import keras_tflite
 
     opts = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(denylist))
     debugger = tf.lite.experimental.QuantizationDebugger(
@@ -275,9 +275,9 @@ def search_budget(
 
 
 def _converter(saved_model: str, calib: np.ndarray, per_channel: bool):
-    import tensorflow as tf  # noqa: PLC0415
+    import tensorflow as tf
 
-    from edgekit.converters import keras_tflite  # noqa: PLC0415
+    from edgekit.converters import keras_tflite
 
     conv = tf.lite.TFLiteConverter.from_saved_model(saved_model)
     keras_tflite.configure(
@@ -306,8 +306,8 @@ def labelled_eval_data(eval_data, calib, labels) -> tuple[np.ndarray, np.ndarray
 
     Held-out images from a run come first; otherwise labelled calibration images (class folders or
     builtin:NAME) whose class names are among the model's labels."""
-    from edgekit.data.datasets import align_labels  # noqa: PLC0415
-    from edgekit.errors import InputDataError  # noqa: PLC0415
+    from edgekit.data.datasets import align_labels
+    from edgekit.errors import InputDataError
 
     for batch, what in ((eval_data, "held-out"), (calib, "calibration images")):
         if batch is None or batch.y is None or not len(batch.y):
@@ -336,7 +336,7 @@ def export_accuracy(
 
     `search` is the back end's budget search (same arguments as fit_budget's after `int8`); the
     converter's QuantizationDebugger search when None."""
-    from edgekit.errors import UsageError  # noqa: PLC0415
+    from edgekit.errors import UsageError
 
     if data is None:
         raise UsageError(

@@ -69,7 +69,7 @@ class Target:
 
 
 def open_target(target: str, labels_file: str | None = None) -> Target:
-    from edgekit.bundle.manifest import (  # noqa: PLC0415
+    from edgekit.bundle.manifest import (
         LABELS,
         MANIFEST,
         bundle_labels,
@@ -91,7 +91,7 @@ def open_target(target: str, labels_file: str | None = None) -> Target:
             "bundle", p, labels, m["preprocessing"], keras_path if keras_path.is_file() else None, tfl, m
         )
     if p.is_dir() and (p / "run.json").is_file():
-        from edgekit.bundle.runfolder import MODEL_FILE, load_samples, read_run  # noqa: PLC0415
+        from edgekit.bundle.runfolder import MODEL_FILE, load_samples, read_run
 
         run = read_run(p)
         samples = load_samples(p) or {}
@@ -132,7 +132,7 @@ def evaluate(
 
     The float reference runs with Keras on `backend` (tensorflow here, jax/torch in a subprocess) and
     is timed as the host .tflite is (batch-1 latency, throughput at `timing.batch`)."""
-    from edgekit.data import datasets as D  # noqa: PLC0415
+    from edgekit.data import datasets as D
 
     check_backend(backend, precision)
     timing = timing or Timing()
@@ -192,8 +192,8 @@ def evaluate(
     if "reference" in outs and "tflite" in outs:
         result.update(compare(outs["reference"], outs["tflite"], result["reference"], result["tflite"]))
     if t.kind == "bundle" and write:
-        from edgekit.bundle.atomic import write_json_atomic  # noqa: PLC0415
-        from edgekit.bundle.manifest import bundle_id  # noqa: PLC0415
+        from edgekit.bundle.atomic import write_json_atomic
+        from edgekit.bundle.manifest import bundle_id
 
         ref = {**result, "bundle_id": bundle_id(t.manifest)}
         for k, v in outs.items():  # per-image predictions, so a device run can be compared image by image
@@ -232,8 +232,8 @@ def _guess_prep(tfl_model, keras_model) -> dict:
 
 def _convert_int8(keras_model, t: Target, x_eval: np.ndarray, prep: dict):
     """A run or a bare .keras has no .tflite yet: make the int8 one export would make."""
-    from edgekit.converters import keras_tflite  # noqa: PLC0415
-    from edgekit.data.datasets import normalise  # noqa: PLC0415
+    from edgekit.converters import keras_tflite
+    from edgekit.data.datasets import normalise
 
     if t.calib_x is not None and len(t.calib_x):
         calib = normalise(t.calib_x[:100], prep)
@@ -256,7 +256,7 @@ def recorded_view(result: dict) -> dict:
 
 
 def check_data_spec(data: str) -> None:
-    from edgekit.data.datasets import is_builtin  # noqa: PLC0415
+    from edgekit.data.datasets import is_builtin
 
     if not is_builtin(data) and not Path(data).exists():
         raise InputDataError(

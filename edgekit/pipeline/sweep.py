@@ -105,14 +105,14 @@ def sweep_key(cfg: SweepConfig, model_cfg, point: Point) -> str:
 
 
 def _model_config(cfg: SweepConfig, point: Point, classes: int):
-    from edgekit.models import resolve_config  # noqa: PLC0415
+    from edgekit.models import resolve_config
 
     return resolve_config(cfg.model, alpha=point.alpha, resolution=point.resolution, classes=classes)
 
 
 def run_sweep(cfg: SweepConfig, progress: Progress = lambda _m: None) -> dict:
     """The whole sweep; returns the summary (grid, Pareto table, best within budget, timings)."""
-    from edgekit.results.store import open_store  # noqa: PLC0415
+    from edgekit.results.store import open_store
 
     t_start = time.perf_counter()
     labels = _data_labels(cfg.data) if cfg.data else ()
@@ -122,11 +122,11 @@ def run_sweep(cfg: SweepConfig, progress: Progress = lambda _m: None) -> dict:
             f"--classes {cfg.classes} disagrees with the {len(labels)} class folders in {cfg.data}"
         )
     points = [Point(a, r) for a in cfg.alphas for r in cfg.resolutions]
-    from edgekit.models import variant_name  # noqa: PLC0415
+    from edgekit.models import variant_name
 
     cells_skipped = []
     if cfg.weights:  # only the cells the weights fit (for imagenet: those with published weights)
-        from edgekit.pipeline.backbone import unfit_cells  # noqa: PLC0415
+        from edgekit.pipeline.backbone import unfit_cells
 
         why = unfit_cells(cfg.weights, [_model_config(cfg, p, classes) for p in points], cfg.data, progress)
         for point, reason in zip(points, why, strict=True):
@@ -197,9 +197,9 @@ class _Recorder:
         return self.store.has_sweep_run(key, device, kind)
 
     def add(self, kind: str, result, *, manifest=None, device=None) -> None:
-        import sqlite3  # noqa: PLC0415
+        import sqlite3
 
-        from edgekit.results.unrecorded import keep  # noqa: PLC0415
+        from edgekit.results.unrecorded import keep
 
         try:
             self.store.add(kind, result, manifest=manifest, device=device)
@@ -218,12 +218,12 @@ def _measure(
 
     if cfg.data and not (bundle / "reference.json").is_file():
         # the desktop float reference (and host .tflite), timed: what every device result is set against
-        from edgekit.pipeline.reference import evaluate as desktop_eval  # noqa: PLC0415
-        from edgekit.pipeline.reference_speed import Timing  # noqa: PLC0415
+        from edgekit.pipeline.reference import evaluate as desktop_eval
+        from edgekit.pipeline.reference_speed import Timing
 
         step("desktop reference (float Keras and host TFLite)")
-        from edgekit.pipeline.reference import recorded_view  # noqa: PLC0415
-        from edgekit.results.unrecorded import record_or_keep  # noqa: PLC0415
+        from edgekit.pipeline.reference import recorded_view
+        from edgekit.results.unrecorded import record_or_keep
 
         res, man = desktop_eval(str(bundle), cfg.val_data or cfg.data, progress=step, timing=Timing(min_seconds=0.2))
         record_or_keep("eval", {**recorded_view(res), "sweep": {"key": key}}, manifest=man, db=cfg.db)
@@ -246,8 +246,8 @@ def _bundle(
     cfg: SweepConfig, mcfg, key: str, labels, tag: str, progress: Progress, store
 ) -> tuple[Path, dict]:
     """The int8 bundle for one configuration: reused when this sweep key already exported it."""
-    from edgekit.bundle.manifest import read_manifest, verify_checksums  # noqa: PLC0415
-    from edgekit.models import variant_name  # noqa: PLC0415
+    from edgekit.bundle.manifest import read_manifest, verify_checksums
+    from edgekit.models import variant_name
 
     out = Path(cfg.output) / variant_name(mcfg)
     marker = out / "sweep.json"
@@ -256,8 +256,8 @@ def _bundle(
         if not verify_checksums(out, manifest):
             progress(f"{tag}: reusing bundle {out}")
             return out, manifest
-    from edgekit.config import ExportConfig  # noqa: PLC0415
-    from edgekit.pipeline.export import export_bundle  # noqa: PLC0415
+    from edgekit.config import ExportConfig
+    from edgekit.pipeline.export import export_bundle
 
     weights = None
     if cfg.data and cfg.epochs > 0:
@@ -284,11 +284,11 @@ def train(cfg: SweepConfig, mcfg, run_dir: Path, progress: Progress) -> str:
 
     A finished run folder from an interrupted sweep is reused; a started one is resumed.
     """
-    from edgekit.bundle.runfolder import RUN_JSON  # noqa: PLC0415
-    from edgekit.config import WeightsRequest  # noqa: PLC0415
-    from edgekit.pipeline.backbone import HEAD_LR  # noqa: PLC0415
-    from edgekit.pipeline.train import TrainConfig  # noqa: PLC0415
-    from edgekit.pipeline.transfer import run_training  # noqa: PLC0415
+    from edgekit.bundle.runfolder import RUN_JSON
+    from edgekit.config import WeightsRequest
+    from edgekit.pipeline.backbone import HEAD_LR
+    from edgekit.pipeline.train import TrainConfig
+    from edgekit.pipeline.transfer import run_training
 
     if (run_dir / RUN_JSON).is_file():
         return str(run_dir)
@@ -313,13 +313,13 @@ def train(cfg: SweepConfig, mcfg, run_dir: Path, progress: Progress) -> str:
 
 
 def _fine_tune(cfg: SweepConfig) -> str:
-    from edgekit.pipeline.backbone import DEFAULT_FINE_TUNE  # noqa: PLC0415
+    from edgekit.pipeline.backbone import DEFAULT_FINE_TUNE
 
     return cfg.fine_tune or DEFAULT_FINE_TUNE
 
 
 def _data_labels(data: str) -> tuple[str, ...]:
-    from edgekit.errors import InputDataError  # noqa: PLC0415
+    from edgekit.errors import InputDataError
 
     root = Path(data)
     if not root.is_dir():
@@ -337,7 +337,7 @@ def profile(
     bundle: Path, manifest: dict, device: str, cfg: SweepConfig, progress: Progress
 ) -> tuple[dict, dict]:
     """profile_latency.py on the device through edgekit.devices.jobs; (result to record, device description)."""
-    from edgekit.devices import jobs, resolve  # noqa: PLC0415
+    from edgekit.devices import jobs, resolve
 
     target = resolve.resolve_device(device)
     try:
@@ -348,7 +348,7 @@ def profile(
         docs = jobs.profile(target, refs, settings, progress=progress)
     finally:
         target.close()
-    from edgekit.results.comparison import as_dict, for_profile  # noqa: PLC0415
+    from edgekit.results.comparison import as_dict, for_profile
 
     doc = docs[0]
     rows = jobs.profile_rows(docs)
@@ -371,7 +371,7 @@ def evaluate(
     bundle: Path, manifest: dict, device: str, cfg: SweepConfig, progress: Progress
 ) -> tuple[dict, dict]:
     """eval_images.py on the device over the validation images (or --data), through edgekit.devices.jobs."""
-    from edgekit.devices import jobs, resolve  # noqa: PLC0415
+    from edgekit.devices import jobs, resolve
 
     target = resolve.resolve_device(device)
     data = cfg.val_data or cfg.data
@@ -390,7 +390,7 @@ def evaluate(
         "data_note": None if cfg.val_data else "evaluated on --data itself (training images included)",
         "device_result": doc,
     }
-    from edgekit.results.comparison import device_eval_fields  # noqa: PLC0415
+    from edgekit.results.comparison import device_eval_fields
 
     result.update(device_eval_fields(bundle, doc))
     return result, doc.get("device") or {"name": device}
@@ -401,8 +401,8 @@ def evaluate(
 
 def summarize(store, keys: list[str], cfg: SweepConfig) -> dict:
     """Grid (α × resolution per device), Pareto front and the pick within the budget."""
-    from edgekit.results.comparison import merged  # noqa: PLC0415
-    from edgekit.results.pareto import best_within, is_emulated, pareto_front  # noqa: PLC0415
+    from edgekit.results.comparison import merged
+    from edgekit.results.pareto import best_within, is_emulated, pareto_front
 
     cells: dict[tuple[str, str], dict] = {}
     references = []  # the desktop evals (device "host"): the reference of each cell, not a cell

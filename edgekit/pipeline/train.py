@@ -26,7 +26,7 @@ from edgekit.bundle.runfolder import MODEL_FILE, RUN_JSON, SAMPLES
 from edgekit.config import ModelConfig, Preprocessing, WeightsRequest
 from edgekit.data import datasets as D
 from edgekit.data import tfdata
-from edgekit.errors import DependencyError, InputDataError, UsageError, require_tensorflow
+from edgekit.errors import InputDataError, UsageError, require_tensorflow
 from edgekit.pipeline import distributed
 from edgekit.pipeline.backbone import DEFAULT_FINE_TUNE, FineTune
 from edgekit.pipeline.metrics import scores
@@ -36,15 +36,6 @@ SCHEDULES = ("cosine", "step")
 OPTIMIZERS = ("adamw", "sgd")
 # samples.npz stays small: at 224 px these caps keep it under ~50 MB.
 CALIB_KEEP, VAL_KEEP, SAMPLE_BYTES = 200, 1000, 48 << 20
-
-QAT_REASON = (
-    "quantization-aware training is not available with Keras 3: tensorflow-model-optimization 0.8.1 "
-    "accepts only tf_keras (Keras 2) models (quantize_model rejects a Keras 3 model with "
-    "'`to_quantize` can only either be a keras Sequential or Functional model'), switches the process to "
-    "Keras 2 when imported, and tf-keras pulls in the full tensorflow wheel; use `edgekit export "
-    "--max-drop` (selective quantization) instead"
-)
-
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -65,7 +56,6 @@ class TrainConfig:
     patience: int = 5  # early stopping on validation top-1; 0 disables
     augment: bool = True
     mixed_precision: bool | None = None  # None: on when a GPU is used
-    qat: bool = False
     # transfer learning (edgekit.pipeline.transfer): pretrained weights, stage 2 of the fine-tune
     weights: str | None = None
     weights_request: WeightsRequest | None = None  # flags given beside --weights, checked against them
@@ -120,9 +110,9 @@ def select_device(mixed: bool | None):
     """(strategy, device record). GPU with mixed precision when present; several GPUs mirror;
     TF_CONFIG (several machines) uses MultiWorkerMirroredStrategy, TensorFlow's own distribution."""
     tf = require_tensorflow()
-    import keras  # noqa: PLC0415
+    import keras
 
-    from edgekit.device_scripts import edgelib  # noqa: PLC0415
+    from edgekit.device_scripts import edgelib
 
     gpus = tf.config.list_physical_devices("GPU")
     if distributed.tf_config() is not None:
@@ -192,7 +182,7 @@ def prepare_data(cfg: TrainConfig, size: tuple[int, int], progress: Progress) ->
 
 
 def _screen(ds: D.LabeledSet) -> tuple[str, ...]:
-    from edgekit.device_scripts import edgelib  # noqa: PLC0415
+    from edgekit.device_scripts import edgelib
 
     bad = []
     for i in range(len(ds)):
@@ -223,8 +213,6 @@ def train(
     """Train and write the run folder; returns the run summary (run.json).
 
     With `resume`, the run's saved config is used; `resume_epochs` may extend it."""
-    if cfg.qat:
-        raise DependencyError(QAT_REASON)
     cluster = distributed.tf_config()
     out = Path(cfg.output)
     if not distributed.is_chief(cluster):  # the chief writes the run; the others only their checkpoints
@@ -252,10 +240,10 @@ def train(
     splits = prepare_data(cfg, (res, res), progress)  # before TensorFlow: bad data fails fast
 
     tf = require_tensorflow()
-    import keras  # noqa: PLC0415
+    import keras
 
-    from edgekit.models import build_model, resolve_config  # noqa: PLC0415
-    from edgekit.models.batchnorm import recalibrate_batchnorm  # noqa: PLC0415
+    from edgekit.models import build_model, resolve_config
+    from edgekit.models.batchnorm import recalibrate_batchnorm
 
     keras.utils.set_random_seed(cfg.seed)
     strategy, device = select_device(cfg.mixed_precision)
@@ -425,7 +413,7 @@ def run_header(cfg: TrainConfig, mcfg: ModelConfig, num_classes: int, prep: Prep
 def _fast_bn(model):
     """Moving statistics that follow the weights within ~20 steps (Keras' 0.99 needs hundreds, so
     validation during a short run sees stale statistics and stays at chance)."""
-    from edgekit.models.batchnorm import batchnorm_layers  # noqa: PLC0415
+    from edgekit.models.batchnorm import batchnorm_layers
 
     for bn in batchnorm_layers(model):
         bn.momentum = min(bn.momentum, BN_MOMENTUM)
@@ -434,9 +422,9 @@ def _fast_bn(model):
 
 def _tensorboard(log_dir: Path) -> list:
     """TensorBoard logs when tensorboard is installed (tensorflow-cpu does not depend on it)."""
-    import importlib.util  # noqa: PLC0415
+    import importlib.util
 
-    import keras  # noqa: PLC0415
+    import keras
 
     if importlib.util.find_spec("tensorboard") is None:
         return []
@@ -447,14 +435,14 @@ def _training_model(model, mixed: bool):
     """Under mixed precision the logits are float16: add a float32 cast for a stable loss."""
     if not mixed:
         return model
-    import keras  # noqa: PLC0415
+    import keras
 
     out = keras.layers.Activation("linear", dtype="float32", name="logits_float32")(model.output)
     return keras.Model(model.input, out, name=model.name)
 
 
 def _optimizer(cfg: TrainConfig, steps_per_epoch: int):
-    import keras  # noqa: PLC0415
+    import keras
 
     total = max(1, cfg.epochs * steps_per_epoch)
     if cfg.schedule == "cosine":
@@ -507,7 +495,7 @@ def _callbacks(progress: Progress, cfg: TrainConfig, state_path: Path, history_p
     """Progress lines, plus history.json and checkpoints/state.json after every epoch (for --resume).
 
     Defined here so that importing this module does not import Keras."""
-    import keras  # noqa: PLC0415
+    import keras
 
     class ProgressLines(keras.callbacks.Callback):
         t0 = 0.0

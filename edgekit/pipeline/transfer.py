@@ -52,7 +52,7 @@ def run_training(cfg, progress=lambda _m: None, resume: bool = False, resume_epo
     """`edgekit train`: from pretrained weights (here) when `cfg.weights` is set or the run being
     resumed had them, else from scratch (edgekit.pipeline.train.train). Returns run.json."""
     if cfg.weights or (resume and is_transfer_run(cfg.output)):
-        from edgekit.pipeline.distributed import tf_config  # noqa: PLC0415
+        from edgekit.pipeline.distributed import tf_config
 
         if tf_config() is not None:  # its two Keras `fit` stages do not run under MultiWorkerMirroredStrategy
             raise UsageError(
@@ -102,9 +102,9 @@ def train_transfer(cfg, progress, resume: bool = False, resume_epochs: int | Non
     cfg = replace(cfg, model=mcfg)
 
     tf = require_tensorflow()
-    import keras  # noqa: PLC0415
+    import keras
 
-    from edgekit.models import variant_name  # noqa: PLC0415
+    from edgekit.models import variant_name
 
     keras.utils.set_random_seed(cfg.seed)
     strategy, device = T.select_device(cfg.mixed_precision)
@@ -172,7 +172,7 @@ class _Stages:
         self.ck = out / "checkpoints"
 
     def run(self, stage: int, model, resumed: bool) -> None:
-        import keras  # noqa: PLC0415
+        import keras
 
         cfg = self.cfg
         lr = cfg.lr if stage == 1 else (cfg.fine_tune_lr or cfg.lr * FINE_TUNE_LR_FACTOR)
@@ -222,7 +222,7 @@ class _Stages:
 
     def _lines(self, stage: int, start: int, epochs: int):
         """Progress lines, history.json and state.json after every epoch (for --resume)."""
-        import keras  # noqa: PLC0415
+        import keras
 
         run = self
 

@@ -397,6 +397,6 @@ def merged(speed: dict | None, accuracy: dict | None) -> Comparison | None:
     acc = Comparison.from_dict(accuracy)
     keys = ("top1", "reference_top1", "top1_change_points", "agreement", "host_tflite_top1_change_points",
             "host_tflite_agreement", "matched_images")  # fmt: skip
-    from dataclasses import replace  # noqa: PLC0415
+    from dataclasses import replace
 
     return replace(base, **{k: getattr(acc, k) for k in keys}, notes=tuple(dict.fromkeys(base.notes + acc.notes)))

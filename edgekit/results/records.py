@@ -7,6 +7,11 @@ The store (edgekit.results.store) calls `extract` on every insert; the report re
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field, fields
+
+# the kinds of run the store records (one table row each); every record carries one
+KINDS = ("export", "eval", "profile", "camera")
+
 
 def _get(d, *paths, default=None):
     for path in paths:
@@ -65,33 +70,66 @@ def profile_entries(result) -> list[dict]:
 
 
 
-def _measurement(e: dict) -> dict:
-    lat = e.get("latency_ms") if isinstance(e.get("latency_ms"), dict) else {}
-    # Figures per batch; a per-image block is optional and not what the columns hold.
-    return {
-        "precision": _get(e, "precision", "model.precision"),
-        "threads": _int(e.get("threads")),
-        "batch": _int(e.get("batch")) or 1,
-        **{f"{k}_ms": _num(lat.get(k)) for k in ("p50", "p90", "p99", "mean", "std", "min", "max")},
-        "images_per_s": _num(_get(e, "images_per_s", "throughput.images_per_s")),
-        "init_ms": _num(_get(e, "init_ms", "init.ms")),
-        "first_inference_ms": _num(e.get("first_inference_ms")),
-        "peak_rss_bytes": _int(_get(e, "peak_rss_bytes", "memory.peak_rss_bytes"))
-        or (int(e["peak_rss_mb"] * 2**20) if _num(e.get("peak_rss_mb")) else None),
-        "model_size_bytes": _int(_get(e, "model_size_bytes", "size_bytes")),
-    }
+@dataclass(frozen=True)
+class Measurement:
+    """One profiled setting (precision x threads x batch): the figures per batch, as `measurements` holds."""
+
+    precision: str | None = None
+    threads: int | None = None
+    batch: int = 1
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    mean_ms: float | None = None
+    std_ms: float | None = None
+    min_ms: float | None = None
+    max_ms: float | None = None
+    images_per_s: float | None = None
+    init_ms: float | None = None
+    first_inference_ms: float | None = None
+    peak_rss_bytes: int | None = None
+    model_size_bytes: int | None = None
+
+    @classmethod
+    def from_entry(cls, e: dict) -> Measurement:
+        """From one per-setting object of a profile or camera result, whatever its producer."""
+        lat = e.get("latency_ms") if isinstance(e.get("latency_ms"), dict) else {}
+        # Figures per batch; a per-image block is optional and not what the columns hold.
+        return cls(
+            precision=_str(_get(e, "precision", "model.precision")),
+            threads=_int(e.get("threads")),
+            batch=_int(e.get("batch")) or 1,
+            **{f"{k}_ms": _num(lat.get(k)) for k in ("p50", "p90", "p99", "mean", "std", "min", "max")},
+            images_per_s=_num(_get(e, "images_per_s", "throughput.images_per_s")),
+            init_ms=_num(_get(e, "init_ms", "init.ms")),
+            first_inference_ms=_num(e.get("first_inference_ms")),
+            peak_rss_bytes=_int(_get(e, "peak_rss_bytes", "memory.peak_rss_bytes"))
+            or (int(e["peak_rss_mb"] * 2**20) if _num(e.get("peak_rss_mb")) else None),
+            model_size_bytes=_int(_get(e, "model_size_bytes", "size_bytes")),
+        )
+
+    @classmethod
+    def from_row(cls, row: dict) -> Measurement:
+        """From a `measurements` table row (its run_id and idx are the store's, not the measurement's)."""
+        return cls(**{f.name: row.get(f.name) for f in fields(cls) if f.name in row})
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+MEASUREMENT_COLUMNS = tuple(f.name for f in fields(Measurement))
 
 
 
-def headline(measurements: list[dict], precision: str | None) -> dict | None:
+def headline(measurements: list[Measurement], precision: str | None) -> Measurement | None:
     """The setting a summary shows: batch 1 of the bundle's main precision, the fastest thread count."""
     if not measurements:
         return None
-    pool = [m for m in measurements if m.get("p50_ms") is not None] or measurements
-    same = [m for m in pool if precision and m.get("precision") == precision]
+    pool = [m for m in measurements if m.p50_ms is not None] or measurements
+    same = [m for m in pool if precision and m.precision == precision]
     pool = same or pool
-    b1 = [m for m in pool if (m.get("batch") or 1) == 1] or pool
-    return min(b1, key=lambda m: m["p50_ms"] if m.get("p50_ms") is not None else float("inf"))
+    b1 = [m for m in pool if (m.batch or 1) == 1] or pool
+    return min(b1, key=lambda m: m.p50_ms if m.p50_ms is not None else float("inf"))
 
 
 
@@ -191,9 +229,9 @@ def _truthy(val) -> bool:
 
 
 
-def extract(kind: str, result, manifest: dict | None, device: dict | None) -> tuple[dict, list[dict]]:
-    """(columns for `runs`, rows for `measurements`) from one run's JSON; missing keys stay NULL."""
-    from edgekit.bundle.manifest import bundle_id  # noqa: PLC0415 - keeps `import edgekit.results.store` light
+def _extract(kind: str, result, manifest: dict | None, device: dict | None) -> tuple[dict, list[Measurement]]:
+    """(columns for `runs`, rows for `measurements`) from one run's JSON; missing keys stay None."""
+    from edgekit.bundle.manifest import bundle_id
 
     r = result if isinstance(result, dict) else {}
     if manifest is None and kind == "export" and isinstance(r.get("models"), list):
@@ -201,7 +239,7 @@ def extract(kind: str, result, manifest: dict | None, device: dict | None) -> tu
     man = manifest if isinstance(manifest, dict) else {}
     model = man.get("model") if isinstance(man.get("model"), dict) else {}
     entries = profile_entries(result) if kind in ("profile", "camera") else []
-    meas = [_measurement(e) for e in entries]
+    meas = [Measurement.from_entry(e) for e in entries]
 
     precision = _get(r, "precision", "model.precision", "tflite.precision")
     models = (
@@ -224,7 +262,7 @@ def extract(kind: str, result, manifest: dict | None, device: dict | None) -> tu
     if kind == "camera" and head is None:
         lat = _get(r, "summary.latency_ms", "latency_ms")
         head = (
-            _measurement({"latency_ms": lat, "images_per_s": _get(r, "summary.fps", "fps"), "batch": 1,
+            Measurement.from_entry({"latency_ms": lat, "images_per_s": _get(r, "summary.fps", "fps"), "batch": 1,
                           "threads": _get(r, "runtime.threads", "threads")})  # fmt: skip
             if lat
             else None
@@ -258,18 +296,18 @@ def extract(kind: str, result, manifest: dict | None, device: dict | None) -> tu
         "device_kind": dev.get("kind") or (rdev.get("kind") if isinstance(rdev, dict) else None),
         "interpreter": interp,
         "interpreter_version": interp_version,
-        "threads": _int(head.get("threads")) if head else _int(r.get("threads")),
-        "batch": _int(head.get("batch")) if head else _int(r.get("batch")),
-        "p50_ms": head.get("p50_ms") if head else None,
-        "p90_ms": head.get("p90_ms") if head else None,
-        "p99_ms": head.get("p99_ms") if head else None,
-        "mean_ms": head.get("mean_ms") if head else None,
-        "images_per_s": head.get("images_per_s") if head else None,
-        "peak_rss_bytes": (head.get("peak_rss_bytes") if head else None)
+        "threads": head.threads if head else _int(r.get("threads")),
+        "batch": head.batch if head else _int(r.get("batch")),
+        "p50_ms": head.p50_ms if head else None,
+        "p90_ms": head.p90_ms if head else None,
+        "p99_ms": head.p99_ms if head else None,
+        "mean_ms": head.mean_ms if head else None,
+        "images_per_s": head.images_per_s if head else None,
+        "peak_rss_bytes": (head.peak_rss_bytes if head else None)
         or _int(r.get("peak_rss_bytes"))
         or (int(_num(r["peak_rss_mb"]) * 2**20) if _num(r.get("peak_rss_mb")) else None),
         "size_bytes": _int(primary.get("size_bytes"))
-        or (head.get("model_size_bytes") if head else None)
+        or (head.model_size_bytes if head else None)
         or _int(_get(r, "model_size_bytes", "size_bytes")),
         "temperature_c": _temperature(env, after),
         "throttled": _throttled(env, [after, *entries]),
@@ -298,9 +336,67 @@ def extract(kind: str, result, manifest: dict | None, device: dict | None) -> tu
 
 
 
+@dataclass(frozen=True)
+class RunRecord:
+    """What one export, eval, profile or camera run says, typed: the store's `runs` columns and its
+    `measurements` rows. Built only here (`from_result`), from whatever JSON its producer wrote."""
+
+    kind: str
+    bundle_id: str | None = None
+    model_name: str | None = None
+    family: str | None = None
+    alpha: float | None = None
+    resolution: int | None = None
+    classes: int | None = None
+    params: int | None = None
+    macs: int | None = None
+    precision: str | None = None
+    device: str | None = None
+    device_kind: str | None = None
+    interpreter: str | None = None
+    interpreter_version: str | None = None
+    # the headline setting (batch 1, main precision, fastest threads) of a profile or camera run
+    threads: int | None = None
+    batch: int | None = None
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    mean_ms: float | None = None
+    images_per_s: float | None = None
+    peak_rss_bytes: int | None = None
+    size_bytes: int | None = None
+    temperature_c: float | None = None
+    throttled: int | None = None  # 1 flagged, 0 checked and clean, None not checked
+    sweep_key: str | None = None
+    # accuracy (eval; an export's verification agreement)
+    top1: float | None = None
+    top5: float | None = None
+    reference_top1: float | None = None
+    reference_top5: float | None = None
+    agreement: float | None = None
+    top1_change: float | None = None
+    n_images: int | None = None
+    # beside the desktop reference
+    reference_p50_ms: float | None = None
+    reference_images_per_s: float | None = None
+    reference_device: str | None = None
+    latency_ratio: float | None = None
+    reference_agreement: float | None = None
+    measurements: tuple[Measurement, ...] = field(default=(), repr=False)
+
+    @classmethod
+    def from_result(cls, kind: str, result, manifest: dict | None = None, device: dict | None = None) -> RunRecord:
+        cols, meas = _extract(kind, result, manifest, device)
+        return cls(kind=kind, measurements=tuple(meas), **cols)
+
+    def columns(self) -> dict:
+        """The `runs` columns (everything but the measurements)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "measurements"}
+
+
 def _reference_columns(r: dict) -> dict:
     """A desktop eval's own reference figures, or a device result's `vs_reference` comparison."""
-    from edgekit.results.comparison import where  # noqa: PLC0415
+    from edgekit.results.comparison import where
 
     vs = r.get("vs_reference") if isinstance(r.get("vs_reference"), dict) else {}
     ref = r.get("reference") if isinstance(r.get("reference"), dict) else {}

@@ -19,19 +19,17 @@ import contextlib
 import datetime as _dt
 import json
 import os
-import re
 import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from edgekit import __version__
 from edgekit.errors import InputDataError, UsageError
-from edgekit.results.records import extract
+from edgekit.results.filters import RunFilter
+from edgekit.results.records import KINDS, MEASUREMENT_COLUMNS, Measurement, RunRecord
 
-KINDS = ("export", "eval", "profile", "camera")
 DB_FILENAME = "results.db"
 BUSY_TIMEOUT_MS = 60_000  # a fleet of writers queues; a minute of waiting means something is stuck
 OFF_VALUES = ("off", "none", "0", "false")
@@ -48,7 +46,7 @@ def resolve_db_path(db: str | os.PathLike | None = None) -> Path | None:
     home = os.environ.get("EDGEKIT_HOME")
     if home:
         return Path(home).expanduser() / DB_FILENAME
-    from platformdirs import user_data_dir  # noqa: PLC0415
+    from platformdirs import user_data_dir
 
     return Path(user_data_dir("edgekit", appauthor=False)) / DB_FILENAME
 
@@ -140,10 +138,11 @@ def _migrate_v2(conn: sqlite3.Connection) -> None:
     # Backfill from the JSON every run kept: old rows gain the new columns and measurements.
     rows = conn.execute("SELECT id, kind, result_json, manifest_json, device_json FROM runs").fetchall()
     for run_id, kind, rj, mj, dj in rows:
-        cols, meas = extract(kind, _loads(rj), _loads(mj), _loads(dj))
+        rec = RunRecord.from_result(kind, _loads(rj), _loads(mj), _loads(dj))
         sets = ", ".join(f"{k} = ?" for k, _ in _V2_COLUMNS)
-        conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", [cols.get(k) for k, _ in _V2_COLUMNS] + [run_id])
-        _insert_measurements(conn, run_id, meas)
+        # `host` is the store's own column (where it was recorded): old rows keep NULL
+        conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", [getattr(rec, k, None) for k, _ in _V2_COLUMNS] + [run_id])
+        _insert_measurements(conn, run_id, rec.measurements)
 
 
 # Version 3: the desktop reference's speed and where it ran, and each device result's ratio to it.
@@ -161,9 +160,9 @@ def _migrate_v3(conn: sqlite3.Connection) -> None:
         conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {typ}")
     rows = conn.execute("SELECT id, kind, result_json, manifest_json, device_json FROM runs").fetchall()
     for run_id, kind, rj, mj, dj in rows:  # a run recorded before the reference was timed keeps NULLs
-        cols, _ = extract(kind, _loads(rj), _loads(mj), _loads(dj))
+        rec = RunRecord.from_result(kind, _loads(rj), _loads(mj), _loads(dj))
         sets = ", ".join(f"{k} = ?" for k, _ in _V3_COLUMNS)
-        conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", [cols.get(k) for k, _ in _V3_COLUMNS] + [run_id])
+        conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", [getattr(rec, k, None) for k, _ in _V3_COLUMNS] + [run_id])
 
 
 # (version, what it does, how); append only, never edit a released step.
@@ -332,9 +331,9 @@ class Store:
         created_at: str | None = None,
     ) -> int:
         """Insert one run (call inside `transaction()`); returns its id."""
-        cols, meas = extract(kind, result, manifest, device)
+        rec = RunRecord.from_result(kind, result, manifest, device)
+        cols = rec.columns()
         cols.update(
-            kind=kind,
             created_at=created_at or _now(),
             edgekit_version=__version__,
             host=socket.gethostname(),
@@ -348,7 +347,7 @@ class Store:
             [cols[n] for n in names],
         )
         run_id = int(cur.lastrowid)
-        _insert_measurements(self.conn, run_id, meas)
+        _insert_measurements(self.conn, run_id, rec.measurements)
         return run_id
 
     def add(self, kind: str, result, *, manifest=None, device=None) -> int:
@@ -381,11 +380,12 @@ class Store:
         run["result"] = _loads(run.pop("result_json"))
         run["manifest"] = _loads(run.pop("manifest_json"))
         run["device_info"] = _loads(run.pop("device_json"))  # `device` is the name column
-        run["measurements"] = self.measurements([run["id"]]).get(run["id"], [])
+        run["measurements"] = [m.as_dict() for m in self.measurements([run["id"]]).get(run["id"], [])]
         return run
 
-    def measurements(self, run_ids: list[int]) -> dict[int, list[dict]]:
-        out: dict[int, list[dict]] = {i: [] for i in run_ids}
+    def measurements(self, run_ids: list[int]) -> dict[int, list[Measurement]]:
+        """Each run's profiled settings, in the order they were measured."""
+        out: dict[int, list[Measurement]] = {i: [] for i in run_ids}
         for chunk in _chunks(list(run_ids), 500):
             cur = self.conn.execute(
                 f"SELECT * FROM measurements WHERE run_id IN ({', '.join('?' * len(chunk))}) "
@@ -395,7 +395,7 @@ class Store:
             names = [d[0] for d in cur.description]
             for row in cur.fetchall():
                 m = dict(zip(names, row, strict=True))
-                out.setdefault(m["run_id"], []).append(m)
+                out.setdefault(m["run_id"], []).append(Measurement.from_row(m))
         return out
 
     def results(self, run_ids: list[int]) -> dict[int, dict]:
@@ -445,10 +445,6 @@ RUN_COLUMNS = (
     *(name for name, _ in _V2_COLUMNS), *(name for name, _ in _V3_COLUMNS),
 )  # fmt: skip
 SUMMARY_COLUMNS = ("id", *(c for c in RUN_COLUMNS if not c.endswith("_json")))
-MEASUREMENT_COLUMNS = (
-    "precision", "threads", "batch", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms",
-    "images_per_s", "init_ms", "first_inference_ms", "peak_rss_bytes", "model_size_bytes",
-)  # fmt: skip
 
 
 def open_store(db: str | os.PathLike | None = None, *, create: bool = True) -> Store:
@@ -476,84 +472,13 @@ def record(kind: str, result, *, manifest: dict | None = None, device: dict | No
             raise InputDataError(f"cannot write to results database {path}: {exc}", hint=_DB_HINT) from None
 
 
-# --------------------------------------------------------------------------- filters
-
-
-@dataclass(frozen=True)
-class RunFilter:
-    """What `runs list`, `runs export` and `report` select; fields follow the flags."""
-
-    kind: str | None = None
-    model: str | None = None  # variant name, family or glob (mobilenet*, *_160)
-    device: str | None = None  # one name or a comma list
-    since: str | None = None  # ISO date/time or a relative age: 30m, 24h, 7d
-    bundle: str | None = None  # bundle id prefix
-    ids: tuple[int, ...] = ()
-    limit: int | None = None
-
-    def sql(self) -> tuple[str, list]:
-        clauses, args = [], []
-        if self.kind:
-            kinds = [k.strip() for k in self.kind.split(",") if k.strip()]
-            bad = [k for k in kinds if k not in KINDS]
-            if bad:
-                raise UsageError(f"--kind must be among {', '.join(KINDS)}; received {self.kind!r}")
-            clauses.append(f"kind IN ({', '.join('?' * len(kinds))})")
-            args += kinds
-        if self.model:
-            pat = self.model if any(ch in self.model for ch in "*?[") else None
-            if pat:
-                clauses.append("(model_name GLOB ? OR family GLOB ?)")
-                args += [pat, pat]
-            else:
-                m = self.model.lower().replace("-", "_")
-                clauses.append("(model_name = ? OR family = ? OR model_name GLOB ? OR family GLOB ?)")
-                args += [m, m, f"{m}*", f"{m}*"]
-        if self.device:
-            names = [d.strip() for d in self.device.split(",") if d.strip()]
-            clauses.append(f"device IN ({', '.join('?' * len(names))})")
-            args += names
-        if self.since:
-            clauses.append("created_at >= ?")
-            args.append(parse_since(self.since))
-        if self.bundle:
-            clauses.append("bundle_id GLOB ?")
-            args.append(f"{self.bundle}*")
-        if self.ids:
-            clauses.append(f"id IN ({', '.join('?' * len(self.ids))})")
-            args += list(self.ids)
-        return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
-
-
-_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_since(value: str, now: _dt.datetime | None = None) -> str:
-    """`7d`, `24h`, `2026-05-01` or `2026-05-01T10:00` -> an ISO UTC timestamp to compare with."""
-    now = now or _dt.datetime.now(_dt.timezone.utc)
-    m = _AGE.match(value)
-    if m:
-        t = now - _dt.timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2).lower()])
-        return t.isoformat(timespec="seconds")
-    try:
-        t = _dt.datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise UsageError(
-            f"--since takes an age (30m, 24h, 7d) or an ISO date (2026-05-01); received {value!r}"
-        ) from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=_dt.timezone.utc)
-    return t.astimezone(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _insert_measurements(conn: sqlite3.Connection, run_id: int, meas: list[dict]) -> None:
+def _insert_measurements(conn: sqlite3.Connection, run_id: int, meas: tuple[Measurement, ...]) -> None:
     if not meas:
         return
     names = ["run_id", "idx", *MEASUREMENT_COLUMNS]
     conn.executemany(
         f"INSERT INTO measurements ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-        [[run_id, i, *(m.get(c) for c in MEASUREMENT_COLUMNS)] for i, m in enumerate(meas)],
+        [[run_id, i, *(getattr(m, c) for c in MEASUREMENT_COLUMNS)] for i, m in enumerate(meas)],
     )
 
 

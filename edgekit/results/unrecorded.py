@@ -24,6 +24,7 @@ from pathlib import Path
 from edgekit.bundle.atomic import write_text_atomic
 from edgekit.errors import InputDataError
 from edgekit.results import store
+from edgekit.results.records import KINDS
 
 UNRECORDED = "unrecorded"
 
@@ -48,7 +49,7 @@ def unrecorded_dir() -> Path:
     home = os.environ.get("EDGEKIT_HOME")
     if home:
         return Path(home).expanduser() / UNRECORDED
-    from platformdirs import user_data_dir  # noqa: PLC0415
+    from platformdirs import user_data_dir
 
     return Path(user_data_dir("edgekit", appauthor=False)) / UNRECORDED
 
@@ -62,7 +63,7 @@ def record_or_keep(
         path = store.resolve_db_path(db)
         run_id = store.record(kind, result, manifest=manifest, device=device, db=db)
         return RecordOutcome(kind, str(path) if path else None, run_id=run_id)
-    except Exception as exc:  # noqa: BLE001 - any failure to record must keep the result
+    except Exception as exc:
         error = str(exc) or exc.__class__.__name__
     return keep(kind, result, manifest=manifest, device=device, db=path, error=error)
 
@@ -103,7 +104,7 @@ def import_kept(path: str | os.PathLike, db=None) -> int | None:
         doc = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise InputDataError(f"cannot read kept result {p}: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("kind") not in store.KINDS or "result" not in doc:
+    if not isinstance(doc, dict) or doc.get("kind") not in KINDS or "result" not in doc:
         raise InputDataError(f"{p} is not a result kept by edgekit (no kind/result)")
     db_path = store.resolve_db_path(db)
     if db_path is None:

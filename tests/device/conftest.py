@@ -15,7 +15,8 @@ from tests.conftest import REPO
 
 SCRIPTS = REPO / "device_scripts"
 DEVICE_SCRIPTS = ("profile_latency.py", "eval_images.py", "classify_camera.py")
-DEVICE_LIBRARIES = ("edgelib.py", "pixels.py", "capture.py", "liveview.py", "liveview_page.py")  # imported by the scripts
+# every other module in the folder is a library the scripts import (deploy copies every *.py)
+DEVICE_LIBRARIES = tuple(sorted(p.name for p in SCRIPTS.glob("*.py") if p.name not in (*DEVICE_SCRIPTS, "__init__.py")))
 VENV_PACKAGES = ("numpy", "ai-edge-litert", "opencv-python-headless")
 CACHE = Path(os.environ.get("EDGEKIT_TEST_CACHE", Path.home() / ".cache" / "edgekit-tests"))
 

@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from edgekit.devices.deploy import prepare
 from edgekit.devices.remote import parse_result, run_script
 from edgekit.devices.resolve import resolve_device
+from edgekit.devices.staging import prepare
 from edgekit.devices.targets.base import CommandResult
 from edgekit.errors import DeviceError, InputDataError, ModelFileError, UsageError
 from tests.device.conftest import SCRIPTS, int8_model

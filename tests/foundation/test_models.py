@@ -112,7 +112,7 @@ def test_bad_configs_say_what_was_received(kwargs, fragment):
 )
 def test_variant_names_round_trip(cfg):
     """Regression (issue 12): `resnet18_a` and `resnet18_192` could not be read back."""
-    from edgekit.models.registry import get_family, parse_variant_name  # noqa: PLC0415
+    from edgekit.models.registry import get_family, parse_variant_name
 
     c = resolve_config(**cfg)
     name = variant_name(c)
@@ -125,7 +125,7 @@ def test_variant_names_round_trip(cfg):
 
 
 def test_unknown_variant_names_stay_unknown():
-    from edgekit.models.registry import parse_variant_name  # noqa: PLC0415
+    from edgekit.models.registry import parse_variant_name
 
     for name in ("resnet18_x", "resnet99_a", "mobilenet_v1_05_160", "vgg16_224"):
         assert parse_variant_name(name) is None, name

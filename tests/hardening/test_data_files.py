@@ -121,7 +121,7 @@ def test_unreadable_file_is_skipped(tmp_path):
 
 def test_images_over_the_cap_and_special_files_are_not_shipped(tmp_path, hostile):
     """eval --device on an SSH device tars the data folder: only regular images under the cap go."""
-    from edgekit.devices.deploy import inputs_tar
+    from edgekit.devices.staging import inputs_tar
 
     with inputs_tar([hostile], "/remote/in") as (buf, mapping, skipped):
         names = tarfile.open(fileobj=buf).getnames()

@@ -17,7 +17,7 @@ PREP = {"size": [32, 32], "mean": [127.5] * 3, "std": [127.5] * 3}
 def torch_or_skip():
     """torch 2.13.0 (CPU wheel) is installed by scripts/setup.sh; skip only when it truly is not."""
     try:
-        import torch  # noqa: F401, PLC0415
+        import torch  # noqa: F401
     except ImportError as exc:
         pytest.skip(f"torch is not installed ({exc}); scripts/setup.sh installs torch==2.13.0 (CPU)")
 
@@ -25,9 +25,9 @@ def torch_or_skip():
 @pytest.fixture(scope="session")
 def train_xy():
     """300 real digits (3 classes) preprocessed exactly as edgekit does, for training."""
-    from PIL import Image  # noqa: PLC0415
+    from PIL import Image
 
-    from edgekit.device_scripts import edgelib  # noqa: PLC0415
+    from edgekit.device_scripts import edgelib
 
     x, y = _mnist_digits()
     xs, ys = [], []
@@ -49,9 +49,9 @@ def calib_dir(tmp_path_factory) -> Path:
 
 def _trained_onnx(tmp_path_factory, train_xy, cls_name: str, keep_batchnorm: bool) -> Path:
     torch_or_skip()
-    import torch  # noqa: PLC0415
+    import torch
 
-    from tests.onnx import torch_models  # noqa: PLC0415
+    from tests.onnx import torch_models
 
     torch.manual_seed(0)
     model = getattr(torch_models, cls_name)(classes=len(CLASSES))

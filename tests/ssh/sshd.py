@@ -80,7 +80,7 @@ class SSHServer:
         if not self.host_key_path().exists():
             self.new_host_key()
         Path("/run/sshd").mkdir(exist_ok=True) if os.geteuid() == 0 else None
-        log = open(self.root / "sshd.log", "ab")  # noqa: SIM115 - lives as long as the server
+        log = open(self.root / "sshd.log", "ab")
         self.proc = subprocess.Popen(
             [find_sshd(), "-D", "-e", "-f", str(self._config())],
             stdout=log,

@@ -61,7 +61,7 @@ def test_tags_address_a_group(ek_env, tmp_path):
         run_cli("devices", "add", name, "--local", *[x for t in tags for x in ("--tag", t)], env=ek_env)
     listed = {d["name"]: d for d in _json(run_cli("devices", "list", "--json", env=ek_env))["devices"]}
     assert listed["a"]["tags"] == ["pi5", "rack1"] and listed["c"]["tags"] == ["pi4"]
-    from edgekit.devices import inventory  # noqa: PLC0415
+    from edgekit.devices import inventory
 
     cfg = f"{ek_env['EDGEKIT_HOME']}/devices.toml"
     assert [s.name for s in inventory.resolve("tag:pi5", path=cfg)] == ["a", "b"]

@@ -9,6 +9,7 @@ import pytest
 
 from edgekit.results import store as S
 from edgekit.results.comparison import Reference, compare, for_device_eval
+from edgekit.results.records import RunRecord
 from edgekit.results.report import render_report
 from edgekit.results.report.compare import ReportOptions, build_report
 
@@ -80,7 +81,7 @@ def test_old_reference_json_without_latency_says_not_measured(tmp_path):
 
 def _insert_old(conn: sqlite3.Connection, kind: str, result: dict, device: dict | None) -> None:
     cols = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
-    values, _ = S.extract(kind, result, MANIFEST, device)
+    values = RunRecord.from_result(kind, result, MANIFEST, device).columns()
     values.update(kind=kind, created_at="2026-01-01T00:00:00+00:00", result_json=json.dumps(result),
                   manifest_json=json.dumps(MANIFEST), device_json=json.dumps(device) if device else None)  # fmt: skip
     names = [k for k in values if k in cols]

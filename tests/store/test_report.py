@@ -175,7 +175,8 @@ def test_throttled_runs_are_flagged_in_html():
 def test_export_records_itself(tiny_bundle):
     """`edgekit export` (the tiny_bundle fixture ran it) recorded the bundle in EDGEKIT_DB."""
     from edgekit.bundle.manifest import bundle_id, read_manifest
-    from edgekit.results.store import RunFilter, open_store
+    from edgekit.results.filters import RunFilter
+    from edgekit.results.store import open_store
 
     bid = bundle_id(read_manifest(tiny_bundle))
     with open_store(os.environ["EDGEKIT_DB"], create=False) as s:

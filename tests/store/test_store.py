@@ -17,6 +17,7 @@ import pytest
 
 from edgekit.errors import InputDataError, UsageError
 from edgekit.results import store
+from edgekit.results.filters import RunFilter
 from tests.conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -172,7 +173,7 @@ def test_filters(tmp_path):
     other = {**MANIFEST, "name": "resnet18", "model": {"family": "resnet18"}}
     store.record("profile", profile_result(), manifest=other, device={"name": "phone"}, db=db)
     with store.Store.open(db) as s:
-        q = lambda **kw: [r["model_name"] for r in s.query(store.RunFilter(**kw))]  # noqa: E731
+        q = lambda **kw: [r["model_name"] for r in s.query(RunFilter(**kw))]  # noqa: E731
         assert q(model="mobilenet") == ["mobilenet_v1_025_32"]
         assert q(model="*_32") == ["mobilenet_v1_025_32"]
         assert q(device="phone,pi") == ["resnet18", "mobilenet_v1_025_32"]

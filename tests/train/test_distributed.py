@@ -25,7 +25,7 @@ SAME_AS_ONE_WORKER_POINTS = 0.25
 
 
 def _cluster(n: int) -> dict:
-    from edgekit.pipeline.distributed import _free_ports  # noqa: PLC0415
+    from edgekit.pipeline.distributed import _free_ports
 
     return {"worker": [f"127.0.0.1:{p}" for p in _free_ports(n)]}
 

@@ -40,7 +40,7 @@ def find_adb(configured: str | None = None) -> str:
     if found:
         return found
     try:
-        import adbutils  # noqa: PLC0415
+        import adbutils
 
         return adbutils.adb_path()
     except Exception:

@@ -81,9 +81,9 @@ TARGETS: dict[str, str] = {
 
 
 def make_target(spec: DeviceSpec) -> Target:
-    import importlib  # noqa: PLC0415
+    import importlib
 
-    from edgekit.errors import UsageError  # noqa: PLC0415
+    from edgekit.errors import UsageError
 
     if spec.kind not in TARGETS:
         raise UsageError(f"unknown device kind {spec.kind!r}; known: {', '.join(TARGETS)}")

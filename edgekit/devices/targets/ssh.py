@@ -389,7 +389,7 @@ class SSHTarget(Target):
     def _handshake_problem(self) -> str | None:
         """What the port says when ssh gave up before any command ran: a server that sends its banner
         and no more (overloaded: MaxStartups; a tarpit; a broken sshd) is not a dropped connection."""
-        import socket  # noqa: PLC0415
+        import socket
 
         try:
             with socket.create_connection((self.addr.host, self.addr.port), timeout=3) as conn:
@@ -422,8 +422,8 @@ class SSHTarget(Target):
         """Copy a file (scp) or a folder (tar stream, so its contents land at remote_path)."""
         local = Path(local_path)
         if local.is_dir():
-            import io  # noqa: PLC0415
-            import tarfile  # noqa: PLC0415
+            import io
+            import tarfile
 
             buf = io.BytesIO()
             with tarfile.open(fileobj=buf, mode="w") as tar:

@@ -53,7 +53,7 @@ def resolve(
         raise ValueError(f"purpose must be one of {PURPOSES}; received {purpose!r}")
     request = request or WeightsRequest()
     require_tensorflow()
-    from edgekit.pipeline.weights import files, published, tflite, torchvision  # noqa: PLC0415
+    from edgekit.pipeline.weights import files, published, tflite, torchvision
 
     if str(spec).lower() == "imagenet":
         return published.imagenet_source(request, purpose, progress)
@@ -89,7 +89,7 @@ def backbone(spec: str, request: WeightsRequest | None = None, *, check_data=Non
 
 def feature_tensor(model):
     """The tensor the classifier head consumes: the zoo's `global_pool`, else the last Dense/1x1 conv's input."""
-    from keras import layers  # noqa: PLC0415
+    from keras import layers
 
     names = {layer.name for layer in model.layers}
     if "global_pool" in names:
@@ -102,9 +102,9 @@ def feature_tensor(model):
 
 def load_weights(cfg: ExportConfig):
     """The SourceModel for `edgekit export --weights` (labels and calibration images from cfg)."""
-    import dataclasses  # noqa: PLC0415
+    import dataclasses
 
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     request = cfg.weights_request or WeightsRequest()
     if cfg.labels and request.classes is None:

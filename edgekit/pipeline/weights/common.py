@@ -43,7 +43,7 @@ def check_request(found: ModelConfig, request: WeightsRequest, where: str, purpo
 
 def labels_for(classes: int, given: tuple[str, ...], side_file: Path | None = None) -> tuple[str, ...]:
     """Given labels, else a labels.txt beside the weights, else ImageNet's names, else class_N."""
-    from edgekit.bundle.manifest import default_labels, read_labels  # noqa: PLC0415
+    from edgekit.bundle.manifest import default_labels, read_labels
 
     if given:
         return tuple(given)
@@ -56,7 +56,7 @@ def labels_for(classes: int, given: tuple[str, ...], side_file: Path | None = No
 
 def provenance(kind: str, path: Path | None, **more) -> dict:
     """The `weights` record for the run and the manifest: what was loaded, from where, its sha256."""
-    from edgekit.bundle.manifest import sha256_file  # noqa: PLC0415
+    from edgekit.bundle.manifest import sha256_file
 
     rec = {"kind": kind}
     if path is not None:

@@ -28,7 +28,7 @@ _ROWS_IN_NAME = re.compile(r"mobilenet_\d_\d_(\d+)_tf")
 
 
 def from_folder(p: Path, request: WeightsRequest, labels: tuple[str, ...]) -> SourceModel:
-    from edgekit.bundle.runfolder import RUN_JSON  # noqa: PLC0415
+    from edgekit.bundle.runfolder import RUN_JSON
 
     if (p / RUN_JSON).is_file():
         return from_run(p, labels)
@@ -41,7 +41,7 @@ def from_folder(p: Path, request: WeightsRequest, labels: tuple[str, ...]) -> So
 
 
 def from_run(run: Path, labels: tuple[str, ...] = ()) -> SourceModel:
-    from edgekit.bundle.runfolder import MODEL_FILE, load_samples, read_run  # noqa: PLC0415
+    from edgekit.bundle.runfolder import MODEL_FILE, load_samples, read_run
 
     info = read_run(run)
     own = tuple(read_labels(run / LABELS))
@@ -79,8 +79,8 @@ def from_run(run: Path, labels: tuple[str, ...] = ()) -> SourceModel:
 
 
 def from_bundle(bundle: Path, labels: tuple[str, ...] = ()) -> SourceModel:
-    from edgekit.bundle.manifest import read_manifest  # noqa: PLC0415
-    from edgekit.bundle.writer import FLOAT_MODEL  # noqa: PLC0415
+    from edgekit.bundle.manifest import read_manifest
+    from edgekit.bundle.writer import FLOAT_MODEL
 
     m = read_manifest(bundle)
     float_model = bundle / m.get("float_model", FLOAT_MODEL)
@@ -104,7 +104,7 @@ def from_bundle(bundle: Path, labels: tuple[str, ...] = ()) -> SourceModel:
 
 
 def _config_of(model, path: Path, request: WeightsRequest | None) -> ModelConfig:
-    from edgekit.models.registry import get_family, parse_variant_name  # noqa: PLC0415
+    from edgekit.models.registry import get_family, parse_variant_name
 
     shape = model.input_shape
     if not (isinstance(shape, tuple) and len(shape) == 4 and shape[1] and shape[1] == shape[2]):
@@ -122,7 +122,7 @@ def _config_of(model, path: Path, request: WeightsRequest | None) -> ModelConfig
 
 
 def from_keras(path: Path, request: WeightsRequest, labels: tuple[str, ...]) -> SourceModel:
-    from edgekit.bundle.runfolder import MODEL_FILE, RUN_JSON  # noqa: PLC0415
+    from edgekit.bundle.runfolder import MODEL_FILE, RUN_JSON
 
     if path.name == MODEL_FILE and (path.parent / RUN_JSON).is_file():
         return from_run(path.parent, labels)

@@ -83,7 +83,7 @@ def cache_dir() -> Path:
         return Path(os.environ["EDGEKIT_WEIGHTS_DIR"]).expanduser()
     if os.environ.get("EDGEKIT_HOME"):
         return Path(os.environ["EDGEKIT_HOME"]).expanduser() / "weights"
-    from platformdirs import user_cache_dir  # noqa: PLC0415
+    from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("edgekit")) / "weights"
 
@@ -120,7 +120,7 @@ def fetch(pub: Published, progress: Callable[[str], None] = lambda _m: None) -> 
         ) from None
     fd, tmp = tempfile.mkstemp(prefix=f".{pub.file}.", dir=target.parent)
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(pub.url, timeout=TIMEOUT_S) as resp:  # noqa: S310
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(pub.url, timeout=TIMEOUT_S) as resp:
             total = int(resp.headers.get("Content-Length") or 0)
             done = 0
             for chunk in iter(lambda: resp.read(1 << 20), b""):

@@ -25,7 +25,7 @@ BN_WEIGHTS = ("gamma", "beta", "moving_mean", "moving_variance")
 
 def read_layers(path: Path) -> dict[str, dict[str, np.ndarray]]:
     """{layer name: {weight name without the layer prefix and ':0': array}} of a legacy Keras `.h5`."""
-    import h5py  # noqa: PLC0415
+    import h5py
 
     try:
         f = h5py.File(path, "r")
@@ -62,7 +62,7 @@ def read_layers(path: Path) -> dict[str, dict[str, np.ndarray]]:
 
 def is_keras_model_h5(path: Path) -> bool:
     """A whole saved model (architecture + weights), as opposed to a weights-only file."""
-    import h5py  # noqa: PLC0415
+    import h5py
 
     try:
         with h5py.File(path, "r") as f:
@@ -73,7 +73,7 @@ def is_keras_model_h5(path: Path) -> bool:
 
 def mobilenet_layout(layers: dict, path: Path) -> tuple[float, int | None]:
     """(α, classes or None for a no_top file) checked from the tensors of a MobileNet v1 weight file."""
-    from edgekit.models.mobilenet_v1 import BLOCKS, _width  # noqa: PLC0415
+    from edgekit.models.mobilenet_v1 import BLOCKS, _width
 
     needed = ["conv1", "conv1_bn"] + [
         n for i in range(1, len(BLOCKS) + 1) for n in (f"conv_dw_{i}", f"conv_dw_{i}_bn", f"conv_pw_{i}", f"conv_pw_{i}_bn")
@@ -133,7 +133,7 @@ def load_mobilenet(path: Path, resolution: int, classes: int | None = None, alph
 
     A no_top file leaves the zoo's classifier freshly initialised for `classes` outputs (a transfer
     learning head); with a top, `classes` must match the file's (or be None)."""
-    from edgekit.models import build_model  # noqa: PLC0415
+    from edgekit.models import build_model
 
     layers = read_layers(path)
     file_alpha, file_classes = mobilenet_layout(layers, path)

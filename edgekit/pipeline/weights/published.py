@@ -8,7 +8,7 @@ from edgekit.pipeline.weights import imagenet
 
 
 def imagenet_source(request: WeightsRequest, purpose: str, progress):
-    from edgekit.pipeline.weights import files, torchvision  # noqa: PLC0415
+    from edgekit.pipeline.weights import files, torchvision
 
     family = request.family or "mobilenet_v1"
     if family == "mobilenet_v1":

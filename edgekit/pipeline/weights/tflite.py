@@ -29,8 +29,8 @@ CHECK_IMAGES = 64
 
 def read_tflite(path: Path):
     """The interpreter (reference kernels, so every op stays visible) of a checked `.tflite`."""
-    from edgekit.converters.tflite_file import NotTFLiteError, check_file  # noqa: PLC0415
-    from edgekit.device_scripts import edgelib  # noqa: PLC0415
+    from edgekit.converters.tflite_file import NotTFLiteError, check_file
+    from edgekit.device_scripts import edgelib
 
     try:
         data = check_file(path)
@@ -38,7 +38,7 @@ def read_tflite(path: Path):
         raise ModelFileError(f"--weights {path}: {exc}", hint="pass a complete .tflite file") from None
     try:
         return edgelib.Model(data, xnnpack=False), data
-    except Exception as exc:  # noqa: BLE001 - the interpreter raises RuntimeError/ValueError variants
+    except Exception as exc:
         raise ModelFileError(
             f"--weights {path} cannot be loaded by the TFLite interpreter ({str(exc).splitlines()[0]})"
         ) from None
@@ -69,7 +69,7 @@ class _Graph:
         it = model.interpreter
         self.it = it
         self.tensors = {t["index"]: t for t in it.get_tensor_details()}
-        ops = it._get_ops_details()  # noqa: SLF001 - the public API has no op list
+        ops = it._get_ops_details()
         # Float16 / dynamic models feed weights through DEQUANTIZE ops: see through them.
         self.source = {op["outputs"][0]: op["inputs"][0] for op in ops if op["op_name"] == "DEQUANTIZE"}
         self.ops = [op for op in ops if op["op_name"] != "DEQUANTIZE"]
@@ -88,7 +88,7 @@ def _quant_kind(t: dict) -> str:
 
 def _alpha_from(widths: list[int]) -> float:
     """α from the last pointwise width (1024·α), checked against every layer's width."""
-    from edgekit.models.mobilenet_v1 import BLOCKS, _width  # noqa: PLC0415
+    from edgekit.models.mobilenet_v1 import BLOCKS, _width
 
     alpha = widths[-1] / 1024
     for cand in (0.25, 0.5, 0.75, 1.0, 1.25, round(alpha, 4)):
@@ -100,9 +100,9 @@ def _alpha_from(widths: list[int]) -> float:
 
 def rebuild(path: Path):
     """(keras model, ModelConfig, preprocessing dict, labels or None, info) from a MobileNet `.tflite`."""
-    from edgekit.device_scripts import edgelib  # noqa: PLC0415
-    from edgekit.models import build_model  # noqa: PLC0415
-    from edgekit.models.mobilenet_v1 import BLOCKS  # noqa: PLC0415
+    from edgekit.device_scripts import edgelib
+    from edgekit.models import build_model
+    from edgekit.models.mobilenet_v1 import BLOCKS
 
     tfl, data = read_tflite(path)
     g = _Graph(tfl)
@@ -151,7 +151,7 @@ def rebuild(path: Path):
 
 
 def _assign(model, convs, kernels, biases, path: Path) -> None:
-    from edgekit.models.mobilenet_v1 import BLOCKS  # noqa: PLC0415
+    from edgekit.models.mobilenet_v1 import BLOCKS
 
     names = ["conv1"] + [n for i in range(1, len(BLOCKS) + 1) for n in (f"conv_dw_{i}", f"conv_pw_{i}")]
     for name, op, k, b in zip(names, convs, kernels, biases, strict=False):
@@ -202,9 +202,9 @@ def check(model, tfl, x: np.ndarray, source: str, synthetic: bool, path: Path) -
 
 def source(path: Path, request, purpose: str, check_data: str | None, labels: tuple[str, ...], progress):
     """The SourceModel of a MobileNet v1 `.tflite`, checked against the file on `check_data` images."""
-    from edgekit.data.datasets import load_calibration  # noqa: PLC0415
-    from edgekit.pipeline.source import SourceModel  # noqa: PLC0415
-    from edgekit.pipeline.weights.common import check_request, labels_for, provenance  # noqa: PLC0415
+    from edgekit.data.datasets import load_calibration
+    from edgekit.pipeline.source import SourceModel
+    from edgekit.pipeline.weights.common import check_request, labels_for, provenance
 
     progress(f"rebuilding {path.name} as a Keras model")
     model, cfg, prep, own_labels, info, tfl = rebuild(path)

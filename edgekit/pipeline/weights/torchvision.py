@@ -88,7 +88,7 @@ def zoo_weights_from_state_dict(sd: dict, path: Path) -> tuple[str, int, dict]:
 
 def zoo_weights_from_onnx(model, path: Path) -> tuple[str, int, dict]:
     """The same mapping from an ONNX export: convolutions in graph order (BN explicit or folded)."""
-    from onnx import numpy_helper  # noqa: PLC0415
+    from onnx import numpy_helper
 
     init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     for node in model.graph.node:  # constants exported as Constant nodes
@@ -161,7 +161,7 @@ def _onnx_conv_names(convs: list, path: Path) -> list[str]:
 
 
 def build_zoo(family: str, classes: int, resolution: int, weights: dict, path: Path):
-    from edgekit.models import resnet  # noqa: PLC0415
+    from edgekit.models import resnet
 
     cfg = ModelConfig(family, classes=classes, resolution=resolution, shortcut="B")
     model = resnet.build_resnet(cfg, resnet.STAGES[family], torch_padding=True)
@@ -179,8 +179,8 @@ def build_zoo(family: str, classes: int, resolution: int, weights: dict, path: P
 
 
 def _source(path: Path, kind: str, fam_classes_weights, request, purpose: str, labels, extra=None):
-    from edgekit.pipeline.source import SourceModel  # noqa: PLC0415
-    from edgekit.pipeline.weights.common import check_request, labels_for, provenance  # noqa: PLC0415
+    from edgekit.pipeline.source import SourceModel
+    from edgekit.pipeline.weights.common import check_request, labels_for, provenance
 
     family, classes, weights = fam_classes_weights
     resolution = request.resolution or 224
@@ -194,7 +194,7 @@ def _source(path: Path, kind: str, fam_classes_weights, request, purpose: str, l
 
 
 def from_state_dict(path: Path, request, purpose: str, labels, extra=None):
-    from edgekit.pipeline.weights.torchfile import TorchFileError, read_state_dict  # noqa: PLC0415
+    from edgekit.pipeline.weights.torchfile import TorchFileError, read_state_dict
 
     try:
         sd = read_state_dict(path)
@@ -205,8 +205,8 @@ def from_state_dict(path: Path, request, purpose: str, labels, extra=None):
 
 def from_onnx(path: Path, request, purpose: str, labels):
     """A torchvision ResNet export onto the zoo; any other classifier through edgekit's ONNX importer."""
-    from edgekit.converters import onnx_check  # noqa: PLC0415
-    from edgekit.pipeline.onnx import onnx_call  # noqa: PLC0415
+    from edgekit.converters import onnx_check
+    from edgekit.pipeline.onnx import onnx_call
 
     model = onnx_call(onnx_check.load, str(path))
     try:
@@ -220,10 +220,10 @@ def from_onnx(path: Path, request, purpose: str, labels):
 
 def _generic_onnx(path: Path, model, request, purpose: str, labels):
     """Any ONNX classifier as edgekit convert imports it (not a zoo model: fine-tune with its own layers)."""
-    from edgekit.converters import onnx_check, onnx_keras  # noqa: PLC0415
-    from edgekit.pipeline.onnx import image_layout, onnx_call  # noqa: PLC0415
-    from edgekit.pipeline.source import SourceModel  # noqa: PLC0415
-    from edgekit.pipeline.weights.common import check_request, labels_for, provenance  # noqa: PLC0415
+    from edgekit.converters import onnx_check, onnx_keras
+    from edgekit.pipeline.onnx import image_layout, onnx_call
+    from edgekit.pipeline.source import SourceModel
+    from edgekit.pipeline.weights.common import check_request, labels_for, provenance
 
     inputs = onnx_check.graph_inputs(model)
     if len(inputs) != 1:

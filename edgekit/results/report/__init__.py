@@ -9,7 +9,7 @@ from __future__ import annotations
 
 def render_report(data: dict, fmt: str) -> str:
     """The report as text; a name apart from the `render` submodule, which would shadow it once imported."""
-    from edgekit.results.report.render import to_html, to_markdown  # noqa: PLC0415
+    from edgekit.results.report.render import to_html, to_markdown
 
     if fmt == "html":
         return to_html(data)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from edgekit.results.comparison import Reference
+from edgekit.results.filters import RunFilter
 from edgekit.results.pareto import best_within, is_emulated, pareto_front
-from edgekit.results.records import environment_of, headline
+from edgekit.results.records import Measurement, environment_of, headline
+from edgekit.results.report.detail import chosen_run
 from edgekit.results.report.versus import compare_rows, reference_points, summary
-from edgekit.results.store import RunFilter, Store
+from edgekit.results.store import Store
 
 REPORT_SCHEMA_VERSION = 1
 
@@ -44,7 +45,7 @@ def build_report(store: Store, opts: ReportOptions) -> dict:
     meas = store.measurements([r["profile_run"] for r in rows if r.get("profile_run")])
     compare_rows(rows, blobs, meas)
     models = _models(rows, exports, runs, blobs)
-    chosen = _chosen_run(store, opts.run_id, [r for r in measured if r["kind"] == "eval"])
+    chosen = chosen_run(store, opts.run_id, [r for r in measured if r["kind"] == "eval"])
     return {
         "schema_version": REPORT_SCHEMA_VERSION,
         "title": opts.title,
@@ -80,28 +81,28 @@ def _mark_emulated(rows: list[dict], blobs: dict) -> None:
             r["latency_note"] = EMULATED_NOTE
 
 
-def _split_precisions(measured: list[dict], meas: dict[int, list[dict]]) -> list[dict]:
+def _split_precisions(measured: list[dict], meas: dict[int, list[Measurement]]) -> list[dict]:
     """A profile of a bundle with several precisions becomes one entry per precision (one table row each)."""
 
     out = []
     for r in measured:
         ms = meas.get(r["id"]) or []
-        precs = list(dict.fromkeys(m["precision"] for m in ms if m.get("precision")))
+        precs = list(dict.fromkeys(m.precision for m in ms if m.precision))
         if r["kind"] != "profile" or len(precs) < 2:
             out.append(r)
             continue
         for p in precs:
-            h = headline([m for m in ms if m.get("precision") == p], p) or {}
+            h = headline([m for m in ms if m.precision == p], p) or Measurement(batch=None)
             out.append(
                 {
                     **r,
                     "precision": p,
                     **{
-                        k: h.get(k)
+                        k: getattr(h, k)
                         for k in ("threads", "batch", "p50_ms", "p90_ms", "p99_ms", "images_per_s")
                     },
-                    "peak_rss_bytes": h.get("peak_rss_bytes") or r.get("peak_rss_bytes"),
-                    "size_bytes": h.get("model_size_bytes"),
+                    "peak_rss_bytes": h.peak_rss_bytes or r.get("peak_rss_bytes"),
+                    "size_bytes": h.model_size_bytes,
                 }
             )
     return out
@@ -245,7 +246,7 @@ def _label(r: dict) -> str:
     return f"{r['model']} {r['precision'] or ''}".strip()
 
 
-def _latency(rows: list[dict], meas: dict[int, list[dict]]) -> list[dict]:
+def _latency(rows: list[dict], meas: dict[int, list[Measurement]]) -> list[dict]:
     """Per device: one distribution per profiled setting (newest profile per model/precision)."""
     per_device: dict[str, list[dict]] = {}
     for r in rows:
@@ -253,22 +254,20 @@ def _latency(rows: list[dict], meas: dict[int, list[dict]]) -> list[dict]:
             continue
         items = per_device.setdefault(r["device"], [])
         for m in meas.get(r["profile_run"], []):
-            if m.get("p50_ms") is None or (
-                m.get("precision") and r["precision"] and m["precision"] != r["precision"]
-            ):
+            if m.p50_ms is None or (m.precision and r["precision"] and m.precision != r["precision"]):
                 continue
-            label = f"{r['model']} {m.get('precision') or r['precision'] or ''} t{m.get('threads') or '?'}"
-            if (m.get("batch") or 1) != 1:
-                label += f" b{m['batch']}"
+            label = f"{r['model']} {m.precision or r['precision'] or ''} t{m.threads or '?'}"
+            if (m.batch or 1) != 1:
+                label += f" b{m.batch}"
             items.append(
                 {
                     "label": label,
-                    "min": m.get("min_ms"),
-                    "p50": m["p50_ms"],
-                    "p90": m.get("p90_ms"),
-                    "p99": m.get("p99_ms"),
-                    "max": m.get("max_ms"),
-                    "batch": m.get("batch"),
+                    "min": m.min_ms,
+                    "p50": m.p50_ms,
+                    "p90": m.p90_ms,
+                    "p99": m.p99_ms,
+                    "max": m.max_ms,
+                    "batch": m.batch,
                     "throttled": r["throttled"],
                     "emulated": bool(r.get("emulated")),
                     "run": r["profile_run"],
@@ -372,150 +371,6 @@ def _pareto_table(rows: list[dict], budget_ms: float | None) -> list[dict]:
             }
         )
     return out
-
-
-# --------------------------------------------------------------------------- one run in detail
-
-
-def _chosen_run(store: Store, run_id: int | None, evals: list[dict]) -> dict | None:
-    """Confusion matrix and per-class accuracy of --run, else of the newest eval that has them."""
-    from edgekit.errors import UsageError  # noqa: PLC0415
-
-    cands = [run_id] if run_id is not None else [r["id"] for r in evals[:20]]
-    for rid in cands:
-        run = store.get(rid)
-        detail = class_detail(run["result"], run.get("manifest"))
-        if detail:
-            return {"id": rid, "model": run["model_name"], "device": run["device"], **detail}
-        if run_id is not None:
-            raise UsageError(f"run {run_id} ({run['kind']}) has no confusion matrix or per-class accuracy")
-    return None
-
-
-def class_detail(result, manifest: dict | None = None) -> dict | None:
-    """Per-class accuracy and confusion matrix of one eval, whichever producer wrote it.
-
-    Desktop eval: under `tflite` (confusion {labels, matrix}, rows true, columns predicted + "other").
-    Device eval: per_class under `device_result`, and per-image predictions to count a matrix from.
-    """
-    if not isinstance(result, dict):
-        return None
-    srcs = [result] + [result[k] for k in ("tflite", "device_result") if isinstance(result.get(k), dict)]
-    conf = _first(srcs, ("confusion", "confusion_matrix"))
-    labels = _first(srcs, ("labels", "class_names"))
-    labels = labels if isinstance(labels, list) else None
-    col_labels = None
-    if isinstance(conf, dict):
-        col_labels = conf.get("labels")
-        conf = conf.get("matrix") or conf.get("counts")
-    if not (isinstance(conf, list) and conf and all(isinstance(r, list) for r in conf)):
-        conf = None
-    per_class = _per_class(_first(srcs, ("per_class", "per_class_accuracy")), labels)
-    if conf is None:
-        conf, col_labels = _confusion_from_predictions(_first(srcs, ("predictions",)), labels)
-    if conf and not per_class:
-        per_class = [
-            {
-                "label": None,
-                "accuracy": (row[i] / sum(row)) if sum(row) and i < len(row) else 0.0,
-                "n": sum(row),
-            }
-            for i, row in enumerate(conf)
-        ]
-    if not conf and not per_class:
-        return None
-    n_rows = len(conf) if conf else len(per_class)
-    n_cols = len(conf[0]) if conf else n_rows
-    if isinstance(col_labels, list) and len(col_labels) == n_cols:
-        row_labels = col_labels[:n_rows]
-    elif labels and len(labels) == n_rows:
-        row_labels = col_labels = list(labels)
-    elif per_class and all(p["label"] for p in per_class) and len(per_class) == n_rows:
-        row_labels = col_labels = [p["label"] for p in per_class]
-    else:
-        row_labels = col_labels = _bundle_labels(result, manifest, n_rows) or [
-            f"class_{i}" for i in range(n_rows)
-        ]
-    if len(col_labels) != n_cols:
-        col_labels = list(row_labels) + [f"col_{j}" for j in range(len(row_labels), n_cols)]
-    for i, p in enumerate(per_class):
-        if p["label"] is None and i < len(row_labels):
-            p["label"] = row_labels[i]
-    return {
-        "labels": [str(x) for x in row_labels],
-        "predicted_labels": [str(x) for x in col_labels],
-        "confusion": conf,
-        "per_class": per_class,
-    }
-
-
-def _confusion_from_predictions(preds, labels) -> tuple[list[list[int]] | None, list | None]:
-    """Rows: true classes present; columns: those classes + "other" (as the desktop eval counts)."""
-    if not isinstance(preds, list) or not labels:
-        return None, None
-    pairs = [
-        (p["label"], p["pred"])
-        for p in preds
-        if isinstance(p, dict) and isinstance(p.get("label"), int) and isinstance(p.get("pred"), int)
-    ]
-    present = sorted({t for t, _ in pairs if 0 <= t < len(labels)})
-    if not present:
-        return None, None
-    col = {c: i for i, c in enumerate(present)}
-    conf = [[0] * (len(present) + 1) for _ in present]
-    for t, p in pairs:
-        if t in col:
-            conf[col[t]][col.get(p, len(present))] += 1
-    return conf, [labels[c] for c in present] + ["other"]
-
-
-def _first(srcs: list[dict], keys):
-    for k in keys:
-        for d in srcs:
-            if d.get(k) is not None:
-                return d[k]
-    return None
-
-
-def _per_class(per, labels) -> list[dict]:
-    out = []
-    if isinstance(per, dict):
-        for k, v in per.items():
-            acc = v.get("accuracy", v.get("top1")) if isinstance(v, dict) else v
-            n = v.get("n", v.get("count")) if isinstance(v, dict) else None
-            if isinstance(acc, (int, float)):
-                out.append({"label": str(k), "accuracy": float(acc), "n": n})
-    elif isinstance(per, list):
-        for i, v in enumerate(per):
-            if isinstance(v, dict):
-                acc = v.get("accuracy", v.get("top1"))
-                if isinstance(acc, (int, float)):
-                    out.append(
-                        {
-                            "label": v.get("label", v.get("class")),
-                            "accuracy": float(acc),
-                            "n": v.get("n", v.get("count")),
-                        }
-                    )
-            elif isinstance(v, (int, float)):
-                lab = labels[i] if isinstance(labels, list) and i < len(labels) else None
-                out.append({"label": lab, "accuracy": float(v), "n": None})
-    for p in out:
-        if p["accuracy"] > 1.0:  # a producer that reports percentages
-            p["accuracy"] /= 100.0
-    return out
-
-
-def _bundle_labels(result: dict, manifest: dict | None, n: int) -> list[str] | None:
-    path = result.get("bundle") or (manifest or {}).get("bundle")
-    if not path:
-        return None
-    f = Path(path) / "labels.txt"
-    try:
-        labels = [ln.strip() for ln in f.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    except (OSError, UnicodeDecodeError):  # a report shows what it can: indices instead of names
-        return None
-    return labels if len(labels) == n else None
 
 
 # --------------------------------------------------------------------------- environments

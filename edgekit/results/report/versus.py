@@ -4,9 +4,10 @@ the one-line summary per device result. The arithmetic is edgekit.results.compar
 from __future__ import annotations
 
 from edgekit.results.comparison import Comparison, Reference, compare
+from edgekit.results.records import Measurement
 
 
-def compare_rows(rows: list[dict], blobs: dict, meas: dict[int, list[dict]]) -> None:
+def compare_rows(rows: list[dict], blobs: dict, meas: dict[int, list[Measurement]]) -> None:
     """Each row beside its desktop reference, through edgekit.results.comparison (the one place)."""
     for r in rows:
         res = (blobs.get(r["reference_run"]) or {}).get("result") if r.get("reference_run") else None
@@ -26,19 +27,19 @@ def compare_rows(rows: list[dict], blobs: dict, meas: dict[int, list[dict]]) -> 
             r["vs_reference"]["agreement"] = r["reference_agreement"]  # measured image by image at eval time
 
 
-def _throughput(r: dict, meas: dict[int, list[dict]]) -> tuple[float | None, int | None]:
+def _throughput(r: dict, meas: dict[int, list[Measurement]]) -> tuple[float | None, int | None]:
     """images/s at the largest profiled batch, at the row's thread count and precision (like with like)."""
     ms = [
         m
         for m in meas.get(r.get("profile_run"), [])
-        if m.get("images_per_s")
-        and m.get("threads") == r.get("threads")
-        and (not r["precision"] or m.get("precision") in (None, r["precision"]))
+        if m.images_per_s
+        and m.threads == r.get("threads")
+        and (not r["precision"] or m.precision in (None, r["precision"]))
     ]
     if not ms:
         return r.get("images_per_s"), r.get("batch")
-    big = max(ms, key=lambda m: m.get("batch") or 1)
-    return big["images_per_s"], big.get("batch") or 1
+    big = max(ms, key=lambda m: m.batch or 1)
+    return big.images_per_s, big.batch or 1
 
 
 def summary(rows: list[dict]) -> list[dict]:
