@@ -63,6 +63,11 @@ print_paths() {
   echo "BUILD_S=${1:-0}"
 }
 
+# One build at a time (parallel test workers, two terminals): the others wait, then reuse it.
+mkdir -p "$(dirname "$CACHE")"
+exec 9>"$CACHE.lock"
+flock 9
+
 if [ -f "$CACHE/READY" ] && [ "$(cat "$CACHE/READY")" = "$KEY" ]; then
   print_paths 0
   exit 0

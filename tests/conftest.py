@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import signal
@@ -18,6 +19,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # it starts inherits that: the Ctrl-C tests would send a signal nobody receives. Restore the default.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@contextlib.contextmanager
+def cache_lock(folder: Path):
+    """Hold an exclusive lock beside a test cache folder while it is built or checked: parallel
+    workers (pytest -n) wait for the first to finish, then reuse what it built."""
+    import fcntl
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
 
 
 def _mnist_digits():

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, cache_lock
 
 SCRIPTS = REPO / "device_scripts"
 DEVICE_SCRIPTS = ("profile_latency.py", "eval_images.py", "classify_camera.py")
@@ -182,6 +182,12 @@ def device_venv() -> Path:
     venv = CACHE / f"device-venv-py{tag}"
     python = venv / "bin" / "python"
     marker = venv / ".edgekit-ok"
+    with cache_lock(venv):
+        _build_device_venv(base, venv, python, marker)
+    return python
+
+
+def _build_device_venv(base: str, venv: Path, python: Path, marker: Path) -> None:
     if not marker.is_file():
         shutil.rmtree(venv, ignore_errors=True)
         venv.parent.mkdir(parents=True, exist_ok=True)
@@ -192,4 +198,3 @@ def device_venv() -> Path:
             timeout=900,
         )
         marker.write_text(" ".join(VENV_PACKAGES) + "\n")
-    return python

@@ -44,8 +44,8 @@ def test_imports_and_syntax_fit_a_device(name):
         if module in stdlib or module == "__future__":
             continue
         if module == "tensorflow":
-            # only as the interpreter of last resort, inside edgelib's runtime selection
-            assert name == "edgelib.py" and func in ("import_interpreter", "_op_resolver"), (name, func)
+            # only as the interpreter of last resort, inside the runtime selection (ek_runtime)
+            assert name == "ek_runtime.py" and func in ("import_interpreter", "_op_resolver"), (name, func)
             continue
         assert module not in FORBIDDEN, f"{name} imports {module}"
         assert module in ALLOWED_THIRD_PARTY, f"{name} imports {module}, which a device may not have"

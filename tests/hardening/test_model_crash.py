@@ -119,7 +119,7 @@ def test_corrupt_shape_is_refused_before_memory_is_taken(tmp_path, images):
 
 
 def test_report_shows_indices_for_non_utf8_labels(tmp_path):
-    from edgekit.results.report.compare import _bundle_labels
+    from edgekit.results.report.detail import _bundle_labels
 
     (tmp_path / "labels.txt").write_bytes("caf\xe9\nb\n".encode("latin-1"))
     assert _bundle_labels({"bundle": str(tmp_path)}, None, 2) is None

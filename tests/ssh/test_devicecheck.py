@@ -12,7 +12,7 @@ import pytest
 
 from edgekit.devices.check import assess, choose_runtime, parse_probe, parse_runtime
 from edgekit.errors import UsageError
-from tests.conftest import run_cli
+from tests.conftest import cache_lock, run_cli
 
 CACHE = Path(os.environ.get("EDGEKIT_TEST_CACHE", Path.home() / ".cache" / "edgekit-tests"))
 
@@ -141,26 +141,16 @@ def test_check_reports_the_device(sshd, add_device, ek_env):
 def device_wheels() -> Path:
     """Wheels for an offline `devices setup` (downloaded from PyPI once, then cached)."""
     folder = CACHE / f"wheels-device-py{sys.version_info.major}{sys.version_info.minor}"
-    if not any(folder.glob("ai_edge_litert-*.whl")):
-        folder.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "-q",
-                "-d",
-                str(folder),
-                "ai-edge-litert",
-                "numpy",
-                "pillow",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert proc.returncode == 0, f"pip download failed (needs PyPI once): {proc.stderr[-500:]}"
+    with cache_lock(folder):  # parallel workers download once
+        if not (folder / ".complete").is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            proc = subprocess.run(
+                [sys.executable, "-m", "pip", "download", "-q", "-d", str(folder), "ai-edge-litert", "numpy",
+                 "pillow"],
+                capture_output=True, text=True, timeout=600,
+            )  # fmt: skip
+            assert proc.returncode == 0, f"pip download failed (needs PyPI once): {proc.stderr[-500:]}"
+            (folder / ".complete").write_text("ai-edge-litert numpy pillow\n")
     return folder
 
 
