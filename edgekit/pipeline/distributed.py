@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +38,96 @@ COLLECTIVE_TIMEOUT_S = 60
 
 def collective_timeout_s() -> float:
     return float(os.environ.get("EDGEKIT_COLLECTIVE_TIMEOUT") or COLLECTIVE_TIMEOUT_S)
+
+
+# The first step also traces the function and opens every worker's connections: it gets this long more.
+FIRST_STEP_GRACE_S = 300
+log = logging.getLogger("edgekit.train")
+
+
+def _lost_worker(detail: str) -> DeviceError:
+    return DeviceError(
+        f"a training worker was lost ({detail})",
+        hint="start every worker again with --resume: training continues from the last checkpoint",
+    )
+
+
+# What TensorFlow says about a lost peer, somewhere in a multi-line error under "Graph execution error:"
+_CAUSES = ("socket closed", "connection reset", "failed to connect", "connection refused", "deadline exceeded",
+           "aborted", "unavailable", "cancelled", "timed out", "timeout")  # fmt: skip
+
+
+def lost_detail(kind: str, message: str) -> str:
+    """`UnavailableError: Socket closed` from TensorFlow's error: the line that names the cause."""
+    for line in message.splitlines():
+        text = line.strip()
+        if text and any(c in text.lower() for c in _CAUSES) and "graph execution error" not in text.lower():
+            return f"{kind}: {text[:160]}"
+    return kind
+
+
+def _abandon(exc: DeviceError) -> None:
+    """Say what happened in one line and end the process now: after a peer is lost, TensorFlow's
+    collective and coordination threads can block a normal exit (and even the collective's own
+    timeout) indefinitely. Checkpoints are already on disk; nothing else is pending."""
+    log.error("%s: %s", exc.prefix, exc)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a closed pipe: the exit code still says it
+            pass
+    os._exit(int(exc.exit_code))
+
+
+class StepWatchdog:
+    """Ends the process with the lost-worker line when no training step finishes in time.
+
+    A collective whose peer died should fail after `timeout_seconds`; on TF 2.21 over loopback it was
+    seen to block for good instead, so this bound does not depend on TensorFlow keeping its word."""
+
+    def __init__(self, limit_s: float, first_grace_s: float = FIRST_STEP_GRACE_S):
+        self.limit_s, self.grace_s = float(limit_s), float(first_grace_s)
+        self._last = time.monotonic()
+        self._steps = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="edgekit-step-watchdog", daemon=True)
+
+    def __enter__(self) -> StepWatchdog:
+        self._last = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+
+    def step_done(self) -> None:
+        self._steps += 1
+        self._last = time.monotonic()
+
+    def pause(self):
+        """A context in which no step runs (validation, checkpoints): the clock restarts after it."""
+        watchdog = self
+
+        class _Paused:
+            def __enter__(self):
+                watchdog._last = float("inf")
+
+            def __exit__(self, *exc):
+                watchdog._last = time.monotonic()
+
+        return _Paused()
+
+    def overdue(self, now: float) -> float | None:
+        """Seconds since the last step when past the bound, else None."""
+        limit = self.limit_s + (self.grace_s if self._steps == 0 else 0.0)
+        waited = now - self._last
+        return waited if waited > limit else None
+
+    def _watch(self) -> None:
+        while not self._stop.wait(min(1.0, self.limit_s / 4)):
+            waited = self.overdue(time.monotonic())
+            if waited is not None:
+                _abandon(_lost_worker(f"no training step finished in {waited:.0f} s"))
 
 
 def tf_config() -> dict | None:
@@ -126,26 +218,27 @@ def fit(model, train_ds, val_ds, *, strategy, epochs: int, initial_epoch: int, s
 
     cbs = keras.callbacks.CallbackList(callbacks, model=model, epochs=epochs, steps=steps)
     cbs.on_train_begin()
-    try:
-        for epoch in range(initial_epoch, epochs):
-            cbs.on_epoch_begin(epoch)
-            for m in train_metrics:
-                m.reset_state()
-            total = 0.0
-            for _ in range(steps):
-                total += float(train_step(dist))
-            logs = {"loss": total / steps, **{m.name: float(m.result()) for m in train_metrics}}
-            logs.update(_evaluate(model, val_ds))
-            cbs.on_epoch_end(epoch, logs)
-            if model.stop_training:
-                break
-    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
-            tf.errors.InternalError, tf.errors.AbortedError) as exc:  # fmt: skip
-        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:200]
-        raise DeviceError(
-            f"a training worker was lost ({exc.__class__.__name__}: {first})",
-            hint="start every worker again with --resume: training continues from the last checkpoint",
-        ) from None
+    # a step waits for every worker: one that stopped answering ends the run in one line, bounded
+    with StepWatchdog(2 * collective_timeout_s()) as watchdog:
+        try:
+            for epoch in range(initial_epoch, epochs):
+                with watchdog.pause():
+                    cbs.on_epoch_begin(epoch)
+                for m in train_metrics:
+                    m.reset_state()
+                total = 0.0
+                for _ in range(steps):
+                    total += float(train_step(dist))
+                    watchdog.step_done()
+                logs = {"loss": total / steps, **{m.name: float(m.result()) for m in train_metrics}}
+                with watchdog.pause():
+                    logs.update(_evaluate(model, val_ds))
+                    cbs.on_epoch_end(epoch, logs)
+                if model.stop_training:
+                    break
+        except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
+                tf.errors.InternalError, tf.errors.AbortedError) as exc:  # fmt: skip
+            _abandon(_lost_worker(lost_detail(exc.__class__.__name__, str(exc))))
     cbs.on_train_end()
 
 
