@@ -39,6 +39,7 @@ from edgekit.pipeline import backbone as B
 from edgekit.pipeline import train as T
 from edgekit.pipeline.backbone import FINE_TUNE_LR_FACTOR
 from edgekit.pipeline.metrics import scores
+from edgekit.pipeline.train_data import prepare_data, write_samples
 
 STAGE1_FILE = "stage1.keras"
 MIXED_CAST = "logits_float32"  # train._training_model's float32 cast under mixed precision
@@ -96,7 +97,7 @@ def train_transfer(cfg, progress, resume: bool = False, resume_epochs: int | Non
         mcfg, prep = bb.config, bb.preprocessing
         state = {"epoch": 0, "stage": 1, "stage1_epochs": None, "stages": {}, "source": bb.record}
     fine = B.FineTune.parse(cfg.fine_tune)
-    splits = T.prepare_data(cfg, (mcfg.resolution, mcfg.resolution), progress)
+    splits = prepare_data(cfg, (mcfg.resolution, mcfg.resolution), progress)
     labels = splits.train.class_names
     mcfg = mcfg.with_(classes=len(labels))
     cfg = replace(cfg, model=mcfg)
@@ -154,7 +155,7 @@ def train_transfer(cfg, progress, resume: bool = False, resume_epochs: int | Non
     model.save(out / MODEL_FILE)
     reloaded = load_keras(out / MODEL_FILE)
     ev = scores(T._predict(reloaded, D.normalise(splits.val_img.images, p)), splits.val_img.y, labels)
-    T._write_samples(out / SAMPLES, splits, cfg.seed)
+    write_samples(out / SAMPLES, splits, cfg.seed)
     run = _record(cfg, prep, splits, device, stages, ev)
     run["training"].update(wall_seconds_this_session=round(wall_s, 1), tf_version=tf.__version__,
                            keras_version=keras.__version__)  # fmt: skip
