@@ -136,7 +136,8 @@ class _Stop:
 
     REPEAT_S = 1.0
 
-    def __init__(self) -> None:
+    def __init__(self, finished_ignores: bool = False) -> None:
+        self.finished_ignores = finished_ignores
         self.source = None  # set once open: its next() returns None when a stop is requested
         self.requested = False
         self.at = 0.0
@@ -159,8 +160,12 @@ class _Stop:
         return self
 
     def __exit__(self, *exc):
+        # The run is over and its summary is about to be written: a late Ctrl-C (or the test harness's
+        # stop racing the end of a video) has nothing left to stop, and must not kill the process
+        # halfway through that summary. The script's main() leaves the signals ignored from here on;
+        # an embedding caller gets its own handlers back.
         for sig, old in self.previous.items():
-            signal.signal(sig, old)
+            signal.signal(sig, signal.SIG_IGN if self.finished_ignores else old)
         return False
 
 
@@ -215,16 +220,16 @@ def _start_live_view(view, ctx, order: str, info: dict) -> None:
     edgelib._stderr_line(f"serving: {view.url}")
 
 
-def classify(args) -> tuple:
+def classify(args, finished_ignores: bool = False) -> tuple:
     ctx = edgelib.open_model(args.model, threads=args.threads, labels_path=args.labels, runtime=args.runtime)
     ctx.model.resize_batch(1)
     view = _live_view(args)
-    try:
-        with _Stop() as stop:
+    with _Stop(finished_ignores) as stop:  # the view closes while a Ctrl-C still only asks to stop
+        try:
             return _classify(args, ctx, view, stop)
-    finally:
-        if view is not None:
-            view.close()
+        finally:
+            if view is not None:
+                view.close()
 
 
 def _classify(args, ctx, view, stop) -> tuple:
@@ -389,7 +394,7 @@ def main(argv=None) -> int:
         signal.signal(signal.SIGTERM, _sigterm)  # a remote stop ends like Ctrl-C: summary written
     except ValueError:
         pass
-    doc, source = classify(args)
+    doc, source = classify(args, finished_ignores=True)
     if args.json:
         edgelib.emit_json(doc)
     else:

@@ -101,6 +101,30 @@ def test_stream_latest_and_ctrl_c_with_a_client_connected(photo_video, tmp_path)
     c.close()
 
 
+@pytest.mark.parametrize("frames", ["all", "30"])
+def test_a_storm_of_ctrl_c_never_loses_the_summary(photo_video, tmp_path, frames):
+    """Ctrl-C every 20 ms from the moment the view serves until the process is gone: whether the loop
+    ended on the first one or had already ended on its own (--max-frames 30), the late ones land while
+    the view closes, the summary is written and the interpreter exits. None of them may kill it."""
+    log = tmp_path / "f.jsonl"
+    cap = ["--max-frames", frames] if frames != "all" else []
+    s = Script("--source", str(photo_video), "--serve", "127.0.0.1:0", "--log", str(log), *cap)
+    s.wait_url()
+    sent = 0
+    while s.proc.poll() is None:
+        try:
+            s.proc.send_signal(signal.SIGINT)
+            sent += 1
+        except ProcessLookupError:
+            break
+        time.sleep(0.02)
+    rc, out, err = s.finish()
+    assert rc == 0 and "Traceback" not in err, (sent, err)
+    doc = last_json(out)
+    assert doc["end_reason"] in ("interrupted", "max_frames") and sent >= 1
+    assert len(_log(log)) == doc["frames"] == doc["log_lines"]
+
+
 def test_no_viewer_means_no_encoding_and_lan_binding_warns(photo_video):
     s = Script("--source", str(photo_video), "--max-frames", "60", "--serve", "0.0.0.0:0")
     rc, out, err = s.finish()
@@ -205,7 +229,7 @@ def test_a_slow_viewer_does_not_slow_the_loop(tmp_path):
     those ratios of inference-bound shares stays >= 0.95. A shared machine's bursts can still swamp
     one run, so it is measured up to three times; a viewer that really held the loop fails all three."""
     # frames at the model's input size: decoding and preprocessing stay cheap, inference sets the pace
-    video = write_photo_video(tmp_path / "long.avi", 4000, size=(128, 128), hold=1)
+    video = write_photo_video(tmp_path / "long.avi", 8000, size=(128, 128), hold=1)  # outlasts the phases
     ratios = []
     for attempt in range(3):
         phases = _viewer_phases(video, tmp_path / f"f{attempt}.jsonl")
