@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from edgekit.errors import DeviceError, UsageError
+from edgekit.errors import DeviceError, InputDataError, UsageError
 
 # A collective that waits longer than this for a lost worker fails instead of hanging
 # (EDGEKIT_COLLECTIVE_TIMEOUT overrides: a slow shared network may need more).
@@ -55,6 +55,29 @@ def _lost_worker(detail: str) -> DeviceError:
 # What TensorFlow says about a lost peer, somewhere in a multi-line error under "Graph execution error:"
 _CAUSES = ("socket closed", "connection reset", "failed to connect", "connection refused", "deadline exceeded",
            "aborted", "unavailable", "cancelled", "timed out", "timeout")  # fmt: skip
+
+
+def _peer_errors(tf) -> tuple:
+    """What TensorFlow raises in a collective whose peer is gone."""
+    e = tf.errors
+    return (e.UnavailableError, e.DeadlineExceededError, e.CancelledError, e.InternalError, e.AbortedError)
+
+
+def is_peer_loss(exc: BaseException) -> bool:
+    tf = sys.modules.get("tensorflow")  # never imports it: without TensorFlow, nothing was lost
+    return tf is not None and isinstance(exc, _peer_errors(tf))
+
+
+def not_joined(detail: str) -> DeviceError:
+    return DeviceError(
+        f"not every training worker joined ({detail})",
+        hint="start every worker with the same command (all with --resume, or none); a worker's log says why it stopped",
+    )
+
+
+def abandon_startup(exc: BaseException) -> None:
+    """A peer lost before the first step: one line (the lost worker's own log has its reason)."""
+    _abandon(not_joined(lost_detail(exc.__class__.__name__, str(exc))))
 
 
 def lost_detail(kind: str, message: str) -> str:
@@ -85,8 +108,10 @@ class StepWatchdog:
     A collective whose peer died should fail after `timeout_seconds`; on TF 2.21 over loopback it was
     seen to block for good instead, so this bound does not depend on TensorFlow keeping its word."""
 
-    def __init__(self, limit_s: float, first_grace_s: float = FIRST_STEP_GRACE_S):
+    def __init__(self, limit_s: float, first_grace_s: float = FIRST_STEP_GRACE_S,
+                 error: Callable[[float], DeviceError] | None = None):  # fmt: skip
         self.limit_s, self.grace_s = float(limit_s), float(first_grace_s)
+        self._error = error or (lambda waited: _lost_worker(f"no training step finished in {waited:.0f} s"))
         self._last = time.monotonic()
         self._steps = 0
         self._stop = threading.Event()
@@ -127,7 +152,23 @@ class StepWatchdog:
         while not self._stop.wait(min(1.0, self.limit_s / 4)):
             waited = self.overdue(time.monotonic())
             if waited is not None:
-                _abandon(_lost_worker(f"no training step finished in {waited:.0f} s"))
+                _abandon(self._error(waited))
+
+
+def startup_timeout_s() -> float:
+    """How long start-up may wait for every worker (EDGEKIT_STARTUP_TIMEOUT overrides)."""
+    return float(os.environ.get("EDGEKIT_STARTUP_TIMEOUT") or FIRST_STEP_GRACE_S + 2 * collective_timeout_s())
+
+
+def startup_watchdog() -> StepWatchdog:
+    """Bounds start-up (joining the cluster, creating and syncing variables) until `fit`'s own watchdog
+    takes over: a worker that never joins, or failed before joining, ends the others in one line
+    instead of leaving them blocked in their first collective."""
+    return StepWatchdog(
+        startup_timeout_s(),
+        first_grace_s=0,
+        error=lambda waited: not_joined(f"waited {waited:.0f} s"),
+    )
 
 
 def tf_config() -> dict | None:
@@ -180,6 +221,75 @@ def strategy():
 
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=collective_timeout_s())
     return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+
+
+def _sum_from_first_replica(strategy, vector, first_only: bool):
+    """All-reduce SUM of a float64 vector over every replica; with `first_only` only global replica 0
+    (the chief's first) contributes, so the result is the chief's vector on every worker."""
+    import numpy as np
+    import tensorflow as tf
+
+    @tf.function
+    def reduce(x):
+        def replica_fn(x):
+            ctx = tf.distribute.get_replica_context()
+            keep = tf.cast(tf.equal(ctx.replica_id_in_sync_group, 0), x.dtype) if first_only else 1.0
+            return ctx.all_reduce(tf.distribute.ReduceOp.SUM, x * keep)
+
+        return strategy.run(replica_fn, args=(x,))
+
+    out = reduce(tf.constant(np.asarray(vector, np.float64)))
+    return np.asarray(strategy.experimental_local_results(out)[0])
+
+
+def sync_json_from_chief(strategy, payload: dict | None) -> dict:
+    """The chief's JSON payload on every worker (the others pass None): two all-reduces, its length,
+    then its bytes."""
+    import numpy as np
+
+    raw = np.frombuffer(json.dumps(payload).encode(), np.uint8) if payload is not None else np.zeros(0, np.uint8)
+    size = int(round(_sum_from_first_replica(strategy, [raw.size], first_only=True)[0]))
+    mine = np.zeros(size, np.float64)
+    mine[: min(size, raw.size)] = raw[:size]
+    data = _sum_from_first_replica(strategy, mine, first_only=True)
+    return json.loads(np.rint(data).astype(np.uint8).tobytes().decode())
+
+
+def sync_variables_from_chief(strategy, variables: list, values: list | None) -> None:
+    """Assign the chief's `values` (None on the other workers) to `variables` on every worker.
+
+    On --resume this replaces each worker reading its own checkpoint: a worker that was killed may
+    have none, or one an epoch behind, and would then train other weights than the chief. Every
+    worker first checks that all hold the same variables (count and total size): a worker started
+    with another model or other data would otherwise send a collective of another shape and hang."""
+    import numpy as np
+
+    count, size = len(variables), sum(int(np.prod(v.shape)) for v in variables)
+    misfit = values is not None and (
+        len(values) != count or any(tuple(np.shape(x)) != tuple(v.shape) for v, x in zip(variables, values, strict=False))
+    )
+    total = _sum_from_first_replica(strategy, [count, size, count**2, size**2, misfit], first_only=False)
+    replicas = strategy.num_replicas_in_sync
+    if total[4]:  # decided by every worker alike, so none is left waiting in the next collective
+        raise InputDataError(
+            "the chief's checkpoint (checkpoints/last.keras) does not fit the run's model",
+            hint="drop --resume and train again into a new -o",
+        )
+    if total[0] ** 2 != replicas * total[2] or total[1] ** 2 != replicas * total[3]:  # not all equal
+        raise UsageError(
+            f"the workers do not hold the same model ({count} variables, {size} values on this one)",
+            hint="start every worker with the same command and the same data",
+        )
+    if values is not None:
+        flat = np.concatenate([np.asarray(x, np.float64).ravel() for x in values]) if values else np.zeros(0)
+    else:
+        flat = np.zeros(size, np.float64)
+    flat = _sum_from_first_replica(strategy, flat, first_only=True)
+    offset = 0
+    for v in variables:
+        n = int(np.prod(v.shape))
+        v.assign(flat[offset : offset + n].reshape(tuple(v.shape)).astype(np.dtype(str(v.dtype))))
+        offset += n
 
 
 def fit(model, train_ds, val_ds, *, strategy, epochs: int, initial_epoch: int, steps: int, global_batch: int,
@@ -236,8 +346,7 @@ def fit(model, train_ds, val_ds, *, strategy, epochs: int, initial_epoch: int, s
                     cbs.on_epoch_end(epoch, logs)
                 if model.stop_training:
                     break
-        except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
-                tf.errors.InternalError, tf.errors.AbortedError) as exc:  # fmt: skip
+        except _peer_errors(tf) as exc:
             _abandon(_lost_worker(lost_detail(exc.__class__.__name__, str(exc))))
     cbs.on_train_end()
 

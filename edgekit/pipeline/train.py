@@ -148,20 +148,31 @@ def train(
 
     With `resume`, the run's saved config is used; `resume_epochs` may extend it."""
     cluster = distributed.tf_config()
+    # on several workers, start-up is bounded until the first training step: a worker that never
+    # joins (or failed before joining) ends this one in one line instead of a hang
+    startup = distributed.startup_watchdog() if cluster is not None else None
+    try:
+        return _train(cfg, progress, resume, resume_epochs, cluster, startup)
+    except Exception as exc:
+        if cluster is not None and distributed.is_peer_loss(exc):  # fit handles its own: this is start-up
+            distributed.abandon_startup(exc)
+        raise
+    finally:
+        if startup is not None:
+            startup.__exit__(None, None, None)
+
+
+def _train(cfg: TrainConfig, progress: Progress, resume: bool, resume_epochs: int | None, cluster: dict | None,
+           startup: distributed.StepWatchdog | None) -> dict:  # fmt: skip
     out = Path(cfg.output)
     if not distributed.is_chief(cluster):  # the chief writes the run; the others only their checkpoints
         out = distributed.worker_dir(out, cluster)
         progress(f"worker {cluster['task']['index']}: checkpoints in {out}")
     ck = out / "checkpoints"
     state_path = ck / "state.json"
+    initial_epoch = 0
     if resume:
-        if not state_path.is_file():
-            raise InputDataError(
-                f"{out} has no checkpoint to resume (checkpoints/state.json)", hint="drop --resume"
-            )
-        saved = json.loads(state_path.read_text())
-        cfg = TrainConfig.from_dict(saved["config"])
-        cfg = replace(cfg, epochs=max(resume_epochs or cfg.epochs, saved["epoch"]))
+        cfg, initial_epoch = _resume_config(cfg, state_path, cluster, resume_epochs)
     elif (out / RUN_JSON).exists() or state_path.exists():
         raise UsageError(
             f"run folder {out} already holds a run", hint="pass --resume to continue it, or another -o"
@@ -180,8 +191,15 @@ def train(
     from edgekit.models.batchnorm import recalibrate_batchnorm
 
     keras.utils.set_random_seed(cfg.seed)
+    if startup is not None:
+        startup.__enter__()
     strategy, device = select_device(cfg.mixed_precision)
+    last = None
+    if resume and distributed.is_chief(cluster):  # read before any collective: a bad file fails first
+        last = load_keras(ck / "last.keras", compile=True)
     labels = splits.train.class_names
+    if cluster is not None:
+        cfg, initial_epoch = _chief_config(strategy, cluster, cfg, initial_epoch, labels)
     mcfg = resolve_config(
         cfg.model.family,
         alpha=cfg.model.alpha,
@@ -206,30 +224,17 @@ def train(
     )
     val_ds = tfdata.tf_dataset(splits.val, prep.to_dict(), batch_size=batch, training=False, cached=splits.val_img)
 
-    initial_epoch = 0
     history: dict[str, list] = {}
     with strategy.scope():
+        train_model = _compiled_model(cfg, mcfg, steps, len(labels), device["mixed_precision"])
         if resume:
-            train_model = load_keras(ck / "last.keras", compile=True)
-            initial_epoch = int(saved["epoch"])
-            history = (
-                json.loads((out / "history.json").read_text()) if (out / "history.json").is_file() else {}
-            )
-            progress(f"resuming at epoch {initial_epoch + 1}/{cfg.epochs}")
-        else:
-            train_model = _training_model(
-                _fast_bn(build_model(mcfg, seed=cfg.seed)), device["mixed_precision"]
-            )
-            train_model.compile(
-                optimizer=_optimizer(cfg, steps),
-                loss=keras.losses.CategoricalCrossentropy(
-                    from_logits=True, label_smoothing=cfg.label_smoothing
-                ),
-                metrics=[
-                    keras.metrics.CategoricalAccuracy(name="top1"),
-                    keras.metrics.TopKCategoricalAccuracy(k=min(5, len(labels)), name="top5"),
-                ],
-            )
+            train_model.optimizer.build(train_model.trainable_variables)
+    if resume:
+        _restore(train_model, last, strategy, cluster)
+        del last
+        if (out / "history.json").is_file():
+            history = _history_until(json.loads((out / "history.json").read_text()), initial_epoch)
+        progress(f"resuming at epoch {initial_epoch + 1}/{cfg.epochs}")
     callbacks = [
         keras.callbacks.ModelCheckpoint(
             ck / "best.keras",
@@ -248,6 +253,8 @@ def train(
             keras.callbacks.EarlyStopping(monitor="val_top1", mode="max", patience=cfg.patience, verbose=0)
         )
     t0 = time.perf_counter()
+    if startup is not None:  # fit's own watchdog takes over (with the first step's grace)
+        startup.__exit__(None, None, None)
     if initial_epoch < cfg.epochs and cluster is not None:
         distributed.fit(
             train_model, train_ds, val_ds, strategy=strategy, epochs=cfg.epochs, initial_epoch=initial_epoch,
@@ -314,6 +321,105 @@ def train(
     }
     write_json_atomic(out / RUN_JSON, run)
     return run
+
+
+def _resume_config(cfg: TrainConfig, state_path: Path, cluster: dict | None,
+                   resume_epochs: int | None) -> tuple[TrainConfig, int]:  # fmt: skip
+    """(config, epochs done) of the run to continue, from checkpoints/state.json.
+
+    A worker other than the chief may have lost its checkpoints (killed mid-write, another disk): it
+    starts from the command's config, and takes the chief's config, epoch and weights at start-up."""
+    try:
+        saved = json.loads(state_path.read_text())
+        saved_cfg, done = TrainConfig.from_dict(saved["config"]), int(saved["epoch"])
+    except FileNotFoundError:
+        saved_cfg = None
+    except (ValueError, KeyError, TypeError, UsageError) as exc:
+        if distributed.is_chief(cluster):
+            raise InputDataError(
+                f"{state_path} is unreadable ({exc.__class__.__name__})", hint="drop --resume and train into a new -o"
+            ) from None
+        saved_cfg = None
+    if saved_cfg is not None:
+        return replace(saved_cfg, epochs=max(resume_epochs or saved_cfg.epochs, done)), done
+    if distributed.is_chief(cluster):
+        raise InputDataError(f"{state_path.parent.parent} has no checkpoint to resume (checkpoints/state.json)",
+                             hint="drop --resume")  # fmt: skip
+    if not cfg.data:
+        raise InputDataError(
+            f"worker {cluster['task']['index']} has no checkpoint of its own ({state_path})",
+            hint="start it with the first run's arguments (--data, --model, ...) plus --resume",
+        )
+    return cfg, 0
+
+
+def _chief_config(strategy, cluster: dict, cfg: TrainConfig, initial_epoch: int,
+                  labels: list[str]) -> tuple[TrainConfig, int]:  # fmt: skip
+    """Every worker trains with the chief's config and (on --resume) continues from the chief's epoch,
+    whatever its own command or checkpoint said; only the paths stay its own. A worker whose data has
+    other classes stops here with one line (the chief's start-up watchdog then ends the chief)."""
+    mine = {"config": cfg.to_dict(), "epoch": initial_epoch, "labels": list(labels)}
+    chief = distributed.sync_json_from_chief(strategy, mine if distributed.is_chief(cluster) else None)
+    if chief["labels"] != list(labels):
+        raise UsageError(
+            f"worker {cluster['task']['index']}'s data has classes {', '.join(labels)}; "
+            f"the chief's has {', '.join(chief['labels'])}",
+            hint="give every worker the same data (the same folders, or copies of them)",
+        )
+    theirs = TrainConfig.from_dict(chief["config"])
+    if _architecture(theirs.model) != _architecture(cfg.model):  # its data is decoded at its resolution
+        raise UsageError(
+            f"worker {cluster['task']['index']} was started with {_architecture(cfg.model)}; "
+            f"the chief's run is {_architecture(theirs.model)}",
+            hint="start every worker with the same command",
+        )
+    own = {k: getattr(cfg, k) for k in ("data", "output", "val_data", "labels_file")}
+    return replace(theirs, **own), int(chief["epoch"])
+
+
+def _architecture(m: ModelConfig) -> str:
+    return f"{m.family} alpha {m.alpha} at {m.resolution} px, shortcut {m.shortcut}"
+
+
+def _restore(train_model, last, strategy, cluster: dict | None) -> None:
+    """Weights and optimizer state (its step count too, so the learning-rate schedule continues) of
+    the checkpoint `last` into the freshly built `train_model`; on several workers, from the chief's."""
+    variables = list(train_model.weights) + list(train_model.optimizer.variables)
+    values = None
+    if last is not None:
+        values = [np.asarray(v) for v in [*last.weights, *last.optimizer.variables]]
+    if cluster is not None:
+        distributed.sync_variables_from_chief(strategy, variables, values)
+        return
+    if len(values) != len(variables) or any(tuple(v.shape) != x.shape for v, x in zip(variables, values, strict=False)):
+        raise InputDataError("checkpoints/last.keras does not fit the run's model",
+                             hint="drop --resume and train again into a new -o")  # fmt: skip
+    for v, x in zip(variables, values, strict=True):
+        v.assign(x)
+
+
+def _history_until(history: dict, epoch: int) -> dict:
+    """The history of epochs 1..`epoch` (a worker's own file may run ahead of the chief's)."""
+    keep = sum(1 for e in history.get("epoch", []) if e <= epoch)
+    return {k: list(v[:keep]) for k, v in history.items()}
+
+
+def _compiled_model(cfg: TrainConfig, mcfg: ModelConfig, steps: int, n_classes: int, mixed: bool):
+    """The model as trained: built, fast batch-norm, a float32 head under mixed precision, compiled."""
+    import keras
+
+    from edgekit.models import build_model
+
+    model = _training_model(_fast_bn(build_model(mcfg, seed=cfg.seed)), mixed)
+    model.compile(
+        optimizer=_optimizer(cfg, steps),
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=cfg.label_smoothing),
+        metrics=[
+            keras.metrics.CategoricalAccuracy(name="top1"),
+            keras.metrics.TopKCategoricalAccuracy(k=min(5, n_classes), name="top5"),
+        ],
+    )
+    return model
 
 
 BN_MOMENTUM = 0.9

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -61,6 +62,18 @@ def test_step_watchdog_bound():
     assert w.overdue(w._last + 5) is None and w.overdue(w._last + 12) is not None
 
 
+def test_startup_bound_and_its_line(monkeypatch):
+    """Start-up has one bound, no first-step grace on top, and its own line (not "a worker was lost")."""
+    monkeypatch.setenv("EDGEKIT_COLLECTIVE_TIMEOUT", "10")
+    monkeypatch.delenv("EDGEKIT_STARTUP_TIMEOUT", raising=False)
+    assert distributed.startup_timeout_s() == distributed.FIRST_STEP_GRACE_S + 20
+    monkeypatch.setenv("EDGEKIT_STARTUP_TIMEOUT", "30")
+    w = distributed.startup_watchdog()
+    assert w.overdue(w._last + 29) is None and w.overdue(w._last + 31) == pytest.approx(31)
+    err = w._error(31)
+    assert "not every training worker joined (waited 31 s)" in str(err) and "same command" in err.hint
+
+
 def test_lost_worker_line_names_the_cause():
     msg = "Graph execution error:\n\nDetected at node x\n  File a.py\nSocket closed\n\t [[{{node y}}]]"
     assert distributed.lost_detail("UnavailableError", msg) == "UnavailableError: Socket closed"
@@ -92,6 +105,30 @@ def test_two_workers_train_export_and_match_one_worker(train_dir, train_run, tmp
     assert (bundle / "manifest.json").is_file()
 
 
+def _finish(procs: list, timeout: float) -> list[tuple[int | None, str]]:
+    """(returncode, stderr) of each worker process, read side by side (a full pipe never blocks one);
+    every process still running after `timeout` is killed, so nothing outlives the test."""
+    import threading
+
+    errs: list[list[str]] = [[] for _ in procs]
+
+    def read(p, into):
+        into.append(p.communicate()[1] or "")
+
+    readers = [threading.Thread(target=read, args=(p, e), daemon=True) for p, e in zip(procs, errs, strict=True)]
+    for r in readers:
+        r.start()
+    deadline = time.monotonic() + timeout
+    for r in readers:
+        r.join(max(0.0, deadline - time.monotonic()))
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+    for r in readers:
+        r.join(30)
+    return [(p.poll(), "".join(e)) for p, e in zip(procs, errs, strict=True)]
+
+
 @pytest.mark.tf
 @pytest.mark.slow
 def test_a_lost_worker_fails_the_other_with_one_line_then_resume(train_dir, tmp_path):
@@ -105,28 +142,77 @@ def test_a_lost_worker_fails_the_other_with_one_line_then_resume(train_dir, tmp_
     def start(i, extra=()):
         env = {**base, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
         return subprocess.Popen([sys.executable, "-m", "edgekit", *args, *extra], env=env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
 
     chief, other = start(0), start(1)
     history = out / "history.json"
     deadline = time.monotonic() + 600
-    while not (history.is_file() and json.loads(history.read_text()).get("epoch")) and time.monotonic() < deadline:
-        assert chief.poll() is None, chief.communicate()[1]
-        time.sleep(0.5)
-    other.send_signal(signal.SIGKILL)
-    other.wait()
-    t0 = time.monotonic()
-    _, err = chief.communicate(timeout=240)
-    lost_after = time.monotonic() - t0
-    assert chief.returncode == 6, err
+    try:
+        while not (history.is_file() and json.loads(history.read_text()).get("epoch")):
+            assert chief.poll() is None and other.poll() is None and time.monotonic() < deadline
+            time.sleep(0.5)
+        other.send_signal(signal.SIGKILL)
+        t0 = time.monotonic()
+        (rc, err), _ = _finish([chief, other], 240)
+        lost_after = time.monotonic() - t0
+    finally:
+        _kill(chief, other)
+    assert rc == 6, err
     assert "a training worker was lost" in err and "--resume" in err and "Traceback" not in err
     assert lost_after < 120  # bounded (the watchdog: 2 x EDGEKIT_COLLECTIVE_TIMEOUT), never a hang
     done = json.loads(history.read_text())["epoch"][-1]
     assert done < 4
 
+    # the worst case for the killed worker: its own checkpoints are gone (or were never written);
+    # it takes the chief's config, epoch, weights and optimizer state at start-up
+    for d in (tmp_path / "backup").rglob("worker-1"):
+        shutil.rmtree(d)
     chief, other = start(0, ["--resume"]), start(1, ["--resume"])
-    _, err = chief.communicate(timeout=900)
-    other.communicate(timeout=120)
-    assert chief.returncode == 0 and other.returncode == 0, err
-    assert f"resuming at epoch {done + 1}/4" in err
-    assert json.loads((out / "run.json").read_text())["training"]["epochs_run"] == 4
+    try:
+        (rc, err), (rc_other, err_other) = _finish([chief, other], 900)
+    finally:
+        _kill(chief, other)
+    assert rc == 0 and rc_other == 0, (rc, err[-3000:], rc_other, err_other[-3000:])
+    assert f"resuming at epoch {done + 1}/4" in err and f"resuming at epoch {done + 1}/4" in err_other
+    run = json.loads((out / "run.json").read_text())
+    assert run["training"]["epochs_run"] == 4 and run["training"]["workers"] == 2
+    assert json.loads((out / "history.json").read_text())["epoch"] == [1, 2, 3, 4]
+
+
+def _kill(*procs) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_a_worker_that_cannot_join_stops_itself_and_the_chief_in_one_line(train_dir, tmp_path):
+    """Worker 1's data has other classes: it says so and stops before its first collective; the chief,
+    left waiting for it, is ended by the start-up bound (EDGEKIT_STARTUP_TIMEOUT) instead of hanging."""
+    other_data = tmp_path / "other"
+    for cls in sorted(p for p in train_dir.iterdir() if p.is_dir())[:2]:
+        shutil.copytree(cls, other_data / cls.name)
+    cluster = _cluster(2)
+    base = {**os.environ, "EDGEKIT_WORKER_DIR": str(tmp_path / "backup"), "EDGEKIT_COLLECTIVE_TIMEOUT": "10",
+            "EDGEKIT_STARTUP_TIMEOUT": "30", "TF_CPP_MIN_LOG_LEVEL": "3"}  # fmt: skip
+
+    def start(i, data):
+        env = {**base, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
+        args = ["train", "--model", "resnet18", "--resolution", "32", "--data", str(data), "--epochs", "1",
+                "--batch-size", "8", "-o", str(tmp_path / "run")]  # fmt: skip
+        return subprocess.Popen([sys.executable, "-m", "edgekit", *args], env=env, text=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+
+    chief, other = start(0, train_dir), start(1, other_data)
+    t0 = time.monotonic()
+    try:
+        (rc, err), (rc_other, err_other) = _finish([chief, other], 300)
+    finally:
+        _kill(chief, other)
+    waited = time.monotonic() - t0
+    assert rc_other == 2 and "data has classes" in err_other and "Traceback" not in err_other, err_other
+    assert rc == 6 and "not every training worker joined" in err and "Traceback" not in err, err
+    assert waited < 240  # the bound, not the 300 s this test allows
+    assert not (tmp_path / "run" / "run.json").exists()

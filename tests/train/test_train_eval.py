@@ -164,3 +164,32 @@ def test_resume_continues_from_last_checkpoint(train_run, tmp_path):
     # best.keras is replaced only by an epoch better than all before it
     if history["val_top1"][3] <= max(history["val_top1"][:3]):
         assert (copy / "checkpoints" / "best.keras").read_bytes() == best_before
+
+
+def test_resume_restores_weights_and_optimizer_state(train_run, tmp_path):
+    """--resume builds the model afresh and copies last.keras into it: weights, and the optimizer's
+    moments and step count (the learning-rate schedule continues where it stopped)."""
+    import tensorflow as tf
+
+    from edgekit.bundle.keras_model import load_keras
+    from edgekit.errors import InputDataError
+    from edgekit.models import resolve_config
+    from edgekit.pipeline.train import TrainConfig, _compiled_model, _restore
+
+    run, info = train_run
+    last = load_keras(run / "checkpoints" / "last.keras", compile=True)
+    cfg = TrainConfig.from_dict(info["config"])
+    fresh = _compiled_model(cfg, cfg.model, 5, cfg.model.classes, mixed=False)
+    fresh.optimizer.build(fresh.trainable_variables)
+    assert int(fresh.optimizer.iterations) == 0 < int(last.optimizer.iterations)
+    _restore(fresh, last, tf.distribute.get_strategy(), None)
+    assert int(fresh.optimizer.iterations) == int(last.optimizer.iterations)
+    for a, b in zip([*fresh.weights, *fresh.optimizer.variables], [*last.weights, *last.optimizer.variables],
+                    strict=True):  # fmt: skip
+        assert np.array_equal(np.asarray(a), np.asarray(b)), a.path
+    other = resolve_config(cfg.model.family, resolution=cfg.model.resolution, classes=cfg.model.classes + 1,
+                           shortcut=cfg.model.shortcut)  # fmt: skip
+    wrong = _compiled_model(cfg, other, 5, other.classes, mixed=False)
+    wrong.optimizer.build(wrong.trainable_variables)
+    with pytest.raises(InputDataError, match="does not fit"):
+        _restore(wrong, last, tf.distribute.get_strategy(), None)
