@@ -33,7 +33,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=5, help="untimed runs before timing")
     p.add_argument("--runs", type=int, default=50, help="at least this many timed runs")
     p.add_argument("--min-seconds", type=float, default=1.0, help="and time for at least this long")
-    p.add_argument("--max-runs", type=int, default=100000, help="stop after this many timed runs")
+    p.add_argument("--max-runs", type=int, default=100000,
+                   help="stop --min-seconds after this many timed runs (never fewer than --runs)")  # fmt: skip
     p.add_argument("--input", default="random", help="random | zeros | a folder of images")
     p.add_argument("--runtime", default=None, choices=edgelib.RUNTIMES, help="force one interpreter")
     p.add_argument("--no-xnnpack", action="store_true", help="plain TFLite kernels, no XNNPACK")
@@ -46,6 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
             p.error(f"--{name.replace('_', '-')} must be {'>= 0' if name == 'warmup' else '>= 1'}")
     if args.min_seconds < 0:
         p.error("--min-seconds must be >= 0")
+    args.max_runs = max(args.max_runs, args.runs)  # --runs promises at least that many
     return args
 
 

@@ -174,13 +174,32 @@ def test_ctrl_c_on_the_cli_reaches_the_device_script(tiny_bundle, tmp_path, digi
 @pytest.mark.slow
 def test_ctrl_c_on_profile_exits_130(tiny_bundle):
     import os
+    import threading
 
+    # batch 256: the device script's cap of 100000 timed runs lasts minutes on any CPU, so the run is
+    # still measuring when Ctrl-C lands (at batch 1 a fast CPU finished the tiny model in 4 s)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edgekit", "profile", str(tiny_bundle), "--min-seconds", "60", "--json"],
+        [sys.executable, "-m", "edgekit", "profile", str(tiny_bundle), "--batch", "256", "--min-seconds", "60",
+         "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "EDGEKIT_DB": "off"},
     )  # fmt: skip
-    time.sleep(4.0)
+    lines: list[str] = []
+    measuring = threading.Event()
+
+    def read_stderr():
+        for line in proc.stderr:
+            lines.append(line)
+            if "batch=256" in line:
+                measuring.set()
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    assert measuring.wait(120), "".join(lines)
+    time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    out = proc.stdout.read()
+    proc.wait(60)
+    reader.join(30)
+    err = "".join(lines)
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
     assert out == ""

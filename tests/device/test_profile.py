@@ -72,6 +72,16 @@ def test_script_document_and_real_image_input(tiny_bundle, digits_dir):
     assert row["batch"] == 4 and "latency_trend" in row and isinstance(row["drift_flag"], bool)
 
 
+def test_runs_are_never_cut_by_the_cap(bare_model):
+    """--runs is a promise ("at least"): a --max-runs below it does not cut the measurement short."""
+    doc = last_json(
+        run_script("profile_latency.py", "--model", str(bare_model), "--runs", "40", "--max-runs", "10",
+                   "--warmup", "0", "--min-seconds", "0", "--json").stdout
+    )  # fmt: skip
+    (row,) = doc["configurations"]
+    assert row["runs"] == 40, row
+
+
 def test_min_seconds_keeps_timing(bare_model):
     doc = last_json(
         run_script("profile_latency.py", "--model", str(bare_model), "--runs", "1", "--warmup", "0",
