@@ -117,13 +117,19 @@ class StepWatchdog:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="edgekit-step-watchdog", daemon=True)
 
-    def __enter__(self) -> StepWatchdog:
+    def start(self) -> StepWatchdog:
         self._last = time.monotonic()
         self._thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def stop(self) -> None:
         self._stop.set()
+
+    def __enter__(self) -> StepWatchdog:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
     def step_done(self) -> None:
         self._steps += 1
@@ -250,9 +256,23 @@ def sync_json_from_chief(strategy, payload: dict | None) -> dict:
     raw = np.frombuffer(json.dumps(payload).encode(), np.uint8) if payload is not None else np.zeros(0, np.uint8)
     size = int(round(_sum_from_first_replica(strategy, [raw.size], first_only=True)[0]))
     mine = np.zeros(size, np.float64)
-    mine[: min(size, raw.size)] = raw[:size]
+    mine[: raw.size] = raw  # the chief's bytes; zeros elsewhere
     data = _sum_from_first_replica(strategy, mine, first_only=True)
     return json.loads(np.rint(data).astype(np.uint8).tobytes().decode())
+
+
+def fits(variables: list, values: list) -> bool:
+    """Whether checkpoint `values` match `variables` one for one, shape for shape."""
+    return len(values) == len(variables) and all(
+        tuple(v.shape) == tuple(x.shape) for v, x in zip(variables, values, strict=True)
+    )
+
+
+def checkpoint_misfit() -> InputDataError:
+    return InputDataError(
+        "the run's checkpoint (checkpoints/last.keras) does not fit its model",
+        hint="drop --resume and train again into a new -o",
+    )
 
 
 def sync_variables_from_chief(strategy, variables: list, values: list | None) -> None:
@@ -265,25 +285,17 @@ def sync_variables_from_chief(strategy, variables: list, values: list | None) ->
     import numpy as np
 
     count, size = len(variables), sum(int(np.prod(v.shape)) for v in variables)
-    misfit = values is not None and (
-        len(values) != count or any(tuple(np.shape(x)) != tuple(v.shape) for v, x in zip(variables, values, strict=False))
-    )
+    misfit = values is not None and not fits(variables, values)
     total = _sum_from_first_replica(strategy, [count, size, count**2, size**2, misfit], first_only=False)
     replicas = strategy.num_replicas_in_sync
     if total[4]:  # decided by every worker alike, so none is left waiting in the next collective
-        raise InputDataError(
-            "the chief's checkpoint (checkpoints/last.keras) does not fit the run's model",
-            hint="drop --resume and train again into a new -o",
-        )
+        raise checkpoint_misfit()
     if total[0] ** 2 != replicas * total[2] or total[1] ** 2 != replicas * total[3]:  # not all equal
         raise UsageError(
             f"the workers do not hold the same model ({count} variables, {size} values on this one)",
             hint="start every worker with the same command and the same data",
         )
-    if values is not None:
-        flat = np.concatenate([np.asarray(x, np.float64).ravel() for x in values]) if values else np.zeros(0)
-    else:
-        flat = np.zeros(size, np.float64)
+    flat = np.concatenate([np.asarray(x, np.float64).ravel() for x in values]) if values else np.zeros(size)
     flat = _sum_from_first_replica(strategy, flat, first_only=True)
     offset = 0
     for v in variables:

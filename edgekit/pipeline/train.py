@@ -159,7 +159,7 @@ def train(
         raise
     finally:
         if startup is not None:
-            startup.__exit__(None, None, None)
+            startup.stop()
 
 
 def _train(cfg: TrainConfig, progress: Progress, resume: bool, resume_epochs: int | None, cluster: dict | None,
@@ -192,10 +192,10 @@ def _train(cfg: TrainConfig, progress: Progress, resume: bool, resume_epochs: in
 
     keras.utils.set_random_seed(cfg.seed)
     if startup is not None:
-        startup.__enter__()
+        startup.start()
     strategy, device = select_device(cfg.mixed_precision)
     last = None
-    if resume and distributed.is_chief(cluster):  # read before any collective: a bad file fails first
+    if resume and distributed.is_chief(cluster):  # before the first all-reduce: a bad file fails here
         last = load_keras(ck / "last.keras", compile=True)
     labels = splits.train.class_names
     if cluster is not None:
@@ -254,7 +254,7 @@ def _train(cfg: TrainConfig, progress: Progress, resume: bool, resume_epochs: in
         )
     t0 = time.perf_counter()
     if startup is not None:  # fit's own watchdog takes over (with the first step's grace)
-        startup.__exit__(None, None, None)
+        startup.stop()
     if initial_epoch < cfg.epochs and cluster is not None:
         distributed.fit(
             train_model, train_ds, val_ds, strategy=strategy, epochs=cfg.epochs, initial_epoch=initial_epoch,
@@ -366,19 +366,17 @@ def _chief_config(strategy, cluster: dict, cfg: TrainConfig, initial_epoch: int,
             f"the chief's has {', '.join(chief['labels'])}",
             hint="give every worker the same data (the same folders, or copies of them)",
         )
+    from edgekit.models import variant_name
+
     theirs = TrainConfig.from_dict(chief["config"])
-    if _architecture(theirs.model) != _architecture(cfg.model):  # its data is decoded at its resolution
+    if variant_name(theirs.model) != variant_name(cfg.model):  # its data is decoded at its resolution
         raise UsageError(
-            f"worker {cluster['task']['index']} was started with {_architecture(cfg.model)}; "
-            f"the chief's run is {_architecture(theirs.model)}",
+            f"worker {cluster['task']['index']} was started with {variant_name(cfg.model)}; "
+            f"the chief's run is {variant_name(theirs.model)}",
             hint="start every worker with the same command",
         )
     own = {k: getattr(cfg, k) for k in ("data", "output", "val_data", "labels_file")}
     return replace(theirs, **own), int(chief["epoch"])
-
-
-def _architecture(m: ModelConfig) -> str:
-    return f"{m.family} alpha {m.alpha} at {m.resolution} px, shortcut {m.shortcut}"
 
 
 def _restore(train_model, last, strategy, cluster: dict | None) -> None:
@@ -391,9 +389,8 @@ def _restore(train_model, last, strategy, cluster: dict | None) -> None:
     if cluster is not None:
         distributed.sync_variables_from_chief(strategy, variables, values)
         return
-    if len(values) != len(variables) or any(tuple(v.shape) != x.shape for v, x in zip(variables, values, strict=False)):
-        raise InputDataError("checkpoints/last.keras does not fit the run's model",
-                             hint="drop --resume and train again into a new -o")  # fmt: skip
+    if not distributed.fits(variables, values):
+        raise distributed.checkpoint_misfit()
     for v, x in zip(variables, values, strict=True):
         v.assign(x)
 

@@ -105,6 +105,22 @@ def test_two_workers_train_export_and_match_one_worker(train_dir, train_run, tmp
     assert (bundle / "manifest.json").is_file()
 
 
+def _start_worker(cluster: dict, i: int, args: list, tmp_path, **env) -> subprocess.Popen:
+    """`edgekit ARGS` as worker I of CLUSTER: short collective timeout, backups under tmp_path."""
+    env = {**os.environ, "EDGEKIT_WORKER_DIR": str(tmp_path / "backup"), "EDGEKIT_COLLECTIVE_TIMEOUT": "10",
+           "TF_CPP_MIN_LOG_LEVEL": "3", **env,
+           "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}  # fmt: skip
+    return subprocess.Popen([sys.executable, "-m", "edgekit", *args], env=env, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+
+
+def _kill(*procs) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 def _finish(procs: list, timeout: float) -> list[tuple[int | None, str]]:
     """(returncode, stderr) of each worker process, read side by side (a full pipe never blocks one);
     every process still running after `timeout` is killed, so nothing outlives the test."""
@@ -121,9 +137,7 @@ def _finish(procs: list, timeout: float) -> list[tuple[int | None, str]]:
     deadline = time.monotonic() + timeout
     for r in readers:
         r.join(max(0.0, deadline - time.monotonic()))
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
+    _kill(*procs)
     for r in readers:
         r.join(30)
     return [(p.poll(), "".join(e)) for p, e in zip(procs, errs, strict=True)]
@@ -134,15 +148,11 @@ def _finish(procs: list, timeout: float) -> list[tuple[int | None, str]]:
 def test_a_lost_worker_fails_the_other_with_one_line_then_resume(train_dir, tmp_path):
     out = tmp_path / "run"
     cluster = _cluster(2)
-    base = {**os.environ, "EDGEKIT_WORKER_DIR": str(tmp_path / "backup"), "EDGEKIT_COLLECTIVE_TIMEOUT": "10",
-            "TF_CPP_MIN_LOG_LEVEL": "3"}  # fmt: skip
     args = ["train", "--model", "resnet18", "--resolution", "32", "--data", str(train_dir), "--epochs", "4",
             "--batch-size", "8", "--patience", "0", "-o", str(out)]  # fmt: skip
 
     def start(i, extra=()):
-        env = {**base, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
-        return subprocess.Popen([sys.executable, "-m", "edgekit", *args, *extra], env=env, text=True,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+        return _start_worker(cluster, i, [*args, *extra], tmp_path)
 
     chief, other = start(0), start(1)
     history = out / "history.json"
@@ -179,13 +189,6 @@ def test_a_lost_worker_fails_the_other_with_one_line_then_resume(train_dir, tmp_
     assert json.loads((out / "history.json").read_text())["epoch"] == [1, 2, 3, 4]
 
 
-def _kill(*procs) -> None:
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-
-
 @pytest.mark.tf
 @pytest.mark.slow
 def test_a_worker_that_cannot_join_stops_itself_and_the_chief_in_one_line(train_dir, tmp_path):
@@ -195,15 +198,11 @@ def test_a_worker_that_cannot_join_stops_itself_and_the_chief_in_one_line(train_
     for cls in sorted(p for p in train_dir.iterdir() if p.is_dir())[:2]:
         shutil.copytree(cls, other_data / cls.name)
     cluster = _cluster(2)
-    base = {**os.environ, "EDGEKIT_WORKER_DIR": str(tmp_path / "backup"), "EDGEKIT_COLLECTIVE_TIMEOUT": "10",
-            "EDGEKIT_STARTUP_TIMEOUT": "30", "TF_CPP_MIN_LOG_LEVEL": "3"}  # fmt: skip
 
     def start(i, data):
-        env = {**base, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
         args = ["train", "--model", "resnet18", "--resolution", "32", "--data", str(data), "--epochs", "1",
                 "--batch-size", "8", "-o", str(tmp_path / "run")]  # fmt: skip
-        return subprocess.Popen([sys.executable, "-m", "edgekit", *args], env=env, text=True,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+        return _start_worker(cluster, i, args, tmp_path, EDGEKIT_STARTUP_TIMEOUT="30")
 
     chief, other = start(0, train_dir), start(1, other_data)
     t0 = time.monotonic()
