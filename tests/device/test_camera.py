@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.device.conftest import SCRIPTS, int8_model, last_json, run_script, write_video
+from tests.procs import mentioning
 
 pytestmark = pytest.mark.tf  # the tiny bundle is exported with TensorFlow
 
@@ -175,7 +176,6 @@ def test_ctrl_c_on_the_cli_reaches_the_device_script(tiny_bundle, tmp_path, digi
 def test_ctrl_c_on_profile_exits_130(tiny_bundle):
     import os
 
-    import psutil
 
     # batch 256: the device script's cap of 100000 timed runs lasts minutes on any CPU, so the run is
     # still measuring when Ctrl-C lands (at batch 1 a fast CPU finished the tiny model in 4 s)
@@ -186,11 +186,7 @@ def test_ctrl_c_on_profile_exits_130(tiny_bundle):
     )  # fmt: skip
 
     def measuring() -> bool:  # the device script runs (each setting then times for 60 s)
-        try:
-            kids = psutil.Process(proc.pid).children(recursive=True)
-            return any("profile_latency.py" in " ".join(k.cmdline()) for k in kids)
-        except psutil.Error:
-            return False
+        return bool(mentioning("profile_latency.py", below=proc.pid))
 
     deadline = time.monotonic() + 120
     while not measuring() and proc.poll() is None and time.monotonic() < deadline:

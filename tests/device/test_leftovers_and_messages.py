@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 
-import psutil
 import pytest
 
 from edgekit.bundle.atomic import write_json_atomic
@@ -18,6 +17,7 @@ from edgekit.bundle.manifest import read_manifest, sha256_file
 from edgekit.errors import EdgekitError
 from tests.conftest import run_cli
 from tests.device.conftest import int8_model
+from tests.procs import gone, mentioning
 
 FAST = ("--runs", "3", "--warmup", "1", "--min-seconds", "0")
 
@@ -32,9 +32,8 @@ def test_kill_9_of_the_cli_stops_the_local_profile(tiny_bundle):
     try:
         deadline = time.monotonic() + 120
         while script is None and time.monotonic() < deadline and proc.poll() is None:
-            for child in psutil.Process(proc.pid).children(recursive=True):
-                if any("profile_latency.py" in a for a in child.cmdline()):
-                    script = child
+            for child in mentioning("profile_latency.py", below=proc.pid):
+                script = child
             time.sleep(0.1)
         assert script is not None, "profile_latency.py never started"
         time.sleep(0.5)  # well into its timed loop
@@ -42,19 +41,11 @@ def test_kill_9_of_the_cli_stops_the_local_profile(tiny_bundle):
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     deadline = time.monotonic() + 10
-    while not _gone(script) and time.monotonic() < deadline:
+    while not gone(script) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if not _gone(script):
+    if not gone(script):
         script.kill()
         pytest.fail("profile_latency.py ran on after the CLI was killed")
-
-
-def _gone(p: psutil.Process) -> bool:
-    """Exited (a zombie waiting for a reaper counts: it runs nothing)."""
-    try:
-        return p.status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def test_messages_with_newlines_are_one_line():

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from tests.device.livehelpers import LABELS, MODEL, get, open_stream, read_parts, wait_line, write_photo_video
+from tests.procs import mentioning
 
 from .sshd import free_port
 
@@ -25,14 +26,7 @@ pytestmark = [
 
 
 def _device_scripts_running(workdir) -> list:
-    import psutil
-
-    out = []
-    for p in psutil.process_iter(["cmdline"]):
-        cmd = " ".join(p.info["cmdline"] or [])
-        if "classify_camera.py" in cmd and str(workdir) in cmd:
-            out.append(p.pid)
-    return out
+    return [p.pid for p in mentioning("classify_camera.py", str(workdir))]
 
 
 def test_preview_through_a_real_sshd(sshd, add_device, ek_env, tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
+from tests.procs import mentioning
 
 from .sshd import SSHServer
 
@@ -183,7 +184,6 @@ def test_ctrl_c_on_a_remote_profile_stops_it_on_the_device(sshd, add_device, ek_
     import sys
     import time
 
-    import psutil
 
     wd = tmp_path / "ctrl c wd"
     add_device("pi", sshd, workdir=wd)
@@ -192,12 +192,7 @@ def test_ctrl_c_on_a_remote_profile_stops_it_on_the_device(sshd, add_device, ek_
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
 
     def remote_scripts():
-        out = []
-        for p in psutil.process_iter(["cmdline"]):
-            cmd = " ".join(p.info["cmdline"] or [])
-            if "profile_latency.py" in cmd and str(wd) in cmd:
-                out.append(p)
-        return out
+        return mentioning("profile_latency.py", str(wd))
 
     deadline = time.monotonic() + 120
     while not remote_scripts() and time.monotonic() < deadline and proc.poll() is None:

@@ -11,11 +11,11 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from edgekit.bundle.manifest import sha256_file
 from tests.conftest import run_cli
+from tests.procs import mentioning, snapshot
 
 pytestmark = [pytest.mark.ssh, pytest.mark.tf]
 
@@ -74,22 +74,14 @@ def test_a_corrupted_device_model_is_never_profiled(sshd, add_device, ek_env, ti
     assert {r["precision"] for r in rows} == {"int8", "float32"} and all(r["supported"] for r in rows)
 
 
-def _ssh_children(pid: int) -> list[psutil.Process]:
-    try:
-        return [p for p in psutil.Process(pid).children(recursive=True) if p.name() == "ssh"]
-    except psutil.NoSuchProcess:
-        return []
-
-
-def _processes_mentioning(text: str) -> list[psutil.Process]:
-    out = []
-    for p in psutil.process_iter(["cmdline"]):
-        try:
-            if text in " ".join(p.info["cmdline"] or []):
-                out.append(p)
-        except psutil.Error:
-            continue
-    return out
+def _control_dirs(pid: int) -> set[str]:
+    """The ControlPath folders of the ssh processes below `pid`, read from each command line once."""
+    return {
+        a.split("=", 1)[1].rsplit("/", 1)[0]
+        for _, cmd in snapshot(below=pid)
+        for a in cmd.split()
+        if a.startswith("ControlPath=")
+    }
 
 
 def _wait_until(cond, timeout: float) -> bool:
@@ -112,16 +104,11 @@ def test_kill_9_of_the_cli_leaves_nothing_behind_over_ssh(sshd, add_device, ek_e
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         started = _wait_until(
-            lambda: any("profile_latency.py" in " ".join(p.cmdline()) for p in _processes_mentioning(str(wd))),
+            lambda: bool(mentioning("profile_latency.py", str(wd))),
             120,
         )
         assert started, "the profile never started on the device"
-        ctl = {
-            a.split("=", 1)[1].rsplit("/", 1)[0]
-            for p in _ssh_children(proc.pid)
-            for a in p.cmdline()
-            if a.startswith("ControlPath=")
-        }
+        ctl = _control_dirs(proc.pid)
         assert len(ctl) == 1, ctl
         (ctl_dir,) = ctl
         run_dirs = list((wd / "runs").iterdir())
@@ -130,8 +117,8 @@ def test_kill_9_of_the_cli_leaves_nothing_behind_over_ssh(sshd, add_device, ek_e
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     # nothing of ours runs on: not the remote script, not an ssh client or master
-    assert _wait_until(lambda: not _processes_mentioning(str(wd) + "/"), 20), "the remote script ran on"
-    assert _wait_until(lambda: not _processes_mentioning(ctl_dir), 20), "the ssh master lived on"
+    assert _wait_until(lambda: not mentioning(str(wd) + "/"), 20), "the remote script ran on"
+    assert _wait_until(lambda: not mentioning(ctl_dir), 20), "the ssh master lived on"
     # the next connection cleans what the killed run left
     run_cli("profile", str(tiny_bundle), "--device", "pi", *FAST, "--json", env=ek_env)
     assert not Path(ctl_dir).exists()
