@@ -67,7 +67,7 @@ def train(
     """
     from edgekit.errors import UsageError
     from edgekit.models import resolve_config
-    from edgekit.pipeline.train import TrainConfig
+    from edgekit.pipeline.train_config import TrainConfig
     from edgekit.pipeline.transfer import run_training
 
     if classes is not None:

@@ -287,7 +287,7 @@ def train(cfg: SweepConfig, mcfg, run_dir: Path, progress: Progress) -> str:
     from edgekit.bundle.runfolder import RUN_JSON
     from edgekit.config import WeightsRequest
     from edgekit.pipeline.backbone import HEAD_LR
-    from edgekit.pipeline.train import TrainConfig
+    from edgekit.pipeline.train_config import TrainConfig
     from edgekit.pipeline.transfer import run_training
 
     if (run_dir / RUN_JSON).is_file():

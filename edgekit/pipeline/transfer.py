@@ -36,13 +36,15 @@ from edgekit.data import datasets as D
 from edgekit.data import tfdata
 from edgekit.errors import InputDataError, UsageError, require_tensorflow
 from edgekit.pipeline import backbone as B
+from edgekit.pipeline import fitting
 from edgekit.pipeline import train as T
 from edgekit.pipeline.backbone import FINE_TUNE_LR_FACTOR
 from edgekit.pipeline.metrics import scores
+from edgekit.pipeline.train_config import TrainConfig
 from edgekit.pipeline.train_data import prepare_data, write_samples
 
 STAGE1_FILE = "stage1.keras"
-MIXED_CAST = "logits_float32"  # train._training_model's float32 cast under mixed precision
+MIXED_CAST = "logits_float32"  # fitting.training_model's float32 cast under mixed precision
 WHAT = {
     1: "head only; backbone frozen, BatchNorm in inference mode",
     2: "head + top {n} backbone layers ({fine}); BatchNorm stays in inference mode",
@@ -81,7 +83,7 @@ def train_transfer(cfg, progress, resume: bool = False, resume_epochs: int | Non
         if not state_path.is_file():
             raise InputDataError(f"{out} has no checkpoint to resume (checkpoints/state.json)", hint="drop --resume")
         state = json.loads(state_path.read_text())
-        cfg = T.TrainConfig.from_dict(state["config"])
+        cfg = TrainConfig.from_dict(state["config"])
         if resume_epochs and state.get("stage1_epochs") is None:
             cfg = replace(cfg, epochs=max(resume_epochs, state["epoch"]))
         mcfg = ModelConfig.from_dict(state["model"])
@@ -108,7 +110,7 @@ def train_transfer(cfg, progress, resume: bool = False, resume_epochs: int | Non
     from edgekit.models import variant_name
 
     keras.utils.set_random_seed(cfg.seed)
-    strategy, device = T.select_device(cfg.mixed_precision)
+    strategy, device = fitting.select_device(cfg.mixed_precision)
     ck.mkdir(parents=True, exist_ok=True)
     (out / LABELS).write_text("\n".join(labels) + "\n", encoding="utf-8")
     state.update(model=mcfg.to_dict(), preprocessing=prep.to_dict(), config=cfg.to_dict())
@@ -154,7 +156,7 @@ def train_transfer(cfg, progress, resume: bool = False, resume_epochs: int | Non
         layer.trainable = True  # a plain model file: freezing was the training's business
     model.save(out / MODEL_FILE)
     reloaded = load_keras(out / MODEL_FILE)
-    ev = scores(T._predict(reloaded, D.normalise(splits.val_img.images, p)), splits.val_img.y, labels)
+    ev = scores(fitting.predict(reloaded, D.normalise(splits.val_img.images, p)), splits.val_img.y, labels)
     write_samples(out / SAMPLES, splits, cfg.seed)
     run = _record(cfg, prep, splits, device, stages, ev)
     run["training"].update(wall_seconds_this_session=round(wall_s, 1), tf_version=tf.__version__,
@@ -182,9 +184,9 @@ class _Stages:
         unfrozen = B.freeze_for_stage(model, stage, self.fine)
         if not resumed:
             if self.mixed and model.layers[-1].name != MIXED_CAST:
-                model = T._training_model(model, True)
+                model = fitting.training_model(model, True)
             model.compile(
-                optimizer=T._optimizer(replace(cfg, lr=lr, epochs=epochs), self.steps),
+                optimizer=fitting.optimizer(replace(cfg, lr=lr, epochs=epochs), self.steps),
                 loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=cfg.label_smoothing),
                 metrics=[keras.metrics.CategoricalAccuracy(name="top1")],
             )  # fmt: skip
@@ -202,7 +204,7 @@ class _Stages:
                                             save_best_only=True, initial_value_threshold=max(vals) if vals else None),
             keras.callbacks.ModelCheckpoint(self.ck / "last.keras"),
             self._lines(stage, start, epochs),
-            *T._tensorboard(self.out / "tensorboard" / f"stage{stage}"),
+            *fitting.tensorboard(self.out / "tensorboard" / f"stage{stage}"),
         ]  # fmt: skip
         if stage == 1:
             callbacks.insert(1, keras.callbacks.ModelCheckpoint(
@@ -277,7 +279,7 @@ def _record(cfg, prep, splits, device, stages: _Stages, ev: dict) -> dict:
     per_stage = stages.summary()
     mcfg = cfg.model
     return {
-        **T.run_header(cfg, mcfg, mcfg.classes, prep, splits, device),
+        **fitting.run_header(cfg, mcfg, mcfg.classes, prep, splits, device),
         "weights": stages.state["source"],  # provenance of the pretrained weights (read by export)
         "transfer": {
             "source": stages.state["source"],

@@ -174,7 +174,9 @@ def test_resume_restores_weights_and_optimizer_state(train_run, tmp_path):
     from edgekit.bundle.keras_model import load_keras
     from edgekit.errors import InputDataError
     from edgekit.models import resolve_config
-    from edgekit.pipeline.train import TrainConfig, _compiled_model, _restore
+    from edgekit.pipeline.resume import restore as _restore
+    from edgekit.pipeline.train import _compiled_model
+    from edgekit.pipeline.train_config import TrainConfig
 
     run, info = train_run
     last = load_keras(run / "checkpoints" / "last.keras", compile=True)
