@@ -6,7 +6,7 @@ import click
 
 from edgekit.config import IO_TYPES, PRECISIONS
 from edgekit.devices.fleet import DEFAULT_PARALLEL
-from edgekit.pipeline.backbone import DEFAULT_FINE_TUNE
+from edgekit.pipeline.backbone import DEFAULT_FINE_TUNE, DEFAULT_FINE_TUNE_EPOCHS, FINE_TUNE_LR_FACTOR
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 
@@ -179,9 +179,9 @@ def transfer_options(f):
             f"[default: {DEFAULT_FINE_TUNE}; BatchNorm stays frozen].",
         ),
         click.option(
-            "--fine-tune-epochs", type=int, default=10, show_default=True, help="Stage 2 epochs (early stopping)."
+            "--fine-tune-epochs", type=int, default=DEFAULT_FINE_TUNE_EPOCHS, show_default=True, help="Stage 2 epochs (early stopping)."
         ),
-        click.option("--fine-tune-lr", type=float, default=None, help="Stage 2 learning rate [default: --lr / 100]."),
+        click.option("--fine-tune-lr", type=float, default=None, help=f"Stage 2 learning rate [default: --lr × {FINE_TUNE_LR_FACTOR:g}]."),
     ]
     for opt in reversed(opts):
         f = opt(f)

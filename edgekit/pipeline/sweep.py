@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edgekit.errors import EdgekitError, UsageError
+from edgekit.pipeline.backbone import DEFAULT_FINE_TUNE, DEFAULT_FINE_TUNE_EPOCHS
 
 Progress = Callable[[str], None]
 
@@ -43,7 +44,7 @@ class SweepConfig:
     seed: int = 0
     weights: str | None = None  # pretrained weights: every trained cell fine-tunes them (pipeline.transfer)
     fine_tune: str | None = None  # stage 2 of the fine-tune; None: the default (pipeline.backbone)
-    fine_tune_epochs: int = 10
+    fine_tune_epochs: int = DEFAULT_FINE_TUNE_EPOCHS
     fine_tune_lr: float | None = None
 
     def __post_init__(self) -> None:
@@ -313,8 +314,6 @@ def train(cfg: SweepConfig, mcfg, run_dir: Path, progress: Progress) -> str:
 
 
 def _fine_tune(cfg: SweepConfig) -> str:
-    from edgekit.pipeline.backbone import DEFAULT_FINE_TUNE
-
     return cfg.fine_tune or DEFAULT_FINE_TUNE
 
 

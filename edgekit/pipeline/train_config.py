@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 
 from edgekit.config import ModelConfig, WeightsRequest
 from edgekit.errors import UsageError
-from edgekit.pipeline.backbone import DEFAULT_FINE_TUNE, FineTune
+from edgekit.pipeline.backbone import DEFAULT_FINE_TUNE, DEFAULT_FINE_TUNE_EPOCHS, FineTune
 
 Progress = Callable[[str], None]
 SCHEDULES = ("cosine", "step")
@@ -37,7 +37,7 @@ class TrainConfig:
     weights: str | None = None
     weights_request: WeightsRequest | None = None  # flags given beside --weights, checked against them
     fine_tune: str = DEFAULT_FINE_TUNE
-    fine_tune_epochs: int = 10
+    fine_tune_epochs: int = DEFAULT_FINE_TUNE_EPOCHS
     fine_tune_lr: float | None = None  # None: lr × backbone.FINE_TUNE_LR_FACTOR
 
     def __post_init__(self) -> None:

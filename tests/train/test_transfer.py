@@ -56,10 +56,11 @@ def data_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def transfer_run(tmp_path_factory, source_run, data_dir) -> tuple[Path, dict, str]:
-    """Two stages (2 + 2 epochs, top 50 % unfrozen), killed as stage 2 begins, then --resume'd."""
+    """Two stages (2 + 2 epochs; stage 2 as the defaults have it: top 50 % unfrozen at lr × 0.03), killed as
+    stage 2 begins, then --resume'd."""
     out = tmp_path_factory.mktemp("runs") / "transfer"
     args = [sys.executable, "-m", "edgekit", "train", "--weights", str(source_run), "--data", str(data_dir),
-            "--val-split", "0.25", "--epochs", "2", "--fine-tune", "top-50%", "--fine-tune-epochs", "2",
+            "--val-split", "0.25", "--epochs", "2", "--fine-tune-epochs", "2",
             "--patience", "0", "--batch-size", "8", "--seed", "0", "-o", str(out)]  # fmt: skip
     proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=os.environ)
     seen = []
@@ -131,7 +132,8 @@ def test_killed_run_resumes_into_stage_2_and_reports_each_stage(transfer_run):
     assert all(0 <= s["best_val_top1"] <= 1 and s["seconds"] > 0 for s in stages)
     assert run["transfer"]["kept_stage"] in (1, 2) and run["training"]["epochs_run"] == 4
     assert run["evaluation"]["n"] == run["data"]["val_images"] == 8
-    assert run["config"]["weights"] and run["config"]["fine_tune"] == "top-50%"
+    assert run["config"]["weights"] and run["config"]["fine_tune"] == "top-50%"  # the default, measured best
+    assert [s["lr"] for s in stages] == pytest.approx([1e-2, 3e-4])  # --lr with --weights, and × 0.03
 
 
 def test_normalisation_of_the_weights_is_recorded_and_exported(transfer_run, tmp_path):
