@@ -1,8 +1,11 @@
 """What a stored run says: the figures the database indexes, read from one result document.
 
-Producers (export, desktop eval, device eval, profile, camera; local or remote) shape their JSON a
-little differently and will keep adding keys: look figures up by several paths, never require one.
-The store (edgekit.results.store) calls `extract` on every insert; the report reads the same helpers.
+Each figure is read where its producer writes it: the export manifest (pipeline/export.py,
+pipeline/onnx.py), the desktop `eval` (pipeline/reference.py), the device eval (cli/device_eval.py,
+pipeline/sweep.py: eval_images.py's document under `device_result`), `profile` (devices/jobs.py
+record_profile, pipeline/sweep.py: profile_latency.py's configurations) and `camera` (classify_camera.py's
+document as it is). The store (edgekit.results.store) builds a `RunRecord` on every insert and when a
+migration backfills old rows; the report reads the same helpers.
 """
 
 from __future__ import annotations
@@ -13,31 +16,24 @@ from dataclasses import asdict, dataclass, field, fields
 KINDS = ("export", "eval", "profile", "camera")
 
 
-def _get(d, *paths, default=None):
+def _get(d, *paths):
+    """The first of the dotted paths that is set (not None) in d, else None."""
     for path in paths:
         cur = d
         for part in path.split("."):
-            if isinstance(cur, dict) and part in cur:
-                cur = cur[part]
-            else:
-                cur = None
-                break
+            cur = cur.get(part) if isinstance(cur, dict) else None
         if cur is not None:
             return cur
-    return default
-
+    return None
 
 
 def _num(v) -> float | None:
     if isinstance(v, bool):
         return None
-    if isinstance(v, (int, float)):
-        return float(v)
     try:
-        return float(v)  # numpy scalars, numeric strings
+        return float(v)  # ints, floats, numpy scalars
     except (TypeError, ValueError):
         return None
-
 
 
 def _int(v) -> int | None:
@@ -45,29 +41,32 @@ def _int(v) -> int | None:
     return int(n) if n is not None else None
 
 
-
 def _fraction(v) -> float | None:
-    """Accuracy as a fraction; producers that print percentages (e.g. 87.5) are scaled down."""
+    """Accuracy as a fraction; a percentage (e.g. 87.5) is scaled down."""
     n = _num(v)
     if n is None:
         return None
     return n / 100.0 if n > 1.0 else n
 
 
+def _str(v) -> str | None:
+    return None if v is None else str(v)
+
+
+def _dict(d: dict, key: str) -> dict:
+    v = d.get(key)
+    return v if isinstance(v, dict) else {}
+
 
 def profile_entries(result) -> list[dict]:
-    """A profile result's per-setting objects, whatever wraps them."""
-    if isinstance(result, list):
-        return [e for e in result if isinstance(e, dict)]
-    if isinstance(result, dict):
-        for key in ("results", "configurations", "configs", "measurements", "profiles", "runs"):
-            v = result.get(key)
-            if isinstance(v, list) and v and isinstance(v[0], dict):
-                return [e for e in v if isinstance(e, dict)]
-        if "latency_ms" in result:
-            return [result]
-    return []
-
+    """A profile result's per-setting objects (its `configurations`), or a camera result itself: one
+    setting, with its figures at the top."""
+    if not isinstance(result, dict):
+        return []
+    rows = result.get("configurations")
+    if isinstance(rows, list):
+        return [e for e in rows if isinstance(e, dict)]
+    return [result] if "latency_ms" in result else []
 
 
 @dataclass(frozen=True)
@@ -92,20 +91,20 @@ class Measurement:
 
     @classmethod
     def from_entry(cls, e: dict) -> Measurement:
-        """From one per-setting object of a profile or camera result, whatever its producer."""
-        lat = e.get("latency_ms") if isinstance(e.get("latency_ms"), dict) else {}
-        # Figures per batch; a per-image block is optional and not what the columns hold.
+        """From one row of jobs.profile_rows (a profile_latency.py configuration and its model's facts),
+        or from a camera result (its model under `model`, its memory in MB only)."""
+        lat = _dict(e, "latency_ms")  # per batch; the per-image block is not what the columns hold
+        mb = _num(e.get("peak_rss_mb"))
         return cls(
             precision=_str(_get(e, "precision", "model.precision")),
-            threads=_int(e.get("threads")),
+            threads=_int(_get(e, "threads", "runtime.threads")),  # a profile row's; a camera result's runtime
             batch=_int(e.get("batch")) or 1,
             **{f"{k}_ms": _num(lat.get(k)) for k in ("p50", "p90", "p99", "mean", "std", "min", "max")},
-            images_per_s=_num(_get(e, "images_per_s", "throughput.images_per_s")),
-            init_ms=_num(_get(e, "init_ms", "init.ms")),
+            images_per_s=_num(_get(e, "images_per_s", "fps")),  # a camera's: frames classified per second
+            init_ms=_num(e.get("init_ms")),
             first_inference_ms=_num(e.get("first_inference_ms")),
-            peak_rss_bytes=_int(_get(e, "peak_rss_bytes", "memory.peak_rss_bytes"))
-            or (int(e["peak_rss_mb"] * 2**20) if _num(e.get("peak_rss_mb")) else None),
-            model_size_bytes=_int(_get(e, "model_size_bytes", "size_bytes")),
+            peak_rss_bytes=_int(e.get("peak_rss_bytes")) or (int(mb * 2**20) if mb else None),
+            model_size_bytes=_int(e.get("model_size_bytes")),
         )
 
     @classmethod
@@ -120,7 +119,6 @@ class Measurement:
 MEASUREMENT_COLUMNS = tuple(f.name for f in fields(Measurement))
 
 
-
 def headline(measurements: list[Measurement], precision: str | None) -> Measurement | None:
     """The setting a summary shows: batch 1 of the bundle's main precision, the fastest thread count."""
     if not measurements:
@@ -132,101 +130,34 @@ def headline(measurements: list[Measurement], precision: str | None) -> Measurem
     return min(b1, key=lambda m: m.p50_ms if m.p50_ms is not None else float("inf"))
 
 
-
-def _environment(result, entries: list[dict]) -> dict:
-    env = _get(result, "environment", "env") if isinstance(result, dict) else None
-    if not isinstance(env, dict):
-        env = next((e["environment"] for e in entries if isinstance(e.get("environment"), dict)), {})
-    return env
-
-
-
-def _interpreter(result, env: dict, entries: list[dict]) -> tuple[str | None, str | None]:
-    cands = [env.get("interpreter"), env.get("runtime")]
-    if isinstance(result, dict):
-        cands += [
-            result.get("interpreter"),
-            result.get("runtime"),
-            _get(result, "tflite.interpreter", "tflite.runtime"),
-            _get(result, "device_result.runtime"),
-        ]
-    cands += [e.get("interpreter") or e.get("runtime") for e in entries[:1]]
-    for c in cands:
-        if isinstance(c, dict):
-            name = c.get("name") or c.get("runtime")
-            if name:
-                return str(name), _str(c.get("version") or c.get("runtime_version"))
-        elif isinstance(c, str) and c:
-            version = (
-                _get(result, "interpreter_version", "runtime_version") if isinstance(result, dict) else None
-            )
-            version = version or env.get("interpreter_version") or env.get("runtime_version")
-            if version is None and " " in c.strip():  # "ai_edge_litert 2.3.0"
-                c, version = c.strip().split(" ", 1)
-            return c, _str(version)
+def _interpreter(r: dict) -> tuple[str | None, str | None]:
+    """(name, version): `runtime` of a profile or camera result, `tflite.runtime` of an eval (a device
+    eval: {name, version}; the desktop eval: one string, "ai_edge_litert 2.3.0")."""
+    rt = _get(r, "runtime", "tflite.runtime")
+    if isinstance(rt, dict):
+        return (str(rt["name"]), _str(rt.get("version"))) if rt.get("name") else (None, None)
+    if isinstance(rt, str) and rt.strip():
+        name, _, version = rt.strip().partition(" ")
+        return name, version or None
     return None, None
 
 
-
-def _str(v) -> str | None:
-    return None if v is None else str(v)
-
-
-
 def _temperature(*envs: dict) -> float | None:
-    """The hottest reading found (before/after/max), in °C."""
-    vals = []
-    for env in envs:
-        t = env.get("temperature", env.get("temperature_c"))
-        if isinstance(t, dict):
-            vals += [_num(v) for k, v in t.items() if "unit" not in k]
-        else:
-            vals.append(_num(t))
-    vals = [v for v in vals if v is not None]
+    """The hotter `temperature_c` of before and after the run, in °C."""
+    vals = [t for t in (_num(env.get("temperature_c")) for env in envs) if t is not None]
     return max(vals) if vals else None
 
 
-
-def _throttled(env: dict, entries: list[dict]) -> int | None:
-    """1 when any throttling or upward latency drift was flagged, 0 when checked and clean, else None."""
-    seen = False
-    flagged = False
-    for src in [env, *entries]:
-        for key, val in (src or {}).items():
-            k = key.lower()
-            if "throttl" not in k and "drift" not in k:
-                continue
-            seen = True
-            flagged = flagged or _truthy(val)
-    return (1 if flagged else 0) if seen else None
-
-
-
-def _truthy(val) -> bool:
-    if isinstance(val, bool):
-        return val
-    if isinstance(val, (int, float)):
-        return val != 0
-    if isinstance(val, str):
-        s = val.strip().lower()
-        if s.startswith("0x"):
-            try:
-                return int(s, 16) != 0  # vcgencmd get_throttled bits
-            except ValueError:
-                return False
-        return s not in ("", "0", "no", "false", "none", "ok", "n/a", "unknown")
-    if isinstance(val, dict):
-        for k, v in val.items():
-            kl = k.lower()
-            if kl in ("raw", "readable", "source", "available", "method", "note", "bits", "hex", "unit"):
-                continue
-            if _truthy(v):
-                return True
-        return False
-    if isinstance(val, list):
-        return any(_truthy(v) for v in val)
-    return False
-
+def _throttled(envs: tuple[dict, ...], entries: list[dict]) -> int | None:
+    """1 when vcgencmd flagged throttling (edgelib's `throttling`, before or after) or a setting's latency
+    drifted up (profile_latency.py's `drift_flag`), 0 when checked and clean, None when not checked."""
+    checks = [
+        any(v for k, v in env["throttling"].items() if k != "raw")  # "raw": the hex word the flags came from
+        for env in envs
+        if isinstance(env.get("throttling"), dict)
+    ]
+    checks += [bool(e["drift_flag"]) for e in entries if "drift_flag" in e]
+    return int(any(checks)) if checks else None
 
 
 def _extract(kind: str, result, manifest: dict | None, device: dict | None) -> tuple[dict, list[Measurement]]:
@@ -234,49 +165,34 @@ def _extract(kind: str, result, manifest: dict | None, device: dict | None) -> t
     from edgekit.bundle.manifest import bundle_id
 
     r = result if isinstance(result, dict) else {}
-    if manifest is None and kind == "export" and isinstance(r.get("models"), list):
-        manifest = r  # an export's result is its manifest
     man = manifest if isinstance(manifest, dict) else {}
-    model = man.get("model") if isinstance(man.get("model"), dict) else {}
-    entries = profile_entries(result) if kind in ("profile", "camera") else []
+    model = _dict(man, "model")
+    entries = profile_entries(r) if kind in ("profile", "camera") else []
     meas = [Measurement.from_entry(e) for e in entries]
 
-    precision = _get(r, "precision", "model.precision", "tflite.precision")
-    models = (
-        [m for m in man.get("models") or [] if isinstance(m, dict)]
-        if isinstance(man.get("models"), list)
-        else []
-    )
+    # the run's own precision (a profile of one model, an eval; a camera result's `model`), else the
+    # primary model: int8 when exported, else the first (as edgekit.bundle.manifest.primary_model)
+    models = [m for m in man.get("models") or () if isinstance(m, dict)]
+    precision = _get(r, "precision", "model.precision")
     if precision is None and models:
-        # the primary model: int8 when exported, else the first (as edgekit.bundle.manifest.primary_model)
         precision = next((m.get("precision") for m in models if m.get("precision") == "int8"), None)
         precision = precision or models[0].get("precision")
     primary = next((m for m in models if m.get("precision") == precision), {})
     if not isinstance(precision, str):
         precision = None
 
-    env = _environment(result, entries)
-    after = r.get("environment_after") if isinstance(r.get("environment_after"), dict) else {}
-    interp, interp_version = _interpreter(result, env, entries)
+    env, after = _dict(r, "environment"), _dict(r, "environment_after")  # after: the sweep's profile
+    interp, interp_version = _interpreter(r)
     head = headline(meas, precision)
-    if kind == "camera" and head is None:
-        lat = _get(r, "summary.latency_ms", "latency_ms")
-        head = (
-            Measurement.from_entry({"latency_ms": lat, "images_per_s": _get(r, "summary.fps", "fps"), "batch": 1,
-                          "threads": _get(r, "runtime.threads", "threads")})  # fmt: skip
-            if lat
-            else None
-        )
 
     dev = device if isinstance(device, dict) else {}
-    rdev = r.get("device")
-    dev_name = dev.get("name") or (rdev.get("name") if isinstance(rdev, dict) else rdev)
+    dev_name = dev.get("name")
     if not dev_name and kind != "export":
         # Without a device: an eval is the desktop's own (host TFLite beside the float model); other
         # runs went through the `local` target, this machine as the device.
         dev_name = "host" if kind == "eval" else "local"
-    bid = r.get("bundle_id") or r.get("bundle_sha256")
-    if not bid and man.get("files"):
+    bid = None
+    if man.get("files"):
         try:
             bid = bundle_id(man)
         except (KeyError, TypeError, AttributeError):
@@ -284,18 +200,19 @@ def _extract(kind: str, result, manifest: dict | None, device: dict | None) -> t
 
     cols = {
         "bundle_id": bid,
-        "model_name": man.get("name") or _get(r, "model_name", "name" if kind == "export" else "model_name"),
+        "model_name": man.get("name"),
         "family": model.get("family"),
         "alpha": _num(model.get("alpha")),
         "resolution": _int(model.get("resolution")),
-        "classes": _int(model.get("classes") or man.get("num_classes")),
+        "classes": _int(model.get("classes")),
         "params": _int(model.get("params")),
         "macs": _int(model.get("macs")),
         "precision": precision,
         "device": _str(dev_name) or None,
-        "device_kind": dev.get("kind") or (rdev.get("kind") if isinstance(rdev, dict) else None),
+        "device_kind": dev.get("kind"),
         "interpreter": interp,
         "interpreter_version": interp_version,
+        # without settings (an eval): the device eval's own `threads` and `batch`
         "threads": head.threads if head else _int(r.get("threads")),
         "batch": head.batch if head else _int(r.get("batch")),
         "p50_ms": head.p50_ms if head else None,
@@ -303,43 +220,39 @@ def _extract(kind: str, result, manifest: dict | None, device: dict | None) -> t
         "p99_ms": head.p99_ms if head else None,
         "mean_ms": head.mean_ms if head else None,
         "images_per_s": head.images_per_s if head else None,
-        "peak_rss_bytes": (head.peak_rss_bytes if head else None)
-        or _int(r.get("peak_rss_bytes"))
-        or (int(_num(r["peak_rss_mb"]) * 2**20) if _num(r.get("peak_rss_mb")) else None),
-        "size_bytes": _int(primary.get("size_bytes"))
-        or (head.model_size_bytes if head else None)
-        or _int(_get(r, "model_size_bytes", "size_bytes")),
+        "peak_rss_bytes": head.peak_rss_bytes if head else None,
+        "size_bytes": _int(primary.get("size_bytes")) or (head.model_size_bytes if head else None),
         "temperature_c": _temperature(env, after),
-        "throttled": _throttled(env, [after, *entries]),
+        "throttled": _throttled((env, after), entries),
         "sweep_key": _str(_get(r, "sweep.key")),
         **_reference_columns(r),
     }
     if kind == "eval":
+        # desktop and device eval alike: the TFLite figures under `tflite` (latency per image at batch
+        # 1), the float reference under `reference` (a device eval copies it from reference.json)
+        lat = _dict(_dict(r, "tflite"), "latency_ms")
         cols.update(
-            top1=_fraction(_get(r, "tflite.top1", "device_result.top1", "top1", "accuracy.top1")),
-            top5=_fraction(_get(r, "tflite.top5", "device_result.top5", "top5", "accuracy.top5")),
-            reference_top1=_fraction(_get(r, "reference.top1", "reference.float.top1")),
-            reference_top5=_fraction(_get(r, "reference.top5", "reference.float.top5")),
-            agreement=_fraction(_get(r, "agreement", "comparison.agreement", "vs_reference.agreement")),
-            top1_change=_num(_get(r, "top1_change", "comparison.top1_change", "vs_reference.top1_change")),
-            n_images=_int(_get(r, "tflite.n", "n", "images", "tflite.images")),
+            top1=_fraction(_get(r, "tflite.top1")),
+            top5=_fraction(_get(r, "tflite.top5")),
+            reference_top1=_fraction(_get(r, "reference.top1")),
+            reference_top5=_fraction(_get(r, "reference.top5")),
+            # with the host TFLite; a device eval without it: with the reference's predictions
+            agreement=_fraction(_get(r, "agreement", "vs_reference.agreement")),
+            top1_change=_num(r.get("top1_change")),
+            n_images=_int(_get(r, "tflite.n")),
+            p50_ms=_num(lat.get("p50")),
+            p90_ms=_num(lat.get("p90")),
+            p99_ms=_num(lat.get("p99")),
         )
-        if cols["p50_ms"] is None:  # per-image latency a device eval reports
-            lat = _get(r, "tflite.latency_ms", "latency_ms")
-            if isinstance(lat, dict):
-                cols.update(
-                    p50_ms=_num(lat.get("p50")), p90_ms=_num(lat.get("p90")), p99_ms=_num(lat.get("p99"))
-                )
     elif kind == "export" and primary:
         cols["agreement"] = _fraction(_get(primary, "verification.top1_agreement"))
     return cols, meas
 
 
-
 @dataclass(frozen=True)
 class RunRecord:
     """What one export, eval, profile or camera run says, typed: the store's `runs` columns and its
-    `measurements` rows. Built only here (`from_result`), from whatever JSON its producer wrote."""
+    `measurements` rows. Built only here (`from_result`), from the JSON its producer wrote."""
 
     kind: str
     bundle_id: str | None = None
@@ -398,8 +311,9 @@ def _reference_columns(r: dict) -> dict:
     """A desktop eval's own reference figures, or a device result's `vs_reference` comparison."""
     from edgekit.results.comparison import where
 
-    vs = r.get("vs_reference") if isinstance(r.get("vs_reference"), dict) else {}
-    ref = r.get("reference") if isinstance(r.get("reference"), dict) else {}
+    vs, ref = _dict(r, "vs_reference"), _dict(r, "reference")
+    # no `backend`: the desktop eval before it timed the reference (488bb6d; its rows, which migration 3
+    # backfills, and the schema-1 reference.json a device eval copies) ran TensorFlow in-process
     backend = ref.get("backend") or ("tensorflow" if ref.get("device") else None)
     return {
         "reference_p50_ms": _num(_get(r, "reference.latency_ms.p50", "vs_reference.reference_p50_ms")),
@@ -413,11 +327,10 @@ def _reference_columns(r: dict) -> dict:
 
 
 def environment_of(result) -> dict:
+    """The machine a stored run was measured on: a profile's or camera's `environment`, a device eval's
+    under `device_result`; {} for the desktop eval and an export."""
     if isinstance(result, dict):
         for src in (result, result.get("device_result")):
             if isinstance(src, dict) and isinstance(src.get("environment"), dict):
                 return src["environment"]
-    for e in profile_entries(result):
-        if isinstance(e.get("environment"), dict):
-            return e["environment"]
     return {}

@@ -17,6 +17,7 @@ MANIFEST = {
     "name": "mobilenet_v1_025_32",
     "model": {"family": "mobilenet_v1", "alpha": 0.25, "resolution": 32, "classes": 3},
     "models": [{"precision": "int8", "file": "model_int8.tflite"}],
+    "files": {"model_int8.tflite": {"sha256": "ab" * 32, "size_bytes": 1000}},  # the bundle's id comes from these
 }
 GPU = {"type": "GPU", "name": "NVIDIA H200"}
 
@@ -30,20 +31,20 @@ def _desktop_eval(latency: bool) -> dict:
         ref |= {"backend": "torch", "precision": "float32", "latency_ms": {"p50": 2.0, "p90": 2.5, "batch": 1},
                 "throughput": {"batch": 64, "images_per_s": 4000.0}}  # fmt: skip
         host |= {"latency_ms": {"p50": 1.0, "p90": 1.2, "batch": 1}, "throughput": {"batch": 64, "images_per_s": 900.0}}
-    return {"schema_version": 1, "kind": "bundle", "bundle_id": "b1", "reference": ref, "tflite": host,
+    return {"schema_version": 1, "kind": "bundle", "reference": ref, "tflite": host,
             "agreement": 0.97, "top1_change": -0.02}  # fmt: skip
 
 
 PI = {"name": "pi", "kind": "ssh"}
 PI_PROFILE = {
-    "schema_version": 1, "bundle_id": "b1", "precision": "int8", "device": PI,
+    "schema_version": 1, "precision": "int8", "device": PI,
     "configurations": [
         {"precision": "int8", "threads": 4, "batch": 1, "latency_ms": {"p50": 28.0, "p90": 30.0}, "images_per_s": 35.0},
         {"precision": "int8", "threads": 4, "batch": 8, "latency_ms": {"p50": 200.0, "p90": 210.0}, "images_per_s": 40.0},
     ],
 }  # fmt: skip
 PI_EVAL = {
-    "schema_version": 1, "bundle_id": "b1", "device": PI, "precision": "int8", "top1_change": -0.0,
+    "schema_version": 1, "device": PI, "precision": "int8", "top1_change": -0.0,
     "tflite": {"top1": 0.888, "top5": 1.0, "n": 36, "latency_ms": {"p50": 29.0, "p90": 31.0, "p99": 35.0}},
 }  # fmt: skip
 

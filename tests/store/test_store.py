@@ -122,17 +122,21 @@ def test_record_is_robust_to_missing_keys_and_numpy(tmp_path):
     db = tmp_path / "r.db"
     ids = [
         store.record("profile", {}, db=db),
-        store.record("profile", [], db=db),
-        store.record("profile", [{"threads": np.int64(4), "latency_ms": {"p50": np.float32(1.5)}}], db=db),
-        store.record("eval", {"top1": 87.5, "tflite": "odd"}, manifest={"models": "odd"}, db=db),
-        store.record("camera", {"summary": {"latency_ms": {"p50": 3.0}, "fps": 30.0}}, device={}, db=db),
+        store.record("profile", {"configurations": []}, db=db),
+        store.record(
+            "profile", {"configurations": [{"threads": np.int64(4), "latency_ms": {"p50": np.float32(1.5)}}]}, db=db
+        ),
+        store.record("eval", {"tflite": {"top1": 87.5, "latency_ms": "odd"}}, manifest={"models": "odd"}, db=db),
+        store.record("camera", {"latency_ms": {"p50": 3.0}, "fps": 30.0, "runtime": {"threads": 2}}, device={}, db=db),
     ]
     with store.Store.open(db) as s:
         runs = {r["id"]: r for r in s.query()}
     assert sorted(runs) == ids
     assert runs[ids[2]]["threads"] == 4 and runs[ids[2]]["p50_ms"] == 1.5
     assert runs[ids[3]]["top1"] == pytest.approx(0.875)  # a percentage is stored as a fraction
-    assert runs[ids[4]]["p50_ms"] == 3.0 and runs[ids[4]]["images_per_s"] == 30.0
+    # a camera result is its own setting: its FPS and its interpreter's threads
+    assert runs[ids[4]]["p50_ms"] == 3.0 and runs[ids[4]]["batch"] == 1
+    assert runs[ids[4]]["images_per_s"] == 30.0 and runs[ids[4]]["threads"] == 2
 
 
 def test_throttling_and_drift_are_flagged(tmp_path):
